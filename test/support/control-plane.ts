@@ -1,0 +1,197 @@
+// A real etcd and kube-apiserver on free loopback ports, with throwaway certificates and an
+// admin kubeconfig. Everything it starts is stopped by stop(), and by the supervisor when the
+// test process dies before that.
+import { execFile } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import https from 'node:https';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { KubeConfig } from '@kubernetes/client-node';
+import { createCertificateAuthority, issueCertificate, type CertificateAuthority, type IssuedCertificate } from '../../src/pki/certificates.js';
+import { ManagedProcess } from './processes.js';
+import { binary } from './testbin.js';
+import { freePort, waitFor } from './wait.js';
+
+const day = 24 * 60 * 60 * 1000;
+
+export interface ControlPlaneOptions {
+  /** Enable the ServiceAccount admission plugin (needs a controller-manager to create accounts). */
+  serviceAccountAdmission?: boolean;
+}
+
+export interface CommandResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export class ControlPlane {
+  private readonly processes: ManagedProcess[] = [];
+  private admin: IssuedCertificate | undefined;
+
+  private constructor(
+    readonly dir: string,
+    readonly ca: CertificateAuthority,
+    readonly server: string,
+    readonly kubeconfigPath: string,
+  ) {}
+
+  static async start(options: ControlPlaneOptions = {}): Promise<ControlPlane> {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'control-plane-'));
+    const [etcdPort, etcdPeerPort, apiPort] = [await freePort(), await freePort(), await freePort()];
+    const ca = await createCertificateAuthority('test-control-plane-ca', day);
+    const server = `https://127.0.0.1:${apiPort}`;
+    const plane = new ControlPlane(dir, ca, server, path.join(dir, 'admin.kubeconfig'));
+    try {
+      await plane.writeCredentials();
+      await plane.startEtcd(etcdPort, etcdPeerPort);
+      await plane.startApiServer(apiPort, etcdPort, options);
+      return plane;
+    } catch (error) {
+      await plane.stop();
+      throw error;
+    }
+  }
+
+  file(name: string): string {
+    return path.join(this.dir, name);
+  }
+
+  kubeConfig(): KubeConfig {
+    const kc = new KubeConfig();
+    kc.loadFromFile(this.kubeconfigPath);
+    return kc;
+  }
+
+  /** Runs kubectl against this control plane as the admin user. Never throws on a non-zero exit. */
+  async kubectl(args: readonly string[], input?: string): Promise<CommandResult> {
+    const kubectl = await binary('kubectl');
+    return new Promise((resolve, reject) => {
+      const child = execFile(kubectl, ['--kubeconfig', this.kubeconfigPath, ...args], { maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
+        if (error && typeof error.code !== 'number') reject(error);
+        else resolve({ code: typeof error?.code === 'number' ? error.code : 0, stdout, stderr });
+      });
+      child.stdin?.end(input ?? '');
+    });
+  }
+
+  /** Like kubectl(), but throws with kubectl's stderr when it fails. */
+  async kubectlOk(args: readonly string[], input?: string): Promise<string> {
+    const result = await this.kubectl(args, input);
+    if (result.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed (${result.code}): ${result.stderr}`);
+    return result.stdout;
+  }
+
+  /** Starts a process whose lifetime is tied to this control plane. */
+  startProcess(name: string, command: string, args: readonly string[]): ManagedProcess {
+    const proc = new ManagedProcess(name, command, args, { logFile: this.file(`${name}.log`) });
+    this.processes.push(proc);
+    return proc;
+  }
+
+  /** Waits for a process's HTTP(S) health endpoint, failing fast with its log if it exits. */
+  async waitHealthy(proc: ManagedProcess, url: string, timeoutMs = 90_000): Promise<void> {
+    await waitFor(`${proc.name} at ${url}`, async () => {
+      if (!proc.running) throw new Error(`${proc.name} exited:\n${proc.logTail()}`);
+      return (await this.httpGet(url)) === 200 ? true : undefined;
+    }, timeoutMs).catch((error: unknown) => {
+      throw new Error(`${error instanceof Error ? error.message : String(error)}\n--- ${proc.name} log ---\n${proc.logTail()}`);
+    });
+  }
+
+  /** Stops everything in reverse start order and removes the working directory. */
+  async stop(): Promise<void> {
+    for (const proc of this.processes.reverse()) await proc.stop();
+    this.processes.length = 0;
+    if (!process.env.KEEP_CONTROL_PLANE_DIR) await rm(this.dir, { recursive: true, force: true });
+  }
+
+  private async writeCredentials(): Promise<void> {
+    const serving = await issueCertificate(this.ca, {
+      commonName: 'kube-apiserver',
+      dnsNames: ['localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc', 'kubernetes.default.svc.cluster.local'],
+      ipAddresses: ['127.0.0.1', '10.0.0.1'],
+      usage: 'server',
+      validForMs: day,
+    });
+    const admin = await issueCertificate(this.ca, { commonName: 'admin', organizations: ['system:masters'], usage: 'client', validForMs: day });
+    this.admin = admin;
+    const serviceAccountKey = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const files: Record<string, string> = {
+      'ca.crt': this.ca.certPem,
+      'apiserver.crt': serving.certPem,
+      'apiserver.key': serving.keyPem,
+      'admin.crt': admin.certPem,
+      'admin.key': admin.keyPem,
+      'sa.key': serviceAccountKey.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+      'sa.pub': serviceAccountKey.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+    };
+    for (const [name, content] of Object.entries(files)) await writeFile(this.file(name), content, { mode: 0o600 });
+    await writeFile(this.kubeconfigPath, kubeconfigYaml(this.server, this.file('ca.crt'), this.file('admin.crt'), this.file('admin.key')), { mode: 0o600 });
+  }
+
+  private async startEtcd(port: number, peerPort: number): Promise<void> {
+    const client = `http://127.0.0.1:${port}`;
+    const peer = `http://127.0.0.1:${peerPort}`;
+    const etcd = this.startProcess('etcd', await binary('etcd'), [
+      '--name=test', `--data-dir=${this.file('etcd-data')}`,
+      `--listen-client-urls=${client}`, `--advertise-client-urls=${client}`,
+      `--listen-peer-urls=${peer}`, `--initial-advertise-peer-urls=${peer}`, `--initial-cluster=test=${peer}`,
+      '--unsafe-no-fsync', '--log-level=warn',
+    ]);
+    await this.waitHealthy(etcd, `${client}/health`);
+  }
+
+  private async startApiServer(port: number, etcdPort: number, options: ControlPlaneOptions): Promise<void> {
+    const apiserver = this.startProcess('kube-apiserver', await binary('kube-apiserver'), [
+      `--etcd-servers=http://127.0.0.1:${etcdPort}`,
+      `--cert-dir=${this.file('apiserver-certs')}`,
+      `--tls-cert-file=${this.file('apiserver.crt')}`, `--tls-private-key-file=${this.file('apiserver.key')}`,
+      `--client-ca-file=${this.file('ca.crt')}`,
+      `--secure-port=${port}`, '--bind-address=127.0.0.1',
+      '--service-cluster-ip-range=10.0.0.0/24',
+      '--authorization-mode=Node,RBAC', '--allow-privileged=true',
+      '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
+      `--service-account-key-file=${this.file('sa.pub')}`, `--service-account-signing-key-file=${this.file('sa.key')}`,
+      ...(options.serviceAccountAdmission ? [] : ['--disable-admission-plugins=ServiceAccount']),
+    ]);
+    await this.waitHealthy(apiserver, `${this.server}/readyz`);
+  }
+
+  /** GET with the admin client certificate; resolves to the status code, 0 when unreachable. */
+  private httpGet(url: string): Promise<number> {
+    return new Promise((resolve) => {
+      const done = (res: http.IncomingMessage): void => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      };
+      const req = url.startsWith('https:')
+        ? https.get(url, { ca: this.ca.certPem, cert: this.admin?.certPem, key: this.admin?.keyPem, rejectUnauthorized: url.startsWith(this.server) }, done)
+        : http.get(url, done);
+      req.setTimeout(5_000, () => req.destroy());
+      req.on('error', () => resolve(0));
+    });
+  }
+}
+
+function kubeconfigYaml(server: string, caFile: string, certFile: string, keyFile: string): string {
+  return `apiVersion: v1
+kind: Config
+clusters:
+  - name: test
+    cluster:
+      server: ${server}
+      certificate-authority: ${caFile}
+users:
+  - name: admin
+    user:
+      client-certificate: ${certFile}
+      client-key: ${keyFile}
+contexts:
+  - name: test
+    context: {cluster: test, user: admin}
+current-context: test
+`;
+}

@@ -1,0 +1,87 @@
+// Child processes that cannot outlive the test process. Each runs under a tiny shell supervisor
+// that holds a pipe from us: when the test process ends for any reason (a failed test, Ctrl-C,
+// even SIGKILL) the pipe closes and the supervisor stops the child. Each supervisor leads its own
+// process group, so stop() can always finish the job with one SIGKILL.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { openSync, closeSync, readFileSync } from 'node:fs';
+
+const supervisor = `
+exec 3<&0
+"$@" </dev/null 3<&- &
+child=$!
+{ cat >/dev/null; kill -TERM "$child" 2>/dev/null; } <&3 &
+exec 3<&-
+wait "$child"
+`;
+
+export interface ProcessOptions {
+  logFile: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+export class ManagedProcess {
+  readonly name: string;
+  private readonly options: ProcessOptions;
+  private readonly child: ChildProcess;
+  private readonly exit: Promise<number | null>;
+  private exitCode: number | null | undefined;
+
+  // Plain fields rather than parameter properties: this file also runs under Node's type
+  // stripping (see test/unit/processes.test.ts).
+  constructor(name: string, command: string, args: readonly string[], options: ProcessOptions) {
+    this.name = name;
+    this.options = options;
+    const log = openSync(options.logFile, 'a');
+    try {
+      this.child = spawn('/bin/sh', ['-c', supervisor, name, command, ...args], {
+        detached: true,
+        stdio: ['pipe', log, log],
+        env: options.env ?? process.env,
+      });
+    } finally {
+      closeSync(log);
+    }
+    this.exit = new Promise((resolve) => {
+      this.child.on('exit', (code) => {
+        this.exitCode = code;
+        resolve(code);
+      });
+    });
+    // Keep the pipe from holding the event loop open; it still closes when we exit.
+    this.child.unref();
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  get running(): boolean {
+    return this.exitCode === undefined;
+  }
+
+  /** The last lines of the process's log, for error messages. */
+  logTail(lines = 30): string {
+    return readFileSync(this.options.logFile, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  }
+
+  /** Stops the process: SIGTERM through the supervisor, SIGKILL to the group after graceMs. */
+  async stop(graceMs = 10_000): Promise<void> {
+    this.child.stdin?.end();
+    if (this.running) {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
+      await Promise.race([this.exit, timeout]);
+      clearTimeout(timer);
+    }
+    killGroup(this.child.pid);
+  }
+}
+
+function killGroup(pid: number | undefined): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // The group is already gone.
+  }
+}

@@ -1,0 +1,58 @@
+import { execFile, spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { ManagedProcess } from '../support/processes.js';
+import { repoRoot } from '../support/testbin.js';
+import { waitFor } from '../support/wait.js';
+
+/** PIDs in a process group, via pgrep (empty when the group is gone). */
+async function groupMembers(pgid: number): Promise<number[]> {
+  try {
+    const { stdout } = await promisify(execFile)('pgrep', ['-g', String(pgid)]);
+    return stdout.split('\n').filter(Boolean).map(Number);
+  } catch {
+    return []; // pgrep exits 1 when nothing matches
+  }
+}
+
+describe('ManagedProcess', () => {
+  let dir: string;
+  beforeEach(async () => (dir = await mkdtemp(path.join(os.tmpdir(), 'processes-test-'))));
+  afterEach(async () => rm(dir, { recursive: true, force: true }));
+
+  it('stop() ends the child and its whole process group', async () => {
+    const proc = new ManagedProcess('sleeper', 'sleep', ['300'], { logFile: path.join(dir, 'sleeper.log') });
+    const pgid = proc.pid ?? 0;
+    await waitFor('the child to start', async () => ((await groupMembers(pgid)).length >= 2 ? true : undefined));
+    await proc.stop();
+    expect(proc.running).toBe(false);
+    expect(await groupMembers(pgid)).toEqual([]);
+  });
+
+  it('a child that ignores SIGTERM is killed after the grace period', async () => {
+    const proc = new ManagedProcess('stubborn', 'sh', ['-c', 'trap "" TERM; while :; do sleep 1; done'], { logFile: path.join(dir, 'stubborn.log') });
+    const pgid = proc.pid ?? 0;
+    await waitFor('the child to start', async () => ((await groupMembers(pgid)).length >= 2 ? true : undefined));
+    await proc.stop(500);
+    await waitFor('the group to be gone', async () => ((await groupMembers(pgid)).length === 0 ? true : undefined), 5_000);
+  });
+
+  it('the child dies when the test process is SIGKILLed', async () => {
+    // A separate Node process (run with type stripping) starts a supervised sleep, prints the
+    // process group, then gets SIGKILL: no cleanup code of its own can run.
+    const script = `
+      const { ManagedProcess } = await import(${JSON.stringify(path.join(repoRoot, 'test/support/processes.ts'))});
+      const proc = new ManagedProcess('orphan', 'sleep', ['300'], { logFile: ${JSON.stringify(path.join(dir, 'orphan.log'))} });
+      console.log(proc.pid);
+      setInterval(() => {}, 1000);
+    `;
+    const parent = spawn(process.execPath, ['--experimental-strip-types', '--no-warnings', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const pgid = await new Promise<number>((resolve) => parent.stdout.once('data', (chunk: Buffer) => resolve(Number(chunk.toString().trim()))));
+    await waitFor('the orphan to start', async () => ((await groupMembers(pgid)).length >= 2 ? true : undefined));
+
+    parent.kill('SIGKILL');
+    await waitFor('the orphan to be stopped', async () => ((await groupMembers(pgid)).length === 0 ? true : undefined), 10_000);
+  });
+});
