@@ -70,7 +70,7 @@ export class ControlPlane {
     const kubectl = await binary('kubectl');
     return new Promise((resolve, reject) => {
       const child = execFile(kubectl, ['--kubeconfig', this.kubeconfigPath, ...args], { maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
-        if (error && typeof error.code !== 'number') reject(error);
+        if (error && typeof error.code !== 'number') reject(new Error(`kubectl could not run: ${error.message}`));
         else resolve({ code: typeof error?.code === 'number' ? error.code : 0, stdout, stderr });
       });
       child.stdin?.end(input ?? '');
@@ -170,8 +170,12 @@ export class ControlPlane {
       const req = url.startsWith('https:')
         ? https.get(url, { ca: this.ca.certPem, cert: this.admin?.certPem, key: this.admin?.keyPem, rejectUnauthorized: url.startsWith(this.server) }, done)
         : http.get(url, done);
-      req.setTimeout(5_000, () => req.destroy());
-      req.on('error', () => resolve(0));
+      req.setTimeout(5_000, () => {
+        req.destroy();
+      });
+      req.on('error', () => {
+        resolve(0);
+      });
     });
   }
 }
@@ -194,4 +198,22 @@ contexts:
     context: {cluster: test, user: admin}
 current-context: test
 `;
+}
+
+/**
+ * Starts a control plane before the suite's tests and stops it after them (also when starting
+ * failed half-way). Returns an accessor for use inside tests and later hooks.
+ */
+export function controlPlaneForSuite(options: ControlPlaneOptions = {}): () => ControlPlane {
+  let plane: ControlPlane | undefined;
+  beforeAll(async () => {
+    plane = await ControlPlane.start(options);
+  }, 300_000);
+  afterAll(async () => {
+    await plane?.stop();
+  });
+  return () => {
+    if (!plane) throw new Error('the control plane did not start');
+    return plane;
+  };
 }

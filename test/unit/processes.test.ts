@@ -49,7 +49,11 @@ describe('ManagedProcess', () => {
       setInterval(() => {}, 1000);
     `;
     const parent = spawn(process.execPath, ['--experimental-strip-types', '--no-warnings', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-    const pgid = await new Promise<number>((resolve) => parent.stdout.once('data', (chunk: Buffer) => resolve(Number(chunk.toString().trim()))));
+    const pgid = await new Promise<number>((resolve) =>
+      parent.stdout.once('data', (chunk: Buffer) => {
+        resolve(Number(chunk.toString().trim()));
+      }),
+    );
     await waitFor('the orphan to start', async () => ((await groupMembers(pgid)).length >= 2 ? true : undefined));
 
     parent.kill('SIGKILL');

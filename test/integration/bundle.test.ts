@@ -1,0 +1,61 @@
+// The rendered install bundle against a real kube-apiserver.
+import { readFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { controlPlaneForSuite } from '../support/control-plane.js';
+import { bundleObject, bundlePath, operatorNamespace } from '../support/bundle.js';
+import { binary, repoRoot } from '../support/testbin.js';
+
+const controlPlane = controlPlaneForSuite();
+let dryRun: string;
+
+beforeAll(async () => {
+  const plane = controlPlane();
+  // A server-side dry run persists nothing, so the namespace the bundle creates has to exist
+  // already for the namespaced objects to pass admission.
+  await plane.kubectlOk(['create', 'namespace', operatorNamespace]);
+  dryRun = await plane.kubectlOk(['apply', '--dry-run=server', '-f', bundlePath]);
+  await plane.kubectlOk(['apply', '-f', bundlePath]);
+  await plane.kubectlOk(['wait', '--for=condition=Established', 'crd/marketplaceproducts.marketplace.entitlements.io', '--timeout=60s']);
+});
+
+it('config/install.yaml is current with config/ (run `make bundle` when this fails)', async () => {
+  const { stdout } = await promisify(execFile)(path.join(repoRoot, 'hack/render-bundle.sh'), ['-'], { env: { ...process.env, KUBECTL: await binary('kubectl') } });
+  expect(stdout).toBe(await readFile(bundlePath, 'utf8'));
+});
+
+it('kubectl apply --dry-run=server accepts every object of the bundle', () => {
+  const lines = dryRun.trim().split('\n');
+  expect(lines).toHaveLength(12);
+  for (const line of lines) expect(line).toMatch(/ (created|configured) \(server dry run\)$/);
+});
+
+it('kubectl apply installs it, and the operator pod passes the restricted Pod Security level', async () => {
+  const plane = controlPlane();
+  const labels = JSON.parse(await plane.kubectlOk(['get', 'namespace', operatorNamespace, '-o', 'jsonpath={.metadata.labels}'])) as Record<string, string>;
+  expect(labels['pod-security.kubernetes.io/enforce']).toBe('restricted');
+
+  // Create (dry run) a pod from the Deployment's template in the enforcing namespace.
+  const deployment = bundleObject('Deployment') as unknown as { spec: { template: { metadata: object; spec: object } } };
+  const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { ...deployment.spec.template.metadata, name: 'template-check', namespace: operatorNamespace }, spec: deployment.spec.template.spec };
+  const result = await plane.kubectl(['create', '--dry-run=server', '-f', '-'], JSON.stringify(pod));
+  expect(result.stderr).toBe('');
+  expect(result.stdout).toMatch(/pod\/template-check created \(server dry run\)/);
+});
+
+it('the operator ServiceAccount may do what the reconciler needs and no more', async () => {
+  const plane = controlPlane();
+  const as = `--as=system:serviceaccount:${operatorNamespace}:entitlement-operator-controller-manager`;
+  const can = async (...args: string[]) => (await plane.kubectl(['auth', 'can-i', as, ...args])).stdout.trim();
+  expect(await can('patch', 'pods', '-n', 'default')).toBe('yes');
+  expect(await can('create', 'pods', '--subresource=eviction', '-n', 'default')).toBe('yes');
+  expect(await can('create', 'serviceaccounts', '--subresource=token', '-n', 'default')).toBe('yes');
+  expect(await can('patch', 'marketplaceproducts.marketplace.entitlements.io', '--subresource=status', '-n', 'default')).toBe('yes');
+  expect(await can('update', 'leases.coordination.k8s.io/entitlement-operator-leader', '-n', operatorNamespace)).toBe('yes');
+  expect(await can('delete', 'pods', '-n', 'default')).toBe('no');
+  expect(await can('update', 'marketplaceproducts.marketplace.entitlements.io', '-n', 'default')).toBe('no');
+  expect(await can('get', 'secrets', '-n', 'default')).toBe('no');
+  expect(await can('update', 'leases.coordination.k8s.io/other', '-n', operatorNamespace)).toBe('no');
+  expect(await can('patch', 'mutatingwebhookconfigurations/other-webhook')).toBe('no');
+});

@@ -1,0 +1,103 @@
+// The install bundle's shape: what a reviewer would otherwise check by eye.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { V1ClusterRole, V1CustomResourceDefinition, V1Deployment, V1MutatingWebhookConfiguration, V1PodDisruptionBudget, V1Role, V1Service } from '@kubernetes/client-node';
+import { load } from 'js-yaml';
+import { bundleObject, bundleObjects, operatorNamespace } from '../support/bundle.js';
+import { repoRoot } from '../support/testbin.js';
+
+const clusterScoped = new Set(['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding', 'MutatingWebhookConfiguration']);
+
+describe('install bundle', () => {
+  it('holds exactly the objects an install needs, namespaced ones in the operator namespace', () => {
+    const objects = bundleObjects().map((o) => `${o.kind}/${o.metadata.name}`).sort();
+    expect(objects).toEqual([
+      'ClusterRole/entitlement-operator-manager-role',
+      'ClusterRoleBinding/entitlement-operator-manager-rolebinding',
+      'CustomResourceDefinition/marketplaceproducts.marketplace.entitlements.io',
+      'Deployment/entitlement-operator-controller-manager',
+      'MutatingWebhookConfiguration/entitlement-operator-mutating-webhook-configuration',
+      `Namespace/${operatorNamespace}`,
+      'PodDisruptionBudget/entitlement-operator-controller-manager',
+      'Role/entitlement-operator-leader-election-role',
+      'RoleBinding/entitlement-operator-leader-election-rolebinding',
+      'Service/entitlement-operator-metrics-service',
+      'Service/entitlement-operator-webhook-service',
+      'ServiceAccount/entitlement-operator-controller-manager',
+    ]);
+    const misplaced = bundleObjects().filter((o) => !clusterScoped.has(o.kind) && o.metadata.namespace !== operatorNamespace);
+    expect(misplaced).toEqual([]);
+  });
+
+  it('carries the CRD exactly as crds/ has it', () => {
+    const crd = load(readFileSync(path.join(repoRoot, 'crds/marketplaceproducts.yaml'), 'utf8')) as V1CustomResourceDefinition;
+    expect(bundleObject<V1CustomResourceDefinition>('CustomResourceDefinition').spec).toEqual(crd.spec);
+  });
+
+  it('runs two hardened replicas with probes and resources', () => {
+    const deployment = bundleObject<V1Deployment>('Deployment');
+    expect(deployment.spec?.replicas).toBe(2);
+    const pod = deployment.spec?.template.spec;
+    expect(pod?.serviceAccountName).toBe('entitlement-operator-controller-manager');
+    expect(pod?.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
+    expect(pod?.containers).toHaveLength(1);
+    const container = pod?.containers[0];
+    expect(container?.securityContext).toEqual({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+    expect(Object.keys(container?.resources?.requests ?? {}).sort()).toEqual(['cpu', 'memory']);
+    expect(Object.keys(container?.resources?.limits ?? {}).sort()).toEqual(['cpu', 'memory']);
+    expect(container?.livenessProbe?.httpGet).toEqual({ path: '/healthz', port: 'health' });
+    expect(container?.readinessProbe?.httpGet).toEqual({ path: '/readyz', port: 'health' });
+    expect(container?.image).toMatch(/^ghcr\.io\/entitlement-operator\/entitlement-operator:/);
+    expect(Object.fromEntries((container?.ports ?? []).map((p) => [p.name, p.containerPort]))).toEqual({ webhook: 9443, metrics: 8080, health: 8081 });
+    expect(container?.args).toEqual(expect.arrayContaining(['--leader-elect', '--webhook-port=9443', '--metrics-port=8080', '--health-port=8081']));
+  });
+
+  it('keeps a replica through voluntary disruptions', () => {
+    const pdb = bundleObject<V1PodDisruptionBudget>('PodDisruptionBudget');
+    expect(pdb.spec?.minAvailable).toBe(1);
+    expect(pdb.spec?.selector?.matchLabels).toEqual(bundleObject<V1Deployment>('Deployment').spec?.selector.matchLabels);
+  });
+
+  it('registers the pod-gate webhook per the contract', () => {
+    const webhooks = bundleObject<V1MutatingWebhookConfiguration>('MutatingWebhookConfiguration').webhooks ?? [];
+    expect(webhooks).toHaveLength(1);
+    const webhook = webhooks[0];
+    expect(webhook).toMatchObject({
+      admissionReviewVersions: ['v1'],
+      sideEffects: 'None',
+      failurePolicy: 'Fail',
+      matchPolicy: 'Equivalent',
+      rules: [{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'] }],
+      objectSelector: { matchExpressions: [{ key: 'marketplace.entitlements.io/product', operator: 'Exists' }] },
+      namespaceSelector: { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: ['kube-system', operatorNamespace] }] },
+    });
+    expect(webhook?.timeoutSeconds).toBeLessThanOrEqual(10);
+    const serviceRef = webhook?.clientConfig.service;
+    expect(serviceRef?.namespace).toBe(operatorNamespace);
+    expect(bundleObject<V1Service>('Service', serviceRef?.name).spec?.ports?.[0]?.targetPort).toBe('webhook');
+  });
+
+  it('grants the operator only what the reconciler and webhook use, and no wildcard', () => {
+    const grants = (bundleObject<V1ClusterRole>('ClusterRole').rules ?? []).flatMap((rule) =>
+      (rule.resources ?? []).flatMap((resource) =>
+        rule.verbs.map((verb) => `${rule.apiGroups?.[0] || 'core'}/${resource}:${verb}${rule.resourceNames ? `[${rule.resourceNames.join(',')}]` : ''}`),
+      ),
+    );
+    expect(grants.sort()).toEqual([
+      'admissionregistration.k8s.io/mutatingwebhookconfigurations:get[entitlement-operator-mutating-webhook-configuration]',
+      'admissionregistration.k8s.io/mutatingwebhookconfigurations:patch[entitlement-operator-mutating-webhook-configuration]',
+      'core/configmaps:get',
+      'core/pods/eviction:create',
+      'core/pods:get', 'core/pods:list', 'core/pods:patch', 'core/pods:watch',
+      'core/serviceaccounts/token:create',
+      'core/serviceaccounts:get',
+      'events.k8s.io/events:create', 'events.k8s.io/events:patch',
+      'marketplace.entitlements.io/marketplaceproducts/status:get', 'marketplace.entitlements.io/marketplaceproducts/status:patch', 'marketplace.entitlements.io/marketplaceproducts/status:update',
+      'marketplace.entitlements.io/marketplaceproducts:get', 'marketplace.entitlements.io/marketplaceproducts:list', 'marketplace.entitlements.io/marketplaceproducts:watch',
+    ].sort());
+    const roles = bundleObjects().filter((o) => o.kind === 'ClusterRole' || o.kind === 'Role') as (V1ClusterRole | V1Role)[];
+    for (const rule of roles.flatMap((role) => role.rules ?? [])) {
+      expect([...(rule.apiGroups ?? []), ...(rule.resources ?? []), ...rule.verbs]).not.toContain('*');
+    }
+  });
+});
