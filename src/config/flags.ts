@@ -1,0 +1,109 @@
+// Command-line flags of the operator process, exactly as the contract lists them. Parsing is
+// strict: an unknown flag or a bad value is an error naming the flag, reported at startup.
+
+export interface OperatorFlags {
+  kubeconfig?: string;
+  webhookPort: number;
+  webhookUrl?: string;
+  metricsPort: number;
+  healthPort: number;
+  leaderElect: boolean;
+  region?: string;
+  meteringEndpoint?: string;
+  stsEndpoint?: string;
+  stsRegionalEndpoint?: 'regional' | 'legacy';
+  timeout?: number;
+  closeConnection?: boolean;
+  awsProfile?: string;
+  awsCredentialsSecret?: { namespace: string; name: string };
+  anonymous?: boolean;
+  config?: string;
+  help: boolean;
+}
+
+type Kind = 'string' | 'port' | 'positive' | 'boolean' | 'url' | 'secretRef' | 'stsMode';
+
+interface FlagSpec {
+  key: keyof OperatorFlags;
+  kind: Kind;
+  help: string;
+}
+
+// AWS settings have no default here: unset means "take it from the config file or the
+// environment" (flags beat the file, which beats the environment).
+export const flagSpecs: Readonly<Record<string, FlagSpec>> = {
+  kubeconfig: { key: 'kubeconfig', kind: 'string', help: 'kubeconfig for out-of-cluster access (default: in-cluster config, then KUBECONFIG)' },
+  'webhook-port': { key: 'webhookPort', kind: 'port', help: 'HTTPS port of the admission webhook (default 9443)' },
+  'webhook-url': { key: 'webhookUrl', kind: 'url', help: 'out of cluster: register the webhook with this URL instead of a Service' },
+  'metrics-port': { key: 'metricsPort', kind: 'port', help: 'port of Prometheus /metrics (default 8080)' },
+  'health-port': { key: 'healthPort', kind: 'port', help: 'port of /healthz and /readyz (default 8081)' },
+  'leader-elect': { key: 'leaderElect', kind: 'boolean', help: 'Lease-based leader election for the reconciler (default true)' },
+  region: { key: 'region', kind: 'string', help: 'AWS region (default AWS_REGION)' },
+  'metering-endpoint': { key: 'meteringEndpoint', kind: 'url', help: 'Marketplace Metering endpoint (default AWS_ENDPOINT_URL_MARKETPLACE_METERING)' },
+  'sts-endpoint': { key: 'stsEndpoint', kind: 'url', help: 'STS endpoint (default AWS_ENDPOINT_URL_STS)' },
+  'sts-regional-endpoint': { key: 'stsRegionalEndpoint', kind: 'stsMode', help: 'regional or legacy (default regional)' },
+  timeout: { key: 'timeout', kind: 'positive', help: 'per-request AWS timeout in seconds (default 60)' },
+  'close-connection': { key: 'closeConnection', kind: 'boolean', help: 'no HTTP keep-alive to AWS' },
+  'aws-profile': { key: 'awsProfile', kind: 'string', help: 'shared-config profile (default AWS_PROFILE)' },
+  'aws-credentials-secret': { key: 'awsCredentialsSecret', kind: 'secretRef', help: 'NS/NAME of a Secret with access_key_id, secret_access_key[, session_token]' },
+  anonymous: { key: 'anonymous', kind: 'boolean', help: 'unsigned AWS requests (local fakes only)' },
+  config: { key: 'config', kind: 'string', help: 'YAML file with the AWS settings, shaped like the R paws client config' },
+  help: { key: 'help', kind: 'boolean', help: 'print this help' },
+};
+
+export class FlagError extends Error {}
+
+export function parseFlags(argv: readonly string[]): OperatorFlags {
+  const flags: OperatorFlags = { webhookPort: 9443, metricsPort: 8080, healthPort: 8081, leaderElect: true, help: false };
+  const values = flags as unknown as Record<string, unknown>;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] ?? '';
+    const match = /^--([a-z-]+)(?:=(.*))?$/s.exec(arg);
+    if (!match) throw new FlagError(`unexpected argument ${JSON.stringify(arg)}; flags look like --name=value`);
+    const [, name = '', inline] = match;
+    const spec = flagSpecs[name];
+    if (!spec) throw new FlagError(`unknown flag --${name}`);
+    let raw = inline;
+    if (raw === undefined && spec.kind !== 'boolean') {
+      raw = argv[++i];
+      if (raw === undefined) throw new FlagError(`flag --${name} needs a value`);
+    }
+    values[spec.key] = convert(name, spec.kind, raw);
+  }
+  return flags;
+}
+
+function convert(name: string, kind: Kind, raw: string | undefined): unknown {
+  const fail = (expected: string): never => {
+    throw new FlagError(`flag --${name}: ${JSON.stringify(raw)} is not ${expected}`);
+  };
+  switch (kind) {
+    case 'boolean':
+      if (raw === undefined || raw === 'true') return true;
+      if (raw === 'false') return false;
+      return fail('true or false');
+    case 'port': {
+      const port = Number(raw);
+      return Number.isInteger(port) && port > 0 && port < 65536 ? port : fail('a port number (1-65535)');
+    }
+    case 'positive': {
+      const value = Number(raw);
+      return Number.isFinite(value) && value > 0 ? value : fail('a positive number');
+    }
+    case 'url':
+      return URL.canParse(raw ?? '') && /^https?:$/.test(new URL(raw ?? '').protocol) ? raw : fail('an http(s) URL');
+    case 'secretRef': {
+      const [namespace, secretName, ...rest] = (raw ?? '').split('/');
+      return namespace && secretName && rest.length === 0 ? { namespace, name: secretName } : fail('NAMESPACE/NAME');
+    }
+    case 'stsMode':
+      return raw === 'regional' || raw === 'legacy' ? raw : fail('regional or legacy');
+    case 'string':
+      return raw ? raw : fail('a non-empty string');
+  }
+}
+
+export function usage(program: string): string {
+  const lines = Object.entries(flagSpecs).map(([name, spec]) => `  --${name.padEnd(24)} ${spec.help}`);
+  return `Usage: ${program} [flags]\n\nFlags:\n${lines.join('\n')}\n`;
+}
