@@ -11,12 +11,15 @@ ETCD_VERSION=v3.6.16   # also pinned in hack/etcd/go.mod
 KWOK_VERSION=v0.7.0
 
 here=$(cd "$(dirname "$0")" && pwd)
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
+export GOTOOLCHAIN=${GOTOOLCHAIN:-local} CGO_ENABLED=0 GOFLAGS=-mod=mod
 cache_root=${TESTBIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/entitlement-operator/testbin}
 # The go.mod/go.sum contents are part of the key, so a changed pin never reuses a stale build.
 key=$(cat "$here"/k8s/go.sum "$here"/etcd/go.sum "$0" | sha256sum | cut -c1-12)
 out="$cache_root/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-$key"
 mkdir -p "$out"
+# Test workers may ask at the same time; one builds, the others wait and then find the binaries.
+exec 9>"$out.lock"
+flock 9
 
 started=$SECONDS
 log() { printf '[testbin %4ds] %s\n' $((SECONDS - started)) "$*" >&2; }

@@ -1,0 +1,70 @@
+# One entry point for building, testing and deploying the operator. `make help` lists targets.
+
+IMG ?= ghcr.io/entitlement-operator/entitlement-operator:0.1.0
+DEFAULT_IMG := ghcr.io/entitlement-operator/entitlement-operator:0.1.0
+CONTAINER_TOOL ?= docker
+KIND ?= kind
+KIND_CLUSTER ?= entitlement-operator
+KUBECTL ?= kubectl
+OPERATOR_NAMESPACE := entitlement-operator-system
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets.
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+##@ Development
+
+node_modules: package.json package-lock.json
+	npm ci
+	@touch node_modules
+
+.PHONY: build
+build: node_modules ## Compile TypeScript into dist/.
+	npm run build
+
+.PHONY: lint
+lint: node_modules ## Type-check and lint.
+	npm run typecheck
+	npm run lint
+
+.PHONY: testbin
+testbin: ## Build (or find) etcd, Kubernetes and kwok binaries for the tests.
+	hack/build-test-binaries.sh
+
+.PHONY: test
+test: node_modules ## Type-check, lint, then unit, integration and e2e tests (builds test binaries on first use).
+	npm test
+
+.PHONY: bundle
+bundle: ## Render config/default into config/install.yaml.
+	hack/render-bundle.sh
+
+##@ Image and cluster (need Docker and kind)
+
+.PHONY: docker-build
+docker-build: ## Build the operator image $(IMG).
+	$(CONTAINER_TOOL) build -t $(IMG) .
+
+.PHONY: kind-up
+kind-up: ## Create a kind cluster $(KIND_CLUSTER).
+	$(KIND) get clusters | grep -qx $(KIND_CLUSTER) || $(KIND) create cluster --name $(KIND_CLUSTER)
+
+.PHONY: kind-load
+kind-load: ## Load $(IMG) into the kind cluster.
+	$(KIND) load docker-image $(IMG) --name $(KIND_CLUSTER)
+
+.PHONY: deploy
+deploy: ## Install the CRD and operator (config/install.yaml) with image $(IMG).
+	sed 's|image: $(DEFAULT_IMG)|image: $(IMG)|' config/install.yaml | $(KUBECTL) apply -f -
+
+.PHONY: undeploy
+undeploy: ## Remove everything deploy installed, CRD and products included.
+	$(KUBECTL) delete --ignore-not-found -f config/install.yaml
+
+.PHONY: e2e-kind
+e2e-kind: kind-up docker-build kind-load deploy ## Deploy to kind and check that the operator becomes ready.
+	$(KUBECTL) -n $(OPERATOR_NAMESPACE) rollout status deployment/entitlement-operator-controller-manager --timeout=180s
+	$(KUBECTL) apply -n default -k config/samples
+	$(KUBECTL) get -n default marketplaceproducts
