@@ -97,7 +97,8 @@ export class ControlPlane {
       if (!proc.running) throw new Error(`${proc.name} exited:\n${proc.logTail()}`);
       return (await this.httpGet(url)) === 200 ? true : undefined;
     }, timeoutMs).catch((error: unknown) => {
-      throw new Error(`${error instanceof Error ? error.message : String(error)}\n--- ${proc.name} log ---\n${proc.logTail()}`);
+      const keep = process.env.KEEP_CONTROL_PLANE_DIR ? `kept in ${this.dir}` : 'set KEEP_CONTROL_PLANE_DIR=1 to keep it';
+      throw new Error(`${error instanceof Error ? error.message : String(error)}\n--- ${proc.name} log (${keep}) ---\n${proc.logTail()}`);
     });
   }
 
