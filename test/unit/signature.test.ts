@@ -1,0 +1,97 @@
+// Every kind of bad RegisterUsage signature is refused with its own reason, and none crashes.
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { SignJWT } from 'jose';
+import { importPublicKey, maxSignatureLength, newNonce, PublicKeyError, SignatureError, verifyRegistrationSignature, type SignatureFailure } from '../../src/aws/signature.js';
+
+const awsKey = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const otherKey = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const publicPem = awsKey.publicKey.export({ type: 'spki', format: 'pem' }).toString();
+const expected = { productCode: 'prod-abc123', publicKeyVersion: 1, nonce: newNonce() };
+const now = Math.floor(Date.now() / 1000);
+
+function sign(claims: Record<string, unknown>, key: KeyObject | Uint8Array = awsKey.privateKey, alg = 'PS256'): Promise<string> {
+  return new SignJWT(claims).setProtectedHeader({ alg, typ: 'JWT' }).sign(key);
+}
+const validClaims = { productCode: expected.productCode, publicKeyVersion: 1, nonce: expected.nonce, iat: now };
+const b64 = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url');
+
+async function failure(token: string): Promise<SignatureFailure | 'accepted'> {
+  try {
+    await verifyRegistrationSignature(token, await importPublicKey(publicPem), expected);
+    return 'accepted';
+  } catch (error) {
+    if (error instanceof SignatureError) return error.failure;
+    throw error;
+  }
+}
+
+describe('verifyRegistrationSignature', () => {
+  it('accepts a PS256 signature from the product key with the claims sent', async () => {
+    const claims = await verifyRegistrationSignature(await sign(validClaims), await importPublicKey(publicPem), expected);
+    expect(claims).toEqual({ ...expected, issuedAt: new Date(now * 1000) });
+  });
+
+  it('accepts PascalCase claim names', async () => {
+    const token = await sign({ ProductCode: expected.productCode, PublicKeyVersion: 1, Nonce: expected.nonce, iat: now });
+    expect(await failure(token)).toBe('accepted');
+  });
+
+  it('tolerates a small clock skew on iat', async () => {
+    expect(await failure(await sign({ ...validClaims, iat: now + 30 }))).toBe('accepted');
+  });
+
+  const hostile: [string, () => string | Promise<string>, SignatureFailure, RegExp][] = [
+    ['alg: none', () => `${b64({ alg: 'none', typ: 'JWT' })}.${b64(validClaims)}.`, 'AlgorithmNotAllowed', /"none" is not allowed/],
+    ['HS256 keyed with the public key', () => sign(validClaims, new TextEncoder().encode(publicPem), 'HS256'), 'AlgorithmNotAllowed', /"HS256" is not allowed/],
+    ['RS256 with the right key', () => sign(validClaims, awsKey.privateKey, 'RS256'), 'AlgorithmNotAllowed', /"RS256" is not allowed/],
+    ['a valid token from another key', () => sign(validClaims, otherKey.privateKey), 'BadSignature', /does not verify/],
+    ['PS256 header over an RS256 signature', async () => {
+      const [, payload, signature] = (await sign(validClaims, awsKey.privateKey, 'RS256')).split('.');
+      return `${b64({ alg: 'PS256', typ: 'JWT' })}.${payload}.${signature}`;
+    }, 'BadSignature', /does not verify/],
+    ['a replayed token (right key, other nonce)', () => sign({ ...validClaims, nonce: newNonce() }), 'NonceMismatch', /replayed/],
+    ['wrong product code', () => sign({ ...validClaims, productCode: 'other-product' }), 'ProductCodeMismatch', /"other-product", not "prod-abc123"/],
+    ['wrong key version', () => sign({ ...validClaims, publicKeyVersion: 2 }), 'PublicKeyVersionMismatch', /version 2, not 1/],
+    ['a future iat', () => sign({ ...validClaims, iat: now + 3600 }), 'IssuedInFuture', /in the future/],
+    ['no nonce claim', () => sign({ productCode: expected.productCode, publicKeyVersion: 1, iat: now }), 'MissingClaim', /no nonce claim/],
+    ['truncated', async () => (await sign(validClaims)).slice(0, 60), 'Malformed', /not a compact JWS/],
+    ['signature cut short', async () => (await sign(validClaims)).slice(0, -20), 'BadSignature', /does not verify/],
+    ['non-base64', () => 'eyJ!!!.@@@@.####', 'Malformed', /not a compact JWS/],
+    ['a JSON array payload', () => `${b64({ alg: 'PS256' })}.${b64([1, 2])}.AAAA`, 'BadSignature', /does not verify/],
+    ['a header that is not JSON', () => `${Buffer.from('{alg').toString('base64url')}.${b64(validClaims)}.AAAA`, 'Malformed', /header is not base64url-encoded JSON/],
+    ['1 MB of junk', () => 'A'.repeat(1024 * 1024), 'TooLarge', new RegExp(`more than ${maxSignatureLength}`)],
+    ['an empty string', () => '', 'Malformed', /not a compact JWS/],
+  ];
+
+  it.each(hostile)('rejects %s', async (_name, make, reason, message) => {
+    const token = await make();
+    const error = await verifyRegistrationSignature(token, await importPublicKey(publicPem), expected).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SignatureError);
+    expect((error as SignatureError).failure).toBe(reason);
+    expect((error as SignatureError).message).toMatch(message);
+  });
+
+  it('a payload that verifies but is not an object is Malformed', async () => {
+    const { CompactSign } = await import('jose');
+    const token = await new CompactSign(new TextEncoder().encode('[1,2]')).setProtectedHeader({ alg: 'PS256' }).sign(awsKey.privateKey);
+    expect(await failure(token)).toBe('Malformed');
+  });
+});
+
+describe('importPublicKey', () => {
+  it('refuses what is not an SPKI PEM with PublicKeyError', async () => {
+    await expect(importPublicKey('not a key')).rejects.toThrow(PublicKeyError);
+    await expect(importPublicKey('-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----')).rejects.toThrow(PublicKeyError);
+  });
+  it('returns the same key object for the same PEM', async () => {
+    expect(await importPublicKey(publicPem)).toBe(await importPublicKey(publicPem));
+  });
+});
+
+describe('newNonce', () => {
+  it('is 32 random bytes, fresh every time', () => {
+    const nonces = new Set(Array.from({ length: 1000 }, newNonce));
+    expect(nonces.size).toBe(1000);
+    for (const n of nonces) expect(Buffer.from(n, 'base64url')).toHaveLength(32);
+  });
+});
