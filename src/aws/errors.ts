@@ -1,0 +1,86 @@
+// Classifies every failure of an AWS call: retryable (throttling, internal error, 5xx, network
+// error, timeout) or terminal, and the contract's condition reason it maps to.
+
+/** Reasons of the Entitled=False condition that come from AWS (see the contract). */
+export type AwsFailureReason =
+  | 'CustomerNotEntitled'
+  | 'InvalidProductCode'
+  | 'InvalidPublicKeyVersion'
+  | 'PlatformNotSupported'
+  | 'InvalidRegion'
+  | 'DisabledApi'
+  | 'AccessDenied';
+
+export class AwsCallError extends Error {
+  override name = 'AwsCallError';
+  constructor(
+    readonly operation: string,
+    /** The AWS error code (or the Node error code for network failures). */
+    readonly code: string,
+    /** Worth retrying with backoff: the condition is Unknown/Retrying meanwhile. */
+    readonly retryable: boolean,
+    /** The condition reason for a terminal failure, when the contract has one. */
+    readonly reason: AwsFailureReason | undefined,
+    message: string,
+    readonly httpStatus?: number,
+  ) {
+    super(message);
+  }
+}
+
+const reasons: Readonly<Record<string, AwsFailureReason>> = {
+  CustomerNotEntitledException: 'CustomerNotEntitled',
+  InvalidProductCodeException: 'InvalidProductCode',
+  InvalidPublicKeyVersionException: 'InvalidPublicKeyVersion',
+  PlatformNotSupportedException: 'PlatformNotSupported',
+  InvalidRegionException: 'InvalidRegion',
+  InvalidEndpointRegionException: 'InvalidRegion',
+  DisabledApiException: 'DisabledApi',
+  AccessDeniedException: 'AccessDenied',
+  AccessDenied: 'AccessDenied',
+  UnrecognizedClientException: 'AccessDenied',
+  InvalidClientTokenId: 'AccessDenied',
+  InvalidSignatureException: 'AccessDenied',
+  SignatureDoesNotMatch: 'AccessDenied',
+  MissingAuthenticationToken: 'AccessDenied',
+  ExpiredTokenException: 'AccessDenied',
+  ExpiredToken: 'AccessDenied',
+  InvalidIdentityToken: 'AccessDenied',
+  IDPRejectedClaim: 'AccessDenied',
+  CredentialsProviderError: 'AccessDenied',
+};
+
+const retryableCodes = new Set([
+  'ThrottlingException', 'Throttling', 'ThrottledException', 'TooManyRequestsException', 'RequestLimitExceeded',
+  'InternalServiceErrorException', 'InternalFailure', 'InternalError', 'ServiceUnavailable', 'IDPCommunicationError',
+  'TimeoutError', 'RequestTimeout', 'RequestTimeoutException',
+]);
+
+const networkCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED', 'UND_ERR_SOCKET']);
+
+interface SdkErrorShape {
+  name?: string;
+  code?: string;
+  message?: string;
+  $metadata?: { httpStatusCode?: number };
+  $retryable?: unknown;
+}
+
+export function classifyAwsError(operation: string, error: unknown): AwsCallError {
+  if (error instanceof AwsCallError) return error;
+  const e = (typeof error === 'object' && error !== null ? error : {}) as SdkErrorShape;
+  const status = e.$metadata?.httpStatusCode;
+  const code = (networkCodes.has(e.code ?? '') ? e.code : e.name) ?? 'UnknownError';
+  const message = `${operation}: ${code}: ${e.message ?? String(error)}`;
+  const retryable = retryableCodes.has(code) || networkCodes.has(code) || (status !== undefined && status >= 500) || e.name === 'AbortError';
+  return new AwsCallError(operation, code, retryable, retryable ? undefined : reasons[code], message, status);
+}
+
+/** Runs one AWS call, turning any failure into a classified AwsCallError. */
+export async function awsCall<T>(operation: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    throw classifyAwsError(operation, error);
+  }
+}

@@ -1,0 +1,169 @@
+// AWS Marketplace Metering operations as the fake answers them (AWS JSON 1.1 bodies).
+import { createHash, randomUUID, type KeyObject } from 'node:crypto';
+import { SignJWT } from 'jose';
+import { AwsFault, type FakeState } from './state.js';
+
+const productCodePattern = /^[-a-zA-Z0-9/=:_.@]{1,255}$/;
+const hourMs = 60 * 60 * 1000;
+
+export interface SigningKeys {
+  /** The key whose public half the fake publishes. */
+  published: KeyObject;
+  /** A key for answers that must not verify. */
+  rogue: KeyObject;
+}
+
+type Body = Record<string, unknown>;
+
+export async function handleMetering(operation: string, body: Body, state: FakeState, keys: SigningKeys): Promise<Body> {
+  switch (operation) {
+    case 'RegisterUsage':
+      return registerUsage(body, state, keys);
+    case 'MeterUsage':
+      return meterUsage(body, state);
+    case 'BatchMeterUsage':
+      return batchMeterUsage(body, state);
+    case 'ResolveCustomer':
+      return resolveCustomer(body, state);
+    default:
+      throw new AwsFault(400, 'UnknownOperationException', `unknown operation ${operation}`);
+  }
+}
+
+/** Applies the product's configured faults: delay, throttling, 5xx, a fixed error. */
+export async function applyFaults(productCode: string, state: FakeState): Promise<void> {
+  const behaviour = state.behaviour(productCode);
+  if (behaviour.delayMs) await new Promise((resolve) => setTimeout(resolve, behaviour.delayMs));
+  if (state.nextCallHits(productCode, 'throttle', behaviour.throttleShare)) throw new AwsFault(400, 'ThrottlingException', 'Rate exceeded');
+  if (state.nextCallHits(productCode, '5xx', behaviour.serverErrorShare)) {
+    throw new AwsFault(500, 'InternalServiceErrorException', 'An internal error has occurred. Retry your request.');
+  }
+  if (behaviour.error) throw new AwsFault(behaviour.error.startsWith('AccessDenied') ? 403 : 400, behaviour.error, `configured answer for ${productCode}`);
+}
+
+function requireProductCode(body: Body): string {
+  const code = body.ProductCode;
+  if (typeof code !== 'string' || !productCodePattern.test(code)) {
+    throw new AwsFault(400, 'ValidationException', "1 validation error detected: Value at 'productCode' failed to satisfy constraint");
+  }
+  return code;
+}
+
+async function registerUsage(body: Body, state: FakeState, keys: SigningKeys): Promise<Body> {
+  const productCode = requireProductCode(body);
+  const version = body.PublicKeyVersion;
+  if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) {
+    throw new AwsFault(400, 'ValidationException', "1 validation error detected: Value at 'publicKeyVersion' failed to satisfy constraint: Member must have value greater than or equal to 1");
+  }
+  const nonce = body.Nonce;
+  if (nonce !== undefined && (typeof nonce !== 'string' || nonce.length > 255)) {
+    throw new AwsFault(400, 'ValidationException', "1 validation error detected: Value at 'nonce' failed to satisfy constraint: Member must have length less than or equal to 255");
+  }
+  await applyFaults(productCode, state);
+  const behaviour = state.behaviour(productCode);
+  const claims = { productCode, publicKeyVersion: version, nonce, iat: Math.floor(Date.now() / 1000) };
+  const signature = await new SignJWT(claims)
+    .setProtectedHeader({ alg: 'PS256', typ: 'JWT' })
+    .sign(behaviour.badSignature ? keys.rogue : keys.published);
+  return {
+    Signature: signature,
+    ...(behaviour.publicKeyRotationTimestamp === undefined ? {} : { PublicKeyRotationTimestamp: behaviour.publicKeyRotationTimestamp }),
+  };
+}
+
+function timestampMs(value: unknown, field: string): number {
+  if (typeof value !== 'number' || !Number.isFinite(value)) throw new AwsFault(400, 'ValidationException', `${field} must be a timestamp`);
+  return value * 1000;
+}
+
+function checkQuantity(value: unknown, field: string): number {
+  const quantity = value ?? 0;
+  if (typeof quantity !== 'number' || !Number.isInteger(quantity) || quantity < 0 || quantity > 2147483647) {
+    throw new AwsFault(400, 'ValidationException', `${field} must be an integer from 0 to 2147483647`);
+  }
+  return quantity;
+}
+
+async function meterUsage(body: Body, state: FakeState): Promise<Body> {
+  const productCode = requireProductCode(body);
+  const dimension = body.UsageDimension;
+  if (typeof dimension !== 'string' || dimension.length < 1 || dimension.length > 255) {
+    throw new AwsFault(400, 'ValidationException', "Value at 'usageDimension' failed to satisfy constraint");
+  }
+  const time = timestampMs(body.Timestamp, 'Timestamp');
+  const quantity = checkQuantity(body.UsageQuantity, 'UsageQuantity');
+  const allocations = body.UsageAllocations;
+  if (allocations !== undefined) {
+    if (!Array.isArray(allocations) || allocations.length < 1 || allocations.length > 2500) {
+      throw new AwsFault(400, 'InvalidUsageAllocationsException', 'UsageAllocations must hold 1 to 2500 allocations');
+    }
+    const sum = (allocations as Body[]).reduce((total, a) => total + checkQuantity(a.AllocatedUsageQuantity, 'AllocatedUsageQuantity'), 0);
+    if (sum !== quantity) throw new AwsFault(400, 'InvalidUsageAllocationsException', `allocations sum to ${sum}, not the usage quantity ${quantity}`);
+  }
+  const clientToken = body.ClientToken;
+  if (clientToken !== undefined && (typeof clientToken !== 'string' || clientToken.length < 1 || clientToken.length > 64)) {
+    throw new AwsFault(400, 'ValidationException', 'ClientToken must be 1 to 64 characters');
+  }
+  await applyFaults(productCode, state);
+  if (time < Date.now() - 6 * hourMs || time > Date.now() + hourMs) {
+    throw new AwsFault(400, 'TimestampOutOfBoundsException', 'Timestamp must be within the last 6 hours');
+  }
+  if (body.DryRun === true) return {};
+
+  const hour = Math.floor(time / hourMs) * hourMs;
+  const fingerprint = createHash('sha256').update(JSON.stringify([productCode, dimension, hour, quantity, allocations ?? null])).digest('hex');
+  if (typeof clientToken === 'string') {
+    const previous = state.clientTokens.get(clientToken);
+    if (previous !== undefined && previous !== fingerprint) throw new AwsFault(409, 'IdempotencyConflictException', 'ClientToken was used with other parameters');
+    state.clientTokens.set(clientToken, fingerprint);
+  }
+  const key = `${productCode}|${dimension}|${hour}|${JSON.stringify(allocations ?? null)}`;
+  const existing = state.meteringRecords.get(key);
+  if (existing) {
+    if (existing.quantity !== quantity) throw new AwsFault(400, 'DuplicateRequestException', 'A different quantity was already reported for this dimension and hour');
+    return { MeteringRecordId: existing.recordId };
+  }
+  const recordId = randomUUID();
+  state.meteringRecords.set(key, { quantity, recordId });
+  return { MeteringRecordId: recordId };
+}
+
+async function batchMeterUsage(body: Body, state: FakeState): Promise<Body> {
+  const productCode = requireProductCode(body);
+  const records = body.UsageRecords;
+  if (!Array.isArray(records) || records.length > 25) throw new AwsFault(400, 'ValidationException', 'UsageRecords must hold at most 25 records');
+  await applyFaults(productCode, state);
+  const results = (records as Body[]).map((record) => {
+    const time = timestampMs(record.Timestamp, 'Timestamp');
+    if (time < Date.now() - 24 * hourMs || time > Date.now() + hourMs) {
+      throw new AwsFault(400, 'TimestampOutOfBoundsException', 'Timestamp must be within the last 24 hours');
+    }
+    const quantity = checkQuantity(record.Quantity, 'Quantity');
+    const customer = state.customers.find(
+      (c) => c.productCode === productCode && (c.customerIdentifier === record.CustomerIdentifier || c.customerAWSAccountId === record.CustomerAWSAccountId),
+    );
+    if (!customer) return { UsageRecord: record, Status: 'CustomerNotSubscribed' };
+    const hour = Math.floor(time / hourMs) * hourMs;
+    const key = `batch|${productCode}|${customer.customerIdentifier}|${String(record.Dimension)}|${hour}`;
+    const existing = state.meteringRecords.get(key);
+    if (existing) return { UsageRecord: record, MeteringRecordId: existing.recordId, Status: existing.quantity === quantity ? 'Success' : 'DuplicateRecord' };
+    const recordId = randomUUID();
+    state.meteringRecords.set(key, { quantity, recordId });
+    return { UsageRecord: record, MeteringRecordId: recordId, Status: 'Success' };
+  });
+  return { Results: results, UnprocessedRecords: [] };
+}
+
+function resolveCustomer(body: Body, state: FakeState): Body {
+  const token = body.RegistrationToken;
+  if (typeof token !== 'string' || token.length === 0) throw new AwsFault(400, 'ValidationException', 'RegistrationToken is required');
+  if (token.startsWith('expired-')) throw new AwsFault(400, 'ExpiredTokenException', 'Registration token is expired');
+  const customer = state.customers.find((c) => c.registrationToken === token);
+  if (!customer) throw new AwsFault(400, 'InvalidTokenException', 'Registration token is invalid');
+  return {
+    CustomerIdentifier: customer.customerIdentifier,
+    CustomerAWSAccountId: customer.customerAWSAccountId,
+    ProductCode: customer.productCode,
+    ...(customer.licenseArn ? { LicenseArn: customer.licenseArn } : {}),
+  };
+}

@@ -1,0 +1,110 @@
+// What the fake AWS remembers: behaviours per product, credentials it accepts or issued, usage
+// it recorded, and every call it answered.
+import { randomBytes } from 'node:crypto';
+import type { KnownCredentials } from './sigv4.js';
+
+/** How the fake answers calls for one product code. */
+export interface ProductBehaviour {
+  /** Answer RegisterUsage and MeterUsage with this AWS error code, e.g. CustomerNotEntitledException. */
+  error?: string;
+  /** Share (0..1) of calls answered ThrottlingException, spread evenly (0.5: every second call). */
+  throttleShare?: number;
+  /** Share (0..1) of calls answered 500 InternalServiceErrorException. */
+  serverErrorShare?: number;
+  /** Wait this long before answering. */
+  delayMs?: number;
+  /** Sign RegisterUsage answers with a key other than the published one. */
+  badSignature?: boolean;
+  /** Add PublicKeyRotationTimestamp (epoch seconds) to RegisterUsage answers. */
+  publicKeyRotationTimestamp?: number;
+}
+
+export interface Customer {
+  registrationToken: string;
+  customerIdentifier: string;
+  customerAWSAccountId: string;
+  productCode: string;
+  licenseArn?: string;
+}
+
+export interface CallRecord {
+  seq: number;
+  time: string;
+  service: 'metering' | 'sts';
+  operation: string;
+  status: number;
+  errorCode?: string;
+  productCode?: string;
+  /** The access key that signed the call, if any. */
+  accessKeyId?: string;
+  /** For calls signed with credentials the fake issued: the role and session they belong to. */
+  roleArn?: string;
+  roleSessionName?: string;
+  request: Record<string, unknown>;
+}
+
+export interface IssuedCredentials extends KnownCredentials {
+  sessionToken: string;
+  expiration: Date;
+  roleArn: string;
+  roleSessionName: string;
+}
+
+export class FakeState {
+  readonly behaviours = new Map<string, ProductBehaviour>();
+  readonly calls: CallRecord[] = [];
+  readonly issued = new Map<string, IssuedCredentials>();
+  readonly meteringRecords = new Map<string, { quantity: number; recordId: string }>();
+  readonly clientTokens = new Map<string, string>();
+  private readonly counters = new Map<string, number>();
+
+  constructor(
+    readonly staticCredentials: readonly KnownCredentials[],
+    readonly customers: readonly Customer[],
+  ) {}
+
+  behaviour(productCode: string): ProductBehaviour {
+    return this.behaviours.get(productCode) ?? {};
+  }
+
+  /** The n-th call for a product code falls in a share when ⌊n·share⌋ grows: an even spread. */
+  nextCallHits(productCode: string, kind: string, share: number | undefined): boolean {
+    if (!share || share <= 0) return false;
+    const key = `${kind}:${productCode}`;
+    const n = (this.counters.get(key) ?? 0) + 1;
+    this.counters.set(key, n);
+    return Math.floor(n * share) > Math.floor((n - 1) * share);
+  }
+
+  lookupCredentials(accessKeyId: string): KnownCredentials | IssuedCredentials | undefined {
+    return this.staticCredentials.find((c) => c.accessKeyId === accessKeyId) ?? this.issued.get(accessKeyId);
+  }
+
+  issue(roleArn: string, roleSessionName: string, durationSeconds: number): IssuedCredentials {
+    const credentials: IssuedCredentials = {
+      accessKeyId: `ASIA${randomBytes(12).toString('hex').toUpperCase().slice(0, 16)}`,
+      secretAccessKey: randomBytes(30).toString('base64'),
+      sessionToken: `FakeSessionToken/${randomBytes(96).toString('base64')}`,
+      expiration: new Date(Date.now() + durationSeconds * 1000),
+      roleArn,
+      roleSessionName,
+    };
+    this.issued.set(credentials.accessKeyId, credentials);
+    return credentials;
+  }
+
+  record(call: Omit<CallRecord, 'seq' | 'time'>): void {
+    this.calls.push({ seq: this.calls.length + 1, time: new Date().toISOString(), ...call });
+  }
+}
+
+/** An AWS error answer: the code and HTTP status the real service uses. */
+export class AwsFault extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
