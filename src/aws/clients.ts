@@ -22,6 +22,8 @@ function common(settings: AwsSettings, credentials: ClientCredentials | undefine
     requestHandler: new NodeHttpHandler({
       connectionTimeout: timeoutMs,
       requestTimeout: timeoutMs,
+      // Without this the handler only logs a warning and keeps waiting.
+      throwOnRequestTimeout: true,
       httpAgent: new HttpAgent({ keepAlive }),
       httpsAgent: new HttpsAgent({ keepAlive }),
     }),

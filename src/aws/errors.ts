@@ -70,7 +70,10 @@ export function classifyAwsError(operation: string, error: unknown): AwsCallErro
   if (error instanceof AwsCallError) return error;
   const e = (typeof error === 'object' && error !== null ? error : {}) as SdkErrorShape;
   const status = e.$metadata?.httpStatusCode;
-  const code = (networkCodes.has(e.code ?? '') ? e.code : e.name) ?? 'UnknownError';
+  // Some wrappers (the SDK's retry middleware, for errors from another realm) keep only the
+  // message of a network error, so look for its code there too.
+  const networkCode = networkCodes.has(e.code ?? '') ? e.code : [...networkCodes].find((c) => e.message?.includes(c));
+  const code = networkCode ?? e.name ?? 'UnknownError';
   const message = `${operation}: ${code}: ${e.message ?? String(error)}`;
   const retryable = retryableCodes.has(code) || networkCodes.has(code) || (status !== undefined && status >= 500) || e.name === 'AbortError';
   return new AwsCallError(operation, code, retryable, retryable ? undefined : reasons[code], message, status);

@@ -1,5 +1,5 @@
-// Command-line flags of the operator process, exactly as the contract lists them. Parsing is
-// strict: an unknown flag or a bad value is an error naming the flag, reported at startup.
+// Command-line flags of the operator process and the CLI, as the contract lists them. Parsing
+// is strict: an unknown flag or a bad value is an error naming the flag, reported at startup.
 
 export interface OperatorFlags {
   kubeconfig?: string;
@@ -21,23 +21,19 @@ export interface OperatorFlags {
   help: boolean;
 }
 
-type Kind = 'string' | 'port' | 'positive' | 'boolean' | 'url' | 'secretRef' | 'stsMode';
+type Kind = 'string' | 'port' | 'positive' | 'integer' | 'boolean' | 'url' | 'secretRef' | 'stsMode';
 
-interface FlagSpec {
-  key: keyof OperatorFlags;
+export interface FlagSpec {
+  key: string;
   kind: Kind;
   help: string;
 }
 
+export type FlagSpecs = Readonly<Record<string, FlagSpec>>;
+
 // AWS settings have no default here: unset means "take it from the config file or the
-// environment" (flags beat the file, which beats the environment).
-export const flagSpecs: Readonly<Record<string, FlagSpec>> = {
-  kubeconfig: { key: 'kubeconfig', kind: 'string', help: 'kubeconfig for out-of-cluster access (default: in-cluster config, then KUBECONFIG)' },
-  'webhook-port': { key: 'webhookPort', kind: 'port', help: 'HTTPS port of the admission webhook (default 9443)' },
-  'webhook-url': { key: 'webhookUrl', kind: 'url', help: 'out of cluster: register the webhook with this URL instead of a Service' },
-  'metrics-port': { key: 'metricsPort', kind: 'port', help: 'port of Prometheus /metrics (default 8080)' },
-  'health-port': { key: 'healthPort', kind: 'port', help: 'port of /healthz and /readyz (default 8081)' },
-  'leader-elect': { key: 'leaderElect', kind: 'boolean', help: 'Lease-based leader election for the reconciler (default true)' },
+// environment" (flags beat the file, which beats the environment). Shared by operator and CLI.
+export const awsFlagSpecs: FlagSpecs = {
   region: { key: 'region', kind: 'string', help: 'AWS region (default AWS_REGION)' },
   'metering-endpoint': { key: 'meteringEndpoint', kind: 'url', help: 'Marketplace Metering endpoint (default AWS_ENDPOINT_URL_MARKETPLACE_METERING)' },
   'sts-endpoint': { key: 'stsEndpoint', kind: 'url', help: 'STS endpoint (default AWS_ENDPOINT_URL_STS)' },
@@ -48,20 +44,37 @@ export const flagSpecs: Readonly<Record<string, FlagSpec>> = {
   'aws-credentials-secret': { key: 'awsCredentialsSecret', kind: 'secretRef', help: 'NS/NAME of a Secret with access_key_id, secret_access_key[, session_token]' },
   anonymous: { key: 'anonymous', kind: 'boolean', help: 'unsigned AWS requests (local fakes only)' },
   config: { key: 'config', kind: 'string', help: 'YAML file with the AWS settings, shaped like the R paws client config' },
-  help: { key: 'help', kind: 'boolean', help: 'print this help' },
+};
+
+export const helpFlagSpec: FlagSpecs = { help: { key: 'help', kind: 'boolean', help: 'print this help' } };
+
+export const operatorFlagSpecs: FlagSpecs = {
+  kubeconfig: { key: 'kubeconfig', kind: 'string', help: 'kubeconfig for out-of-cluster access (default: in-cluster config, then KUBECONFIG)' },
+  'webhook-port': { key: 'webhookPort', kind: 'port', help: 'HTTPS port of the admission webhook (default 9443)' },
+  'webhook-url': { key: 'webhookUrl', kind: 'url', help: 'out of cluster: register the webhook with this URL instead of a Service' },
+  'metrics-port': { key: 'metricsPort', kind: 'port', help: 'port of Prometheus /metrics (default 8080)' },
+  'health-port': { key: 'healthPort', kind: 'port', help: 'port of /healthz and /readyz (default 8081)' },
+  'leader-elect': { key: 'leaderElect', kind: 'boolean', help: 'Lease-based leader election for the reconciler (default true)' },
+  ...awsFlagSpecs,
+  ...helpFlagSpec,
 };
 
 export class FlagError extends Error {}
 
 export function parseFlags(argv: readonly string[]): OperatorFlags {
-  const flags: OperatorFlags = { webhookPort: 9443, metricsPort: 8080, healthPort: 8081, leaderElect: true, help: false };
-  const values = flags as unknown as Record<string, unknown>;
+  return parseFlagsWith(argv, operatorFlagSpecs, { webhookPort: 9443, metricsPort: 8080, healthPort: 8081, leaderElect: true, help: false });
+}
+
+/** Parses argv against `specs`, starting from `initial` (the defaults). */
+export function parseFlagsWith<T extends object>(argv: readonly string[], specs: FlagSpecs, initial: T): T {
+  const flags = { ...initial };
+  const values = flags as Record<string, unknown>;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] ?? '';
     const match = /^--([a-z-]+)(?:=(.*))?$/s.exec(arg);
     if (!match) throw new FlagError(`unexpected argument ${JSON.stringify(arg)}; flags look like --name=value`);
     const [, name = '', inline] = match;
-    const spec = flagSpecs[name];
+    const spec = specs[name];
     if (!spec) throw new FlagError(`unknown flag --${name}`);
     let raw = inline;
     if (raw === undefined && spec.kind !== 'boolean') {
@@ -86,6 +99,10 @@ function convert(name: string, kind: Kind, raw: string | undefined): unknown {
       const port = Number(raw);
       return Number.isInteger(port) && port > 0 && port < 65536 ? port : fail('a port number (1-65535)');
     }
+    case 'integer': {
+      const value = Number(raw);
+      return raw !== '' && Number.isInteger(value) && value >= 0 ? value : fail('a whole number');
+    }
     case 'positive': {
       const value = Number(raw);
       return Number.isFinite(value) && value > 0 ? value : fail('a positive number');
@@ -103,7 +120,10 @@ function convert(name: string, kind: Kind, raw: string | undefined): unknown {
   }
 }
 
-export function usage(program: string): string {
-  const lines = Object.entries(flagSpecs).map(([name, spec]) => `  --${name.padEnd(24)} ${spec.help}`);
-  return `Usage: ${program} [flags]\n\nFlags:\n${lines.join('\n')}\n`;
+export function usage(program: string, specs: FlagSpecs = operatorFlagSpecs): string {
+  return `Usage: ${program} [flags]\n\nFlags:\n${flagHelp(specs)}`;
+}
+
+export function flagHelp(specs: FlagSpecs): string {
+  return Object.entries(specs).map(([name, spec]) => `  --${name.padEnd(24)} ${spec.help}\n`).join('');
 }

@@ -128,10 +128,10 @@ export class FakeAws {
     });
   }
 
-  private callerRecord(caller: SignedRequest | undefined): Pick<CallRecord, 'accessKeyId' | 'roleArn' | 'roleSessionName'> {
+  private callerRecord(caller: SignedRequest | undefined): Pick<CallRecord, 'accessKeyId' | 'signingRegion' | 'roleArn' | 'roleSessionName'> {
     if (!caller) return {};
     const issued = this.state.issued.get(caller.accessKeyId);
-    return { accessKeyId: caller.accessKeyId, ...(issued ? { roleArn: issued.roleArn, roleSessionName: issued.roleSessionName } : {}) };
+    return { accessKeyId: caller.accessKeyId, signingRegion: caller.region, ...(issued ? { roleArn: issued.roleArn, roleSessionName: issued.roleSessionName } : {}) };
   }
 
   private async metering(target: string, url: URL, req: http.IncomingMessage, raw: string, res: http.ServerResponse): Promise<void> {

@@ -35,8 +35,9 @@ export interface CallRecord {
   status: number;
   errorCode?: string;
   productCode?: string;
-  /** The access key that signed the call, if any. */
+  /** The access key that signed the call, if any, and the region it signed for. */
   accessKeyId?: string;
+  signingRegion?: string;
   /** For calls signed with credentials the fake issued: the role and session they belong to. */
   roleArn?: string;
   roleSessionName?: string;
