@@ -46,13 +46,16 @@ const reasons: Readonly<Record<string, AwsFailureReason>> = {
   ExpiredTokenException: 'AccessDenied',
   ExpiredToken: 'AccessDenied',
   InvalidIdentityToken: 'AccessDenied',
+  InvalidIdentityTokenException: 'AccessDenied',
   IDPRejectedClaim: 'AccessDenied',
+  IDPRejectedClaimException: 'AccessDenied',
+  RegionDisabledException: 'InvalidRegion',
   CredentialsProviderError: 'AccessDenied',
 };
 
 const retryableCodes = new Set([
   'ThrottlingException', 'Throttling', 'ThrottledException', 'TooManyRequestsException', 'RequestLimitExceeded',
-  'InternalServiceErrorException', 'InternalFailure', 'InternalError', 'ServiceUnavailable', 'IDPCommunicationError',
+  'InternalServiceErrorException', 'InternalFailure', 'InternalError', 'ServiceUnavailable', 'IDPCommunicationError', 'IDPCommunicationErrorException',
   'TimeoutError', 'RequestTimeout', 'RequestTimeoutException',
 ]);
 

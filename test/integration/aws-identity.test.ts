@@ -1,0 +1,103 @@
+// Identities that need the real API server: Pod mode (TokenRequest bound to the pod, exchanged
+// at the fake STS, which verifies it with the cluster's service-account key) and operator
+// credentials from a Secret.
+import { readFile } from 'node:fs/promises';
+import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
+import { createMeteringClient, createStsClient } from '../../src/aws/clients.js';
+import { baseCredentials } from '../../src/aws/credentials.js';
+import { AwsCallError } from '../../src/aws/errors.js';
+import { registerUsage } from '../../src/aws/metering.js';
+import { IdentityUnavailableError, PodIdentity, roleArnAnnotation } from '../../src/aws/pod-identity.js';
+import { FakeAws } from '../../src/fake-aws/server.js';
+import { kubeSecretReader } from '../../src/kube/secrets.js';
+import { controlPlaneForSuite } from '../support/control-plane.js';
+import { fakeCredentials, fakeSettings } from '../support/fake-aws.js';
+
+const controlPlane = controlPlaneForSuite();
+const namespace = 'team';
+const annotatedRole = 'arn:aws:iam::123456789012:role/from-service-account';
+const productRole = 'arn:aws:iam::123456789012:role/from-product';
+let fake: FakeAws;
+let core: CoreV1Api;
+let pod: V1Pod;
+
+beforeAll(async () => {
+  const plane = controlPlane();
+  fake = await FakeAws.start({ serviceAccountKeyPems: [await readFile(plane.file('sa.pub'), 'utf8')] });
+  core = plane.kubeConfig().makeApiClient(CoreV1Api);
+  await core.createNamespace({ body: { metadata: { name: namespace } } });
+  await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name: 'app', annotations: { [roleArnAnnotation]: annotatedRole } } } });
+  await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name: 'plain' } } });
+  pod = await core.createNamespacedPod({ namespace, body: { metadata: { name: 'app-0' }, spec: { serviceAccountName: 'app', containers: [{ name: 'app', image: 'registry.invalid/app:1' }] } } });
+});
+afterAll(async () => fake.close());
+
+const podRef = (p: V1Pod, serviceAccountName = p.spec?.serviceAccountName) => ({
+  namespace, name: p.metadata?.name ?? '', uid: p.metadata?.uid ?? '', ...(serviceAccountName ? { serviceAccountName } : {}),
+});
+const podIdentity = (target: FakeAws = fake) => new PodIdentity(core, createStsClient(fakeSettings(target), 'anonymous'));
+
+describe('Pod identity', () => {
+  it("assumes the ServiceAccount's role with a token bound to the pod and signs RegisterUsage with it", async () => {
+    const credentials = await podIdentity().credentials(podRef(pod));
+    expect(credentials.accessKeyId).toMatch(/^ASIA/);
+    await registerUsage(createMeteringClient(fakeSettings(fake), credentials), { productCode: 'pod-mode', publicKeyVersion: 1, nonce: 'n' });
+
+    const [exchange] = fake.calls('AssumeRoleWithWebIdentity').slice(-1);
+    expect(exchange).toMatchObject({ status: 200, roleArn: annotatedRole, roleSessionName: 'team.app-0', request: { WebIdentityToken: '[REDACTED]' } });
+    expect(exchange?.accessKeyId).toBeUndefined(); // the exchange itself is unsigned
+    const [register] = fake.calls('RegisterUsage').slice(-1);
+    expect(register).toMatchObject({ status: 200, productCode: 'pod-mode', roleArn: annotatedRole, roleSessionName: 'team.app-0', accessKeyId: credentials.accessKeyId });
+  });
+
+  it("the product's roleArn wins over the annotation, and credentials are cached per pod and role", async () => {
+    const identity = podIdentity();
+    const first = await identity.credentials(podRef(pod), productRole);
+    const again = await identity.credentials(podRef(pod), productRole);
+    expect(again).toBe(first);
+    expect(fake.calls('AssumeRoleWithWebIdentity').filter((c) => c.roleArn === productRole)).toHaveLength(1);
+  });
+
+  it('no role anywhere: IdentityUnavailable', async () => {
+    const error = await podIdentity().credentials(podRef(pod, 'plain')).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(IdentityUnavailableError);
+    expect((error as Error).message).toMatch(/set spec\.identity\.roleArn, or annotate ServiceAccount team\/plain with eks\.amazonaws\.com\/role-arn/);
+  });
+
+  it('a missing ServiceAccount or a pod that is gone: IdentityUnavailable', async () => {
+    await expect(podIdentity().credentials(podRef(pod, 'absent'))).rejects.toThrow(/cannot read ServiceAccount team\/absent: HTTP 404/);
+    const gone = { ...podRef(pod), uid: '00000000-0000-0000-0000-000000000000' };
+    await expect(podIdentity().credentials(gone, productRole)).rejects.toThrow(IdentityUnavailableError);
+  });
+
+  it('an STS that does not trust the cluster issuer refuses the token: AccessDenied', async () => {
+    const stranger = await FakeAws.start({ serviceAccountKeyPems: [fake.publicKeyPem] });
+    try {
+      const error = await podIdentity(stranger).credentials(podRef(pod)).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(AwsCallError);
+      expect(error).toMatchObject({ code: 'InvalidIdentityTokenException', reason: 'AccessDenied', retryable: false });
+    } finally {
+      await stranger.close();
+    }
+  });
+});
+
+describe('operator credentials from a Secret', () => {
+  it('reads access_key_id and secret_access_key from the Secret', async () => {
+    await core.createNamespacedSecret({
+      namespace,
+      body: { metadata: { name: 'aws-keys' }, stringData: { access_key_id: fakeCredentials.accessKeyId, secret_access_key: fakeCredentials.secretAccessKey } },
+    });
+    const credentials = baseCredentials({ kind: 'secret', namespace, name: 'aws-keys' }, kubeSecretReader(core));
+    await registerUsage(createMeteringClient(fakeSettings(fake), credentials), { productCode: 'secret-keys', publicKeyVersion: 1, nonce: 'n' });
+    expect(fake.calls('RegisterUsage').slice(-1)[0]).toMatchObject({ status: 200, productCode: 'secret-keys', accessKeyId: fakeCredentials.accessKeyId });
+  });
+
+  it('a Secret without the keys is an error naming them', async () => {
+    await core.createNamespacedSecret({ namespace, body: { metadata: { name: 'half' }, stringData: { access_key_id: 'AKIA' } } });
+    const credentials = baseCredentials({ kind: 'secret', namespace, name: 'half' }, kubeSecretReader(core));
+    await expect(registerUsage(createMeteringClient(fakeSettings(fake), credentials), { productCode: 'x', publicKeyVersion: 1, nonce: 'n' })).rejects.toThrow(
+      /Secret team\/half needs keys access_key_id and secret_access_key/,
+    );
+  });
+});
