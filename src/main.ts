@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // Entry point of the operator process: flags → logger → servers. No logic of its own.
+import { resolveAwsSettings, SettingsError } from './aws/settings.js';
 import { FlagError, parseFlags, usage } from './config/flags.js';
 import { HealthServer } from './observability/health.js';
 import { createLogger } from './observability/logger.js';
@@ -18,10 +19,25 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
 
+  let aws;
+  try {
+    aws = resolveAwsSettings(flags);
+  } catch (error) {
+    if (!(error instanceof SettingsError)) throw error;
+    process.stderr.write(`entitlement-operator: ${error.message}\n`);
+    return 2;
+  }
+
   const log = createLogger();
   const health = new HealthServer();
   await health.listen(flags.healthPort);
-  log.info('operator started', { healthPort: flags.healthPort, leaderElect: flags.leaderElect });
+  log.info('operator started', {
+    healthPort: flags.healthPort,
+    leaderElect: flags.leaderElect,
+    awsRegion: aws.region,
+    awsIdentity: aws.credentials.kind,
+    meteringEndpoint: aws.meteringEndpoint,
+  });
 
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGTERM', resolve);

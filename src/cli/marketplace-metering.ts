@@ -38,6 +38,8 @@ const awsCommandFlags: FlagSpecs = {
   'role-arn': { key: 'roleArn', kind: 'string', help: 'assume this IAM role (STS AssumeRole) with the credentials above' },
 };
 
+const productCodeFlag: FlagSpecs = { 'product-code': { key: 'productCode', kind: 'string', help: 'the product code (required)' } };
+
 class UsageError extends Error {}
 
 const text = (values: Values, key: string): string => values[key] as string;
@@ -77,7 +79,7 @@ const commands: Readonly<Record<string, Command>> = {
   'register-usage': {
     summary: 'Register a running container: RegisterUsage with a product code, public key version and nonce',
     flags: {
-      'product-code': { key: 'productCode', kind: 'string', help: 'the product code (required)' },
+      ...productCodeFlag,
       'public-key-version': { key: 'publicKeyVersion', kind: 'integer', help: 'the public key version (required)' },
       nonce: { key: 'nonce', kind: 'string', help: 'nonce to send (default: 32 fresh random bytes)' },
     },
@@ -92,7 +94,7 @@ const commands: Readonly<Record<string, Command>> = {
   'meter-usage': {
     summary: 'Report usage of one dimension for one hour: MeterUsage',
     flags: {
-      'product-code': { key: 'productCode', kind: 'string', help: 'the product code (required)' },
+      ...productCodeFlag,
       dimension: { key: 'dimension', kind: 'string', help: 'the usage dimension (required)' },
       quantity: { key: 'quantity', kind: 'integer', help: 'the usage quantity (default 0)' },
       timestamp: { key: 'timestamp', kind: 'string', help: 'RFC 3339 time or epoch seconds (default now; AWS rounds down to the hour)' },
@@ -120,7 +122,7 @@ const commands: Readonly<Record<string, Command>> = {
   'batch-meter-usage': {
     summary: 'Report SaaS usage records (up to 25): BatchMeterUsage',
     flags: {
-      'product-code': { key: 'productCode', kind: 'string', help: 'the product code (required)' },
+      ...productCodeFlag,
       records: { key: 'records', kind: 'string', help: 'JSON array (or @file) of {Timestamp, CustomerIdentifier|CustomerAWSAccountId, Dimension, Quantity} (required)' },
     },
     required: ['product-code', 'records'],
@@ -151,7 +153,7 @@ const commands: Readonly<Record<string, Command>> = {
     flags: {
       signature: { key: 'signature', kind: 'string', help: 'the Signature from RegisterUsage, or @file (required)' },
       'public-key': { key: 'publicKey', kind: 'string', help: 'path of the PEM public key (required)' },
-      'product-code': { key: 'productCode', kind: 'string', help: 'the product code sent (required)' },
+      ...productCodeFlag,
       'public-key-version': { key: 'publicKeyVersion', kind: 'integer', help: 'the public key version sent (required)' },
       nonce: { key: 'nonce', kind: 'string', help: 'the nonce sent (required)' },
     },

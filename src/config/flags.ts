@@ -1,23 +1,14 @@
 // Command-line flags of the operator process and the CLI, as the contract lists them. Parsing
 // is strict: an unknown flag or a bad value is an error naming the flag, reported at startup.
+import type { AwsFlags } from '../aws/settings.js';
 
-export interface OperatorFlags {
+export interface OperatorFlags extends AwsFlags {
   kubeconfig?: string;
   webhookPort: number;
   webhookUrl?: string;
   metricsPort: number;
   healthPort: number;
   leaderElect: boolean;
-  region?: string;
-  meteringEndpoint?: string;
-  stsEndpoint?: string;
-  stsRegionalEndpoint?: 'regional' | 'legacy';
-  timeout?: number;
-  closeConnection?: boolean;
-  awsProfile?: string;
-  awsCredentialsSecret?: { namespace: string; name: string };
-  anonymous?: boolean;
-  config?: string;
   help: boolean;
 }
 

@@ -213,15 +213,14 @@ function readBody(req: http.IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    // An oversized body is drained, not kept, so the client still gets its 413.
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
-      if (size > maxBodyBytes) {
-        reject(new Error('body too large'));
-        req.destroy();
-      } else chunks.push(chunk);
+      if (size <= maxBodyBytes) chunks.push(chunk);
     });
     req.on('end', () => {
-      resolve(Buffer.concat(chunks).toString('utf8'));
+      if (size > maxBodyBytes) reject(new Error('body too large'));
+      else resolve(Buffer.concat(chunks).toString('utf8'));
     });
     req.on('error', reject);
   });
