@@ -7,7 +7,11 @@ import { createMeteringClient, createStsClient } from '../../src/aws/clients.js'
 import { baseCredentials } from '../../src/aws/credentials.js';
 import { AwsCallError } from '../../src/aws/errors.js';
 import { registerUsage } from '../../src/aws/metering.js';
+import { Identities } from '../../src/aws/identity.js';
 import { IdentityUnavailableError, PodIdentity, roleArnAnnotation } from '../../src/aws/pod-identity.js';
+import { loadPublicKey } from '../../src/aws/public-key.js';
+import { PublicKeyError, verifyRegistrationSignature } from '../../src/aws/signature.js';
+import { kubeConfigMapReader } from '../../src/kube/config-maps.js';
 import { FakeAws } from '../../src/fake-aws/server.js';
 import { kubeSecretReader } from '../../src/kube/secrets.js';
 import { controlPlaneForSuite } from '../support/control-plane.js';
@@ -99,5 +103,51 @@ describe('operator credentials from a Secret', () => {
     await expect(registerUsage(createMeteringClient(fakeSettings(fake), credentials), { productCode: 'x', publicKeyVersion: 1, nonce: 'n' })).rejects.toThrow(
       /Secret team\/half needs keys access_key_id and secret_access_key/,
     );
+  });
+});
+
+describe('Identities (the choice by identity.mode)', () => {
+  const identities = () => new Identities(fakeCredentials, createStsClient(fakeSettings(fake), fakeCredentials), podIdentity());
+  const sign = async (credentials: Awaited<ReturnType<Identities['forPod']>>, productCode: string) => {
+    await registerUsage(createMeteringClient(fakeSettings(fake), credentials), { productCode, publicKeyVersion: 1, nonce: 'n' });
+    return fake.calls('RegisterUsage').slice(-1)[0];
+  };
+
+  it('Pod mode uses the pod identity', async () => {
+    expect(await sign(await identities().forPod({ mode: 'Pod' }, podRef(pod)), 'ids-pod')).toMatchObject({ roleArn: annotatedRole, roleSessionName: 'team.app-0' });
+  });
+
+  it('Operator mode uses the base keys, or one cached AssumeRole per role', async () => {
+    const ids = identities();
+    expect(await sign(await ids.forPod({ mode: 'Operator' }, podRef(pod)), 'ids-op')).toMatchObject({ accessKeyId: fakeCredentials.accessKeyId });
+    const role = 'arn:aws:iam::123456789012:role/operator-mode';
+    for (const name of ['a', 'b', 'c']) {
+      expect(await sign(await ids.forPod({ mode: 'Operator', roleArn: role }, { ...podRef(pod), name }), 'ids-role')).toMatchObject({ roleArn: role, roleSessionName: 'entitlement-operator' });
+    }
+    expect(fake.calls('AssumeRole').filter((c) => c.roleArn === role)).toHaveLength(1);
+  });
+});
+
+describe('product public key', () => {
+  const read = () => kubeConfigMapReader(core);
+  const expected = { productCode: 'keyed', publicKeyVersion: 1, nonce: 'n1' };
+
+  it('from a ConfigMap verifies the fake signature', async () => {
+    await core.createNamespacedConfigMap({ namespace, body: { metadata: { name: 'signing-key' }, data: { 'v1.pem': fake.publicKeyPem, junk: 'not a key' } } });
+    const key = await loadPublicKey({ configMapKeyRef: { name: 'signing-key', key: 'v1.pem' } }, namespace, read());
+    const { signature } = await registerUsage(createMeteringClient(fakeSettings(fake), fakeCredentials), expected);
+    await expect(verifyRegistrationSignature(signature, key, expected)).resolves.toMatchObject(expected);
+    await expect(loadPublicKey({ pem: fake.publicKeyPem }, namespace, read())).resolves.toBe(key);
+  });
+
+  it.each([
+    ['a missing ConfigMap', { configMapKeyRef: { name: 'absent', key: 'v1.pem' } }, /ConfigMap team\/absent not found/],
+    ['a missing key', { configMapKeyRef: { name: 'signing-key', key: 'v2.pem' } }, /ConfigMap team\/signing-key has no key v2\.pem/],
+    ['a value that is not a key', { configMapKeyRef: { name: 'signing-key', key: 'junk' } }, /not a PEM "PUBLIC KEY"/],
+    ['an inline PEM that is not a key', { pem: '-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----' }, /not a PEM "PUBLIC KEY"/],
+  ])('%s is PublicKeyUnavailable', async (_name, source, message) => {
+    const error = await loadPublicKey(source, namespace, read()).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(PublicKeyError);
+    expect((error as Error).message).toMatch(message);
   });
 });
