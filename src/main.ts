@@ -1,59 +1,63 @@
 #!/usr/bin/env node
-// Entry point of the operator process: flags → logger → servers. No logic of its own.
+// Entry point of the operator process: flags → settings → operator. No logic of its own.
 import { resolveAwsSettings, SettingsError } from './aws/settings.js';
 import { FlagError, parseFlags, usage } from './config/flags.js';
-import { HealthServer } from './observability/health.js';
 import { createLogger } from './observability/logger.js';
+import { defaultOperatorOptions, startOperator } from './operator.js';
 
 async function main(argv: readonly string[]): Promise<number> {
   let flags;
-  try {
-    flags = parseFlags(argv);
-  } catch (error) {
-    if (!(error instanceof FlagError)) throw error;
-    process.stderr.write(`entitlement-operator: ${error.message}\n\n${usage('entitlement-operator')}`);
-    return 2;
-  }
-  if (flags.help) {
-    process.stdout.write(usage('entitlement-operator'));
-    return 0;
-  }
-
   let aws;
   try {
+    flags = parseFlags(argv);
+    if (flags.help) {
+      process.stdout.write(usage('entitlement-operator'));
+      return 0;
+    }
     aws = resolveAwsSettings(flags);
   } catch (error) {
-    if (!(error instanceof SettingsError)) throw error;
-    process.stderr.write(`entitlement-operator: ${error.message}\n`);
+    if (!(error instanceof FlagError) && !(error instanceof SettingsError)) throw error;
+    process.stderr.write(`entitlement-operator: ${error.message}\n${error instanceof FlagError ? `\n${usage('entitlement-operator')}` : ''}`);
     return 2;
   }
 
   const log = createLogger();
-  const health = new HealthServer();
-  await health.listen(flags.healthPort);
-  log.info('operator started', {
-    healthPort: flags.healthPort,
+  const options = defaultOperatorOptions();
+  log.info('starting', {
+    identity: options.identity,
+    namespace: options.namespace,
     leaderElect: flags.leaderElect,
+    webhookUrl: flags.webhookUrl,
     awsRegion: aws.region,
     awsIdentity: aws.credentials.kind,
     meteringEndpoint: aws.meteringEndpoint,
   });
+  const operator = await startOperator(flags, aws, options, log);
+  log.info('started');
 
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGTERM', resolve);
-    process.once('SIGINT', resolve);
+  const reason = await new Promise<string>((resolve) => {
+    process.once('SIGTERM', () => {
+      resolve('SIGTERM');
+    });
+    process.once('SIGINT', () => {
+      resolve('SIGINT');
+    });
+    void operator.lost.then(() => {
+      resolve('leadership lost');
+    });
   });
-  log.info('shutting down', { signal });
-  await health.close();
-  return 0;
+  log.info('shutting down', { reason });
+  await operator.stop();
+  log.info('stopped');
+  return reason === 'leadership lost' ? 1 : 0;
 }
 
 main(process.argv.slice(2)).then(
   (code) => {
-    process.exitCode = code;
+    process.exit(code);
   },
   (error: unknown) => {
     process.stderr.write(`entitlement-operator: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-    process.exitCode = 1;
+    process.exit(1);
   },
 );

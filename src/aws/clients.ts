@@ -15,25 +15,30 @@ export type ClientCredentials = AwsCredentialIdentityProvider | AwsCredentialIde
 const anonymousIdentity: AwsCredentialIdentity = { accessKeyId: 'anonymous', secretAccessKey: 'anonymous' };
 const noopSigner = { sign: <T>(request: T): Promise<T> => Promise.resolve(request) };
 
-function common(settings: AwsSettings, credentials: ClientCredentials | undefined) {
+/** The HTTP layer for AWS calls; share one between clients to share its connection pool. */
+export function createRequestHandler(settings: AwsSettings): NodeHttpHandler {
   const timeoutMs = Math.round(settings.timeoutSeconds * 1000);
   const keepAlive = !settings.closeConnection;
+  return new NodeHttpHandler({
+    connectionTimeout: timeoutMs,
+    requestTimeout: timeoutMs,
+    // Without this the handler only logs a warning and keeps waiting.
+    throwOnRequestTimeout: true,
+    httpAgent: new HttpAgent({ keepAlive }),
+    httpsAgent: new HttpsAgent({ keepAlive }),
+  });
+}
+
+function common(settings: AwsSettings, credentials: ClientCredentials | undefined, requestHandler?: NodeHttpHandler) {
   return {
-    requestHandler: new NodeHttpHandler({
-      connectionTimeout: timeoutMs,
-      requestTimeout: timeoutMs,
-      // Without this the handler only logs a warning and keeps waiting.
-      throwOnRequestTimeout: true,
-      httpAgent: new HttpAgent({ keepAlive }),
-      httpsAgent: new HttpsAgent({ keepAlive }),
-    }),
+    requestHandler: requestHandler ?? createRequestHandler(settings),
     ...(credentials === 'anonymous' ? { credentials: anonymousIdentity, signer: noopSigner } : credentials ? { credentials } : {}),
   };
 }
 
-export function createMeteringClient(settings: AwsSettings, credentials?: ClientCredentials, region = settings.region): MarketplaceMeteringClient {
+export function createMeteringClient(settings: AwsSettings, credentials?: ClientCredentials, region = settings.region, requestHandler?: NodeHttpHandler): MarketplaceMeteringClient {
   return new MarketplaceMeteringClient({
-    ...common(settings, credentials),
+    ...common(settings, credentials, requestHandler),
     ...(region ? { region } : {}),
     ...(settings.meteringEndpoint ? { endpoint: settings.meteringEndpoint } : {}),
   });

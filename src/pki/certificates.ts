@@ -55,6 +55,13 @@ export async function createCertificateAuthority(commonName: string, validForMs:
   return { certificate, privateKey: keys.privateKey, certPem: certificate.toString('pem'), keyPem: await privateKeyPem(keys.privateKey) };
 }
 
+/** A CA from its PEM certificate and PKCS#8 key, as createCertificateAuthority wrote them. */
+export async function loadCertificateAuthority(certPem: string, keyPem: string): Promise<CertificateAuthority> {
+  const certificate = new x509.X509Certificate(certPem);
+  const privateKey = await webcrypto.subtle.importKey('pkcs8', x509.PemConverter.decodeFirst(keyPem), algorithm, true, ['sign']);
+  return { certificate, privateKey, certPem, keyPem };
+}
+
 export async function issueCertificate(ca: CertificateAuthority, request: CertificateRequest): Promise<IssuedCertificate> {
   const keys = await generateKeys();
   const now = Date.now();

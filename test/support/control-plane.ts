@@ -85,8 +85,8 @@ export class ControlPlane {
   }
 
   /** Starts a process whose lifetime is tied to this control plane. */
-  startProcess(name: string, command: string, args: readonly string[]): ManagedProcess {
-    const proc = new ManagedProcess(name, command, args, { logFile: this.file(`${name}.log`) });
+  startProcess(name: string, command: string, args: readonly string[], env?: NodeJS.ProcessEnv): ManagedProcess {
+    const proc = new ManagedProcess(name, command, args, { logFile: this.file(`${name}.log`), ...(env ? { env } : {}) });
     this.processes.push(proc);
     return proc;
   }

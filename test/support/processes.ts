@@ -64,6 +64,26 @@ export class ManagedProcess {
     return readFileSync(this.options.logFile, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
   }
 
+  /** Kills the process and its supervisor at once, as a crash would (no cleanup runs). */
+  kill(): void {
+    this.child.stdin?.end();
+    killGroup(this.child.pid);
+  }
+
+  /** Sends a signal to the supervised program itself (for example SIGTERM for a graceful stop). */
+  signal(signal: NodeJS.Signals): void {
+    try {
+      process.kill(-(this.child.pid ?? 0), signal);
+    } catch {
+      // Already gone.
+    }
+  }
+
+  /** Resolves when the process has exited. */
+  exited(): Promise<number | null> {
+    return this.exit;
+  }
+
   /** Stops the process: SIGTERM through the supervisor, SIGKILL to the group after graceMs. */
   async stop(graceMs = 10_000): Promise<void> {
     this.child.stdin?.end();

@@ -1,0 +1,191 @@
+// Reconciles one labelled pod towards its verdict. Level-triggered and idempotent: it reads the
+// pod's annotations and gate and does only what is missing, so a restart or a repeated event
+// never registers a pod twice.
+//   watch → queue → here → Registrar (AWS) → verdict → pod patch, Event, product outcome
+import { ApiException, PatchStrategy, setHeaderOptions, type CoreV1Api, type V1Pod } from '@kubernetes/client-node';
+import { annotations, productLabel, schedulingGate, type MarketplaceProduct, type NotEntitledReason, type Verdict } from '../api/marketplace-product.js';
+import { newNonce } from '../aws/signature.js';
+import type { EventRecorder } from '../kube/events.js';
+import type { Informer } from '../kube/informer.js';
+import type { Outcome } from '../kube/workqueue.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { ProductOutcomes } from './product-outcomes.js';
+import type { Registrar } from './registration.js';
+
+export class RetryLater extends Error {
+  override name = 'RetryLater';
+}
+
+export function isGated(pod: V1Pod): boolean {
+  return (pod.spec?.schedulingGates ?? []).some((g) => g.name === schedulingGate);
+}
+
+export function verdictOf(pod: V1Pod): Verdict | undefined {
+  const value = pod.metadata?.annotations?.[annotations.status];
+  return value === 'Entitled' || value === 'NotEntitled' ? value : undefined;
+}
+
+export function reasonOf(pod: V1Pod): string | undefined {
+  return pod.metadata?.annotations?.[annotations.reason];
+}
+
+interface Written {
+  nonce?: string;
+  verdict?: Verdict;
+}
+
+export class PodReconciler {
+  // What this process wrote to pods, by uid. The informer cache lags behind our own writes, and a
+  // re-run of the same pod must see them, or it would register the pod a second time.
+  private readonly written = new Map<string, Written>();
+
+  constructor(
+    private readonly core: CoreV1Api,
+    private readonly pods: Informer<V1Pod>,
+    private readonly products: Informer<MarketplaceProduct>,
+    private readonly registrar: Registrar,
+    private readonly outcomes: ProductOutcomes,
+    private readonly events: EventRecorder,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+  ) {}
+
+  async reconcile(key: string): Promise<Outcome | undefined> {
+    const pod = this.pods.get(key);
+    if (!pod?.metadata || pod.metadata.deletionTimestamp) return undefined;
+    const namespace = pod.metadata.namespace ?? '';
+    const productName = pod.metadata.labels?.[productLabel];
+    if (!productName) return undefined;
+    const log = this.log.child({ pod: key, product: `${namespace}/${productName}` });
+    const product = this.products.get(`${namespace}/${productName}`);
+    const mine = this.written.get(pod.metadata.uid ?? '');
+    const verdict = verdictOf(pod) ?? mine?.verdict;
+    const reason = reasonOf(pod);
+
+    if (verdict === 'Entitled') {
+      if (isGated(pod)) await this.patchPod(pod, {}, true); // finish an interrupted ungate
+      return undefined;
+    }
+    if (verdict === 'NotEntitled' && reason !== 'ProductNotFound') {
+      if (product?.spec.enforcement === 'Audit' && isGated(pod)) await this.patchPod(pod, {}, true);
+      else if (product && product.spec.enforcement !== 'Audit' && !isGated(pod)) await this.evict(pod, log);
+      return undefined;
+    }
+    if (!product) {
+      if (reason !== 'ProductNotFound') {
+        await this.patchPod(pod, { [annotations.status]: 'NotEntitled', [annotations.reason]: 'ProductNotFound' }, false);
+        await this.events.pod(pod, 'Warning', 'NotEntitled', 'CheckEntitlement', `MarketplaceProduct ${namespace}/${productName} not found; the pod stays gated until it exists`);
+        this.metrics.verdicts.inc({ verdict: 'NotEntitled', reason: 'ProductNotFound' });
+        log.info('product not found, pod stays gated');
+      }
+      return undefined;
+    }
+    return this.check(pod, product, log);
+  }
+
+  private async check(pod: V1Pod, product: MarketplaceProduct, log: Logger): Promise<Outcome | undefined> {
+    const productKey = `${product.metadata.namespace}/${product.metadata.name}`;
+    // Write-ahead: the nonce is on the pod before RegisterUsage, so a retry after a crash is the
+    // same registration (same nonce), never a second one.
+    const uid = pod.metadata?.uid ?? '';
+    let nonce = pod.metadata?.annotations?.[annotations.nonce] ?? this.written.get(uid)?.nonce;
+    if (!nonce) {
+      nonce = newNonce();
+      if (!(await this.patchPod(pod, { [annotations.nonce]: nonce }, false))) return undefined;
+      this.written.set(uid, { nonce });
+    }
+    const podRef = {
+      namespace: pod.metadata?.namespace ?? '',
+      name: pod.metadata?.name ?? '',
+      uid: pod.metadata?.uid ?? '',
+      ...(pod.spec?.serviceAccountName ? { serviceAccountName: pod.spec.serviceAccountName } : {}),
+    };
+    const result = await this.registrar.check(product, podRef, nonce);
+    if (result.verdict === 'Retry') {
+      this.outcomes.record(productKey, { status: 'Unknown', reason: 'Retrying', message: result.message });
+      log.warn('registration will be retried', { error: result.message });
+      throw new RetryLater(result.message);
+    }
+
+    const audit = product.spec.enforcement === 'Audit';
+    if (result.verdict === 'Entitled') {
+      const registeredAt = result.registeredAt.toISOString();
+      await this.patchPod(pod, { [annotations.status]: 'Entitled', [annotations.reason]: 'SignatureVerified', [annotations.registeredAt]: registeredAt }, isGated(pod));
+      this.written.set(uid, { nonce, verdict: 'Entitled' });
+      this.outcomes.record(productKey, {
+        status: 'True',
+        reason: 'SignatureVerified',
+        message: `registration of pod ${podRef.namespace}/${podRef.name} verified`,
+        registeredAt,
+        ...(result.publicKeyRotationTimestamp ? { publicKeyRotationTimestamp: result.publicKeyRotationTimestamp.toISOString() } : {}),
+      });
+      this.metrics.verdicts.inc({ verdict: 'Entitled', reason: 'SignatureVerified' });
+      await this.events.pod(pod, 'Normal', 'Entitled', 'RegisterUsage', `RegisterUsage for product ${product.spec.productCode} verified (key version ${product.spec.publicKeyVersion})`);
+      log.info('pod entitled');
+      return undefined;
+    }
+
+    await this.patchPod(pod, { [annotations.status]: 'NotEntitled', [annotations.reason]: result.reason }, audit && isGated(pod));
+    this.written.set(uid, { nonce, verdict: 'NotEntitled' });
+    this.outcomes.record(productKey, { status: 'False', reason: result.reason, message: result.message });
+    this.metrics.verdicts.inc({ verdict: 'NotEntitled', reason: result.reason });
+    const consequence = audit ? 'Audit: the pod runs anyway' : isGated(pod) ? 'the pod stays gated' : 'the running pod is evicted';
+    await this.events.pod(pod, 'Warning', 'NotEntitled', 'RegisterUsage', `${result.reason}: ${result.message}; ${consequence}`);
+    log.warn('pod not entitled', { reason: result.reason, error: result.message, enforcement: product.spec.enforcement ?? 'Enforce' });
+    if (!audit && !isGated(pod)) await this.evict(pod, log);
+    if (result.reason === 'CustomerNotEntitled' && product.spec.onRevocation === 'Evict') await this.revoke(product, result.reason, log);
+    return undefined;
+  }
+
+  /** The pod is gone: forget what was written to it. */
+  forget(pod: V1Pod): void {
+    this.written.delete(pod.metadata?.uid ?? '');
+  }
+
+  /** onRevocation: Evict — every running pod of the product is marked and evicted. */
+  private async revoke(product: MarketplaceProduct, reason: NotEntitledReason, log: Logger): Promise<void> {
+    const running = this.pods
+      .list()
+      .filter((p) => p.metadata?.namespace === product.metadata.namespace && p.metadata.labels?.[productLabel] === product.metadata.name)
+      .filter((p) => !isGated(p) && !p.metadata?.deletionTimestamp);
+    for (const pod of running) {
+      if (verdictOf(pod) !== 'NotEntitled') {
+        await this.patchPod(pod, { [annotations.status]: 'NotEntitled', [annotations.reason]: reason }, false);
+        await this.events.pod(pod, 'Warning', 'NotEntitled', 'Evict', `${reason}: entitlement revoked; evicting (onRevocation: Evict)`);
+      }
+      await this.evict(pod, log);
+    }
+  }
+
+  private async evict(pod: V1Pod, log: Logger): Promise<void> {
+    const name = pod.metadata?.name ?? '';
+    const namespace = pod.metadata?.namespace ?? '';
+    try {
+      await this.core.createNamespacedPodEviction({ name, namespace, body: { metadata: { name, namespace } } });
+      log.info('evicted pod', { evicted: `${namespace}/${name}` });
+    } catch (error) {
+      if (error instanceof ApiException && error.code === 404) return;
+      // 429: a PodDisruptionBudget says not now. Try again later.
+      if (error instanceof ApiException && error.code === 429) throw new RetryLater(`eviction of ${namespace}/${name} blocked by a PodDisruptionBudget`);
+      throw error;
+    }
+  }
+
+  /** Patches annotations and optionally removes the gate, in one request. False if the pod is gone. */
+  private async patchPod(pod: V1Pod, annotationValues: Record<string, string>, ungate: boolean): Promise<boolean> {
+    const body: Record<string, unknown> = {};
+    if (Object.keys(annotationValues).length > 0) body.metadata = { annotations: annotationValues };
+    if (ungate) body.spec = { schedulingGates: [{ $patch: 'delete', name: schedulingGate }] };
+    try {
+      await this.core.patchNamespacedPod(
+        { name: pod.metadata?.name ?? '', namespace: pod.metadata?.namespace ?? '', body },
+        setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
+      );
+      return true;
+    } catch (error) {
+      if (error instanceof ApiException && error.code === 404) return false;
+      throw error;
+    }
+  }
+}

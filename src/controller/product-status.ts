@@ -1,0 +1,111 @@
+// Writes a product's status from what is observed: counters from the pods in the cache, the
+// Entitled condition from the latest registration outcome, times from the pods' annotations.
+// Writes only when something changed, through the status subresource, retrying on conflicts.
+import { isDeepStrictEqual } from 'node:util';
+import { ApiException, type CustomObjectsApi, type V1Pod } from '@kubernetes/client-node';
+import {
+  annotations,
+  group,
+  plural,
+  productLabel,
+  version,
+  type Condition,
+  type MarketplaceProduct,
+  type MarketplaceProductStatus,
+} from '../api/marketplace-product.js';
+import type { Informer } from '../kube/informer.js';
+import type { Logger } from '../observability/logger.js';
+import { isGated, verdictOf, reasonOf } from './pod-reconciler.js';
+import type { ProductOutcomes } from './product-outcomes.js';
+
+const maxConflictRetries = 5;
+
+export function podsOfProduct(pods: readonly V1Pod[], product: MarketplaceProduct): V1Pod[] {
+  return pods.filter((p) => p.metadata?.namespace === product.metadata.namespace && p.metadata.labels?.[productLabel] === product.metadata.name);
+}
+
+export function desiredStatus(product: MarketplaceProduct, pods: readonly V1Pod[], outcome: ReturnType<ProductOutcomes['get']>, now: Date): MarketplaceProductStatus {
+  const current = product.status ?? {};
+  let entitled = 0;
+  let blocked = 0;
+  let pending = 0;
+  let lastRegistration = current.lastRegistrationTime;
+  for (const pod of pods) {
+    const verdict = verdictOf(pod);
+    const terminating = pod.metadata?.deletionTimestamp !== undefined;
+    if (verdict === 'Entitled') {
+      if (!terminating) entitled++;
+      const at = pod.metadata?.annotations?.[annotations.registeredAt];
+      if (at && (!lastRegistration || at > lastRegistration)) lastRegistration = at;
+    } else if (verdict === 'NotEntitled' && reasonOf(pod) !== 'ProductNotFound') {
+      if (isGated(pod) || terminating) blocked++;
+    } else if (!terminating) {
+      pending++;
+    }
+  }
+  if (outcome?.registeredAt && (!lastRegistration || outcome.registeredAt > lastRegistration)) lastRegistration = outcome.registeredAt;
+
+  const previous = current.conditions?.find((c) => c.type === 'Entitled');
+  const next = outcome ?? (previous ? { status: previous.status, reason: previous.reason, message: previous.message } : { status: 'Unknown' as const, reason: 'AwaitingPods', message: 'no pod of this product has been registered yet' });
+  const generation = product.metadata.generation ?? 0;
+  const condition: Condition = {
+    type: 'Entitled',
+    status: next.status,
+    reason: next.reason,
+    message: next.message.slice(0, 32_768),
+    lastTransitionTime: previous && previous.status === next.status ? previous.lastTransitionTime : now.toISOString().replace(/\.\d+Z$/, 'Z'),
+    observedGeneration: generation,
+  };
+  const rotation = outcome?.publicKeyRotationTimestamp ?? current.publicKeyRotationTimestamp;
+  return {
+    ...current,
+    observedGeneration: generation,
+    conditions: [...(current.conditions ?? []).filter((c) => c.type !== 'Entitled'), condition],
+    entitledPods: entitled,
+    blockedPods: blocked,
+    pendingPods: pending,
+    ...(lastRegistration ? { lastRegistrationTime: normalizeTime(lastRegistration) } : {}),
+    ...(rotation ? { publicKeyRotationTimestamp: normalizeTime(rotation) } : {}),
+  };
+}
+
+function normalizeTime(value: string): string {
+  return new Date(value).toISOString().replace(/\.\d+Z$/, 'Z');
+}
+
+export class ProductStatusReconciler {
+  constructor(
+    private readonly custom: CustomObjectsApi,
+    private readonly products: Informer<MarketplaceProduct>,
+    private readonly pods: Informer<V1Pod>,
+    private readonly outcomes: ProductOutcomes,
+    private readonly log: Logger,
+  ) {}
+
+  async reconcile(key: string): Promise<undefined> {
+    let product = this.products.get(key);
+    for (let attempt = 0; product && attempt < maxConflictRetries; attempt++) {
+      const status = desiredStatus(product, podsOfProduct(this.pods.list(), product), this.outcomes.get(key), new Date());
+      if (isDeepStrictEqual(status, product.status ?? {})) return undefined;
+      try {
+        await this.custom.replaceNamespacedCustomObjectStatus({
+          group,
+          version,
+          plural,
+          namespace: product.metadata.namespace,
+          name: product.metadata.name,
+          body: { ...product, status },
+        });
+        return undefined;
+      } catch (error) {
+        if (!(error instanceof ApiException)) throw error;
+        if (error.code === 404) return undefined;
+        if (error.code !== 409) throw error;
+        // Someone else wrote it: start again from the newest version.
+        product = (await this.custom.getNamespacedCustomObject({ group, version, plural, namespace: product.metadata.namespace, name: product.metadata.name })) as MarketplaceProduct;
+      }
+    }
+    if (product) this.log.warn('status update kept conflicting; will retry', { product: key });
+    throw new Error(`status of ${key} conflicted ${maxConflictRetries} times`);
+  }
+}

@@ -1,0 +1,154 @@
+// A work queue in the manner of client-go's: a key is queued at most once however often it is
+// added, never handled by two workers at once (added again while running, it runs once more
+// after), retried with per-key exponential backoff, and dispatched under an overall rate limit.
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export interface Outcome {
+  /** Handle the key again after this long (level-triggered re-check), without counting a failure. */
+  requeueAfterMs?: number;
+}
+
+export interface WorkQueueOptions {
+  concurrency: number;
+  /** Per-key backoff after failures: base · 2^(failures-1), capped. */
+  baseDelayMs?: number;
+  maxDelayMs?: number;
+  /** Overall dispatch rate (token bucket). */
+  ratePerSecond?: number;
+  burst?: number;
+  onDepth?: (depth: number) => void;
+  onResult?: (result: 'success' | 'error' | 'requeue', seconds: number, error?: unknown) => void;
+}
+
+export class WorkQueue {
+  private readonly queue: string[] = [];
+  private readonly queued = new Set<string>();
+  private readonly running = new Set<string>();
+  private readonly dirtyWhileRunning = new Set<string>();
+  private readonly failures = new Map<string, number>();
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private active = 0;
+  private tokens: number;
+  private lastRefill = Date.now();
+  private stopped = false;
+  private idleWaiters: (() => void)[] = [];
+  private pumping = false;
+
+  constructor(
+    private readonly handler: (key: string) => Promise<Outcome | undefined>,
+    private readonly options: WorkQueueOptions,
+  ) {
+    this.tokens = options.burst ?? 100;
+  }
+
+  add(key: string): void {
+    if (this.stopped) return;
+    if (this.running.has(key)) {
+      this.dirtyWhileRunning.add(key);
+      return;
+    }
+    if (this.queued.has(key)) return;
+    this.queued.add(key);
+    this.queue.push(key);
+    this.options.onDepth?.(this.queue.length);
+    void this.pump();
+  }
+
+  /** Adds the key after a delay; an earlier pending delay for the key wins. */
+  addAfter(key: string, delayMs: number): void {
+    if (this.stopped || this.timers.has(key)) return;
+    const timer = setTimeout(() => {
+      this.timers.delete(key);
+      this.add(key);
+    }, delayMs);
+    timer.unref();
+    this.timers.set(key, timer);
+  }
+
+  get depth(): number {
+    return this.queue.length;
+  }
+
+  /** Resolves when nothing is queued, running or waiting on a timer. */
+  idle(): Promise<void> {
+    if (this.isIdle()) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Stops dispatching; waits for running handlers to finish (graceful shutdown). */
+  async shutdown(): Promise<void> {
+    this.stopped = true;
+    for (const timer of this.timers.values()) clearTimeout(timer);
+    this.timers.clear();
+    this.queue.length = 0;
+    this.queued.clear();
+    while (this.active > 0) await sleep(20);
+  }
+
+  private isIdle(): boolean {
+    return this.queue.length === 0 && this.active === 0 && this.timers.size === 0;
+  }
+
+  private takeToken(): number {
+    const rate = this.options.ratePerSecond ?? 50;
+    const burst = this.options.burst ?? 100;
+    const now = Date.now();
+    this.tokens = Math.min(burst, this.tokens + ((now - this.lastRefill) / 1000) * rate);
+    this.lastRefill = now;
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      return 0;
+    }
+    return Math.ceil(((1 - this.tokens) / rate) * 1000);
+  }
+
+  private async pump(): Promise<void> {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (!this.stopped && this.active < this.options.concurrency && this.queue.length > 0) {
+        const wait = this.takeToken();
+        if (wait > 0) {
+          await sleep(wait);
+          continue;
+        }
+        const key = this.queue.shift() as string;
+        this.queued.delete(key);
+        this.options.onDepth?.(this.queue.length);
+        this.running.add(key);
+        this.active++;
+        void this.process(key);
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private async process(key: string): Promise<void> {
+    const started = process.hrtime.bigint();
+    const seconds = (): number => Number(process.hrtime.bigint() - started) / 1e9;
+    try {
+      const outcome = await this.handler(key);
+      this.failures.delete(key);
+      if (outcome?.requeueAfterMs !== undefined) {
+        this.options.onResult?.('requeue', seconds());
+        this.addAfter(key, outcome.requeueAfterMs);
+      } else {
+        this.options.onResult?.('success', seconds());
+      }
+    } catch (error) {
+      const failures = (this.failures.get(key) ?? 0) + 1;
+      this.failures.set(key, failures);
+      this.options.onResult?.('error', seconds(), error);
+      const base = this.options.baseDelayMs ?? 200;
+      const delay = Math.min(this.options.maxDelayMs ?? 5 * 60_000, base * 2 ** Math.min(failures - 1, 20));
+      this.addAfter(key, delay);
+    } finally {
+      this.running.delete(key);
+      this.active--;
+      if (this.dirtyWhileRunning.delete(key)) this.add(key);
+      void this.pump();
+      if (this.isIdle()) for (const resolve of this.idleWaiters.splice(0)) resolve();
+    }
+  }
+}

@@ -1,0 +1,39 @@
+// Prometheus metrics of the operator, served on --metrics-port at /metrics.
+import http from 'node:http';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly reconciles = new Counter({ name: 'entitlement_reconciles_total', help: 'Reconciles by result (success, error, requeue)', labelNames: ['controller', 'result'], registers: [this.registry] });
+  readonly reconcileDuration = new Histogram({ name: 'entitlement_reconcile_duration_seconds', help: 'Reconcile duration', labelNames: ['controller'], registers: [this.registry], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] });
+  readonly queueDepth = new Gauge({ name: 'entitlement_workqueue_depth', help: 'Keys waiting in the work queue', labelNames: ['controller'], registers: [this.registry] });
+  readonly awsCalls = new Counter({ name: 'entitlement_aws_calls_total', help: 'AWS calls by operation and outcome (ok or the error code)', labelNames: ['operation', 'outcome'], registers: [this.registry] });
+  readonly awsLatency = new Histogram({ name: 'entitlement_aws_call_duration_seconds', help: 'AWS call latency', labelNames: ['operation'], registers: [this.registry], buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] });
+  readonly webhookRequests = new Counter({ name: 'entitlement_webhook_requests_total', help: 'Admission requests by outcome (gated, allowed, bad_request, not_found)', labelNames: ['outcome'], registers: [this.registry] });
+  readonly webhookLatency = new Histogram({ name: 'entitlement_webhook_duration_seconds', help: 'Admission request latency', labelNames: ['outcome'], registers: [this.registry], buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1] });
+  readonly verdicts = new Counter({ name: 'entitlement_verdicts_total', help: 'Verdicts written to pods, by verdict and reason', labelNames: ['verdict', 'reason'], registers: [this.registry] });
+  readonly leader = new Gauge({ name: 'entitlement_leader', help: '1 while this replica holds the leader Lease', registers: [this.registry] });
+
+  constructor(options: { processMetrics?: boolean } = {}) {
+    if (options.processMetrics) collectDefaultMetrics({ register: this.registry });
+  }
+
+  serve(port: number, host?: string): Promise<http.Server> {
+    const server = http.createServer((req, res) => {
+      if ((req.url ?? '').split('?')[0] !== '/metrics') {
+        res.writeHead(404).end();
+        return;
+      }
+      this.registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(text),
+        () => res.writeHead(500).end(),
+      );
+    });
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        resolve(server);
+      });
+    });
+  }
+}

@@ -1,0 +1,51 @@
+// The mutation: add the entitlement scheduling gate to a labelled pod at CREATE. Pure, so it is
+// easy to reason about; idempotent, so a reinvoked or retried admission changes nothing twice.
+import { productLabel, schedulingGate } from '../api/marketplace-product.js';
+
+export interface AdmissionRequest {
+  uid: string;
+  operation?: string;
+  namespace?: string;
+  name?: string;
+  object?: { metadata?: { name?: string; generateName?: string; labels?: Record<string, string> }; spec?: { schedulingGates?: { name: string }[] } };
+}
+
+export interface AdmissionResponse {
+  uid: string;
+  allowed: boolean;
+  patchType?: 'JSONPatch';
+  patch?: string;
+  status?: { code: number; message: string };
+}
+
+export type JsonPatch = { op: 'add'; path: string; value: unknown }[];
+
+/** The JSON Patch that gates the pod, or undefined when there is nothing to do. */
+export function gatePatch(request: AdmissionRequest): JsonPatch | undefined {
+  const pod = request.object;
+  if (request.operation !== undefined && request.operation !== 'CREATE') return undefined;
+  if (!pod?.metadata?.labels?.[productLabel]) return undefined;
+  const gates = pod.spec?.schedulingGates;
+  if (gates?.some((g) => g.name === schedulingGate)) return undefined;
+  if (!gates) return [{ op: 'add', path: '/spec/schedulingGates', value: [{ name: schedulingGate }] }];
+  return [{ op: 'add', path: '/spec/schedulingGates/-', value: { name: schedulingGate } }];
+}
+
+export function admit(request: AdmissionRequest): AdmissionResponse {
+  const patch = gatePatch(request);
+  if (!patch) return { uid: request.uid, allowed: true };
+  return { uid: request.uid, allowed: true, patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(patch)).toString('base64') };
+}
+
+/** Checks the shape of an AdmissionReview; returns the request or a reason it is unusable. */
+export function parseAdmissionReview(body: unknown): AdmissionRequest | string {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return 'body is not a JSON object';
+  const review = body as { apiVersion?: unknown; kind?: unknown; request?: unknown };
+  if (review.apiVersion !== 'admission.k8s.io/v1' || review.kind !== 'AdmissionReview') return 'body is not an admission.k8s.io/v1 AdmissionReview';
+  const request: unknown = review.request;
+  if (typeof request !== 'object' || request === null) return 'AdmissionReview has no request';
+  const { uid, object } = request as { uid?: unknown; object?: unknown };
+  if (typeof uid !== 'string' || uid === '') return 'AdmissionReview has no request.uid';
+  if (object !== undefined && (typeof object !== 'object' || object === null || Array.isArray(object))) return 'request.object is not an object';
+  return request as AdmissionRequest;
+}

@@ -1,0 +1,109 @@
+// The HTTPS admission webhook. Malformed, oversized or non-JSON bodies get a 400 and the server
+// keeps serving. The serving certificate can be swapped at run time (rotation without restart).
+import https from 'node:https';
+import type http from 'node:http';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import { admit, parseAdmissionReview } from './pod-gate.js';
+
+export const mutatePodPath = '/mutate-v1-pod';
+const maxBodyBytes = 3 * 1024 * 1024;
+
+export interface ServingCertificate {
+  certPem: string;
+  keyPem: string;
+}
+
+export class WebhookServer {
+  private readonly server: https.Server;
+  private loaded = false;
+
+  constructor(
+    private readonly log: Logger,
+    private readonly metrics: Metrics,
+  ) {
+    this.server = https.createServer({ minVersion: 'TLSv1.2' }, (req, res) => {
+      this.handle(req, res);
+    });
+  }
+
+  /** Serves with this certificate from now on; open connections keep the old one. */
+  setCertificate(cert: ServingCertificate): void {
+    this.server.setSecureContext({ cert: cert.certPem, key: cert.keyPem, minVersion: 'TLSv1.2' });
+    this.loaded = true;
+  }
+
+  get certificateLoaded(): boolean {
+    return this.loaded;
+  }
+
+  listen(port: number, host?: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        const address = this.server.address();
+        resolve(typeof address === 'object' && address ? address.port : port);
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.close(() => {
+        resolve();
+      });
+      this.server.closeIdleConnections();
+    });
+  }
+
+  private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const started = process.hrtime.bigint();
+    const reply = (status: number, body: unknown, outcome: string): void => {
+      const payload = typeof body === 'string' ? body : JSON.stringify(body);
+      res.writeHead(status, { 'content-type': typeof body === 'string' ? 'text/plain' : 'application/json' }).end(payload);
+      this.metrics.webhookRequests.inc({ outcome });
+      this.metrics.webhookLatency.observe({ outcome }, Number(process.hrtime.bigint() - started) / 1e9);
+    };
+    if ((req.url ?? '').split('?')[0] !== mutatePodPath) {
+      reply(404, 'not found\n', 'not_found');
+      req.resume();
+      return;
+    }
+    if (req.method !== 'POST') {
+      reply(405, 'method not allowed\n', 'bad_request');
+      req.resume();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= maxBodyBytes) chunks.push(chunk);
+    });
+    req.on('error', () => {
+      res.destroy();
+    });
+    req.on('end', () => {
+      if (size > maxBodyBytes) {
+        reply(400, `body larger than ${maxBodyBytes} bytes\n`, 'bad_request');
+        return;
+      }
+      let body: unknown;
+      try {
+        body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      } catch {
+        reply(400, 'body is not JSON\n', 'bad_request');
+        return;
+      }
+      const request = parseAdmissionReview(body);
+      if (typeof request === 'string') {
+        reply(400, `${request}\n`, 'bad_request');
+        return;
+      }
+      const response = admit(request);
+      const pod = `${request.namespace ?? ''}/${request.object?.metadata?.name ?? request.object?.metadata?.generateName ?? ''}`;
+      this.log.debug('admission', { pod, uid: request.uid, gated: response.patch !== undefined });
+      reply(200, { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response }, response.patch ? 'gated' : 'allowed');
+    });
+  }
+}

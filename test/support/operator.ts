@@ -1,0 +1,112 @@
+// Runs the built operator (dist/main.js) out of cluster against a test control plane, as the
+// install bundle's own ServiceAccount, talking to the local fake AWS.
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { CoreV1Api } from '@kubernetes/client-node';
+import type { FakeAws } from '../../src/fake-aws/server.js';
+import { bundlePath, operatorNamespace } from './bundle.js';
+import type { ControlPlane } from './control-plane.js';
+import { fakeCredentials } from './fake-aws.js';
+import type { ManagedProcess } from './processes.js';
+import { repoRoot } from './testbin.js';
+import { freePort, waitFor } from './wait.js';
+
+export const operatorServiceAccount = 'entitlement-operator-controller-manager';
+
+/** Applies the rendered install bundle (CRD, RBAC, webhook configuration, ...). */
+export async function installBundle(plane: ControlPlane): Promise<void> {
+  await plane.kubectlOk(['apply', '-f', bundlePath]);
+  await plane.kubectlOk(['wait', '--for=condition=Established', 'crd/marketplaceproducts.marketplace.entitlements.io', '--timeout=60s']);
+}
+
+/** A kubeconfig that authenticates as the bundle's ServiceAccount (a TokenRequest token). */
+export async function serviceAccountKubeconfig(plane: ControlPlane): Promise<string> {
+  const kc = plane.kubeConfig();
+  const review = await kc.makeApiClient(CoreV1Api).createNamespacedServiceAccountToken({
+    name: operatorServiceAccount,
+    namespace: operatorNamespace,
+    body: { spec: { audiences: [], expirationSeconds: 24 * 3600 } },
+  });
+  const file = plane.file('operator.kubeconfig');
+  await writeFile(
+    file,
+    `apiVersion: v1
+kind: Config
+clusters: [{name: test, cluster: {server: ${plane.server}, certificate-authority: ${plane.file('ca.crt')}}}]
+users: [{name: operator, user: {token: ${review.status?.token ?? ''}}}]
+contexts: [{name: operator, context: {cluster: test, user: operator}}]
+current-context: operator
+`,
+    { mode: 0o600 },
+  );
+  return file;
+}
+
+export interface OperatorProcess {
+  name: string;
+  proc: ManagedProcess;
+  webhookPort: number;
+  metricsUrl: string;
+  healthUrl: string;
+  metric(name: string, labels?: Record<string, string>): Promise<number>;
+}
+
+export interface OperatorStartOptions {
+  name?: string;
+  webhookPort?: number;
+  extraArgs?: string[];
+  env?: Record<string, string>;
+  waitReady?: boolean;
+}
+
+/** Starts dist/main.js; resolves once /readyz answers 200. */
+export async function startOperatorProcess(plane: ControlPlane, fake: FakeAws, kubeconfig: string, options: OperatorStartOptions = {}): Promise<OperatorProcess> {
+  const name = options.name ?? 'operator';
+  const webhookPort = options.webhookPort ?? (await freePort());
+  const [metricsPort, healthPort] = [await freePort(), await freePort()];
+  const args = [
+    path.join(repoRoot, 'dist/main.js'),
+    `--kubeconfig=${kubeconfig}`,
+    `--webhook-port=${webhookPort}`,
+    `--webhook-url=https://127.0.0.1:${webhookPort}`,
+    `--metrics-port=${metricsPort}`,
+    `--health-port=${healthPort}`,
+    '--region=us-east-1',
+    `--metering-endpoint=${fake.url}`,
+    `--sts-endpoint=${fake.url}`,
+    '--timeout=5',
+    ...(options.extraArgs ?? []),
+  ];
+  const proc = plane.startProcess(name, process.execPath, args, {
+    ...process.env,
+    POD_NAMESPACE: operatorNamespace,
+    POD_NAME: name,
+    AWS_ACCESS_KEY_ID: fakeCredentials.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: fakeCredentials.secretAccessKey,
+    LOG_LEVEL: process.env.OPERATOR_LOG_LEVEL ?? 'info',
+    ...options.env,
+  });
+  const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
+  const healthUrl = `http://127.0.0.1:${healthPort}`;
+  if (options.waitReady ?? true) await plane.waitHealthy(proc, `${healthUrl}/readyz`, 60_000);
+  return {
+    name,
+    proc,
+    webhookPort,
+    metricsUrl,
+    healthUrl,
+    metric: async (metric, labels = {}) => {
+      const text = await (await fetch(metricsUrl)).text();
+      const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+      return text
+        .split('\n')
+        .filter((line) => line.startsWith(`${metric}{`) || line.startsWith(`${metric} `))
+        .filter((line) => wanted.every((w) => line.includes(w)))
+        .reduce((sum, line) => sum + Number(line.split(' ').pop()), 0);
+    },
+  };
+}
+
+export async function waitForPod<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+  return waitFor(what, check, timeoutMs, 100);
+}
