@@ -40,9 +40,10 @@ describe('admission', () => {
     expect(plain.spec?.schedulingGates).toBeUndefined();
     expect(await operator.metric('entitlement_webhook_requests_total')).toBe(before);
 
+    const gatedBefore = await operator.metric('entitlement_webhook_requests_total', { outcome: 'gated' });
     const product = await core.createNamespacedPod({ namespace: ns, body: labelledPod('gated-at-admission', 'absent-product') });
     expect(gated(product)).toBe(true);
-    expect(await operator.metric('entitlement_webhook_requests_total', { outcome: 'gated' })).toBe(1);
+    expect(await operator.metric('entitlement_webhook_requests_total', { outcome: 'gated' })).toBe(gatedBefore + 1);
   });
 });
 
@@ -113,5 +114,82 @@ describe('verdicts', () => {
     await createProduct(custom, ns, 'late', operatorMode({ productCode: 'late-code' }));
     const pod = await settled('early-0');
     expect([verdict(pod), reason(pod), gated(pod)]).toEqual(['Entitled', 'SignatureVerified', false]);
+  });
+});
+
+describe('identities and scale', () => {
+  it('Pod mode: the registration is signed with the role of the pod ServiceAccount', async () => {
+    const role = 'arn:aws:iam::123456789012:role/shop-app';
+    await core.createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name: 'shop-app', annotations: { 'eks.amazonaws.com/role-arn': role } } } });
+    await createProduct(custom, ns, 'podmode', { publicKey: { pem: fake.publicKeyPem }, productCode: 'podmode-code' });
+    await core.createNamespacedPod({ namespace: ns, body: labelledPod('podmode-0', 'podmode', { serviceAccountName: 'shop-app' }) });
+    const pod = await settled('podmode-0');
+    expect([verdict(pod), gated(pod)]).toEqual(['Entitled', false]);
+    expect(fake.calls('RegisterUsage', 'ok').filter((c) => c.productCode === 'podmode-code')[0]).toMatchObject({ roleArn: role, roleSessionName: `${ns}.podmode-0` });
+  });
+
+  it('no role for a Pod-mode product: IdentityUnavailable', async () => {
+    await createProduct(custom, ns, 'norole', { publicKey: { pem: fake.publicKeyPem }, productCode: 'norole-code' });
+    await core.createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name: 'plain-sa' } } });
+    await core.createNamespacedPod({ namespace: ns, body: labelledPod('norole-0', 'norole', { serviceAccountName: 'plain-sa' }) });
+    const pod = await settled('norole-0');
+    expect([verdict(pod), reason(pod), gated(pod)]).toEqual(['NotEntitled', 'IdentityUnavailable', true]);
+  });
+
+  it('with half the calls throttled for a while, 200 pods all end Entitled with exactly one successful RegisterUsage each', async () => {
+    fake.setBehaviour('burst-code', { throttleShare: 0.5 });
+    await createProduct(custom, ns, 'burst', operatorMode({ productCode: 'burst-code' }));
+    const names = Array.from({ length: 200 }, (_, i) => `burst-${i}`);
+    for (let i = 0; i < names.length; i += 25) {
+      await Promise.all(names.slice(i, i + 25).map((name) => core.createNamespacedPod({ namespace: ns, body: labelledPod(name, 'burst') })));
+    }
+    setTimeout(() => fake.setBehaviour('burst-code', {}), 3000).unref();
+    const pods = await waitForPod('200 entitled pods', async () => {
+      const list = (await core.listNamespacedPod({ namespace: ns, labelSelector: 'marketplace.entitlements.io/product=burst' })).items;
+      return list.filter((p) => verdict(p) === 'Entitled').length === 200 ? list : undefined;
+    }, 180_000);
+    expect(pods.filter(gated)).toEqual([]);
+    const successes = fake.calls('RegisterUsage', 'ok').filter((c) => c.productCode === 'burst-code');
+    expect(fake.calls('RegisterUsage', 'ThrottlingException').filter((c) => c.productCode === 'burst-code').length).toBeGreaterThan(0);
+    expect(successes).toHaveLength(200);
+    const perNonce = new Map<unknown, number>();
+    for (const call of successes) perNonce.set(call.request.Nonce, (perNonce.get(call.request.Nonce) ?? 0) + 1);
+    for (const pod of pods) expect(perNonce.get(pod.metadata?.annotations?.[annotations.nonce])).toBe(1);
+    const status = await waitForPod('the counters', async () => {
+      const p = await getProduct(custom, ns, 'burst');
+      return p.status?.entitledPods === 200 ? p.status : undefined;
+    });
+    expect(status).toMatchObject({ entitledPods: 200, blockedPods: 0, pendingPods: 0 });
+  }, 240_000);
+});
+
+describe('running pods', () => {
+  it('a labelled pod that bypassed the webhook is registered too, and evicted when it fails under Enforce', async () => {
+    await createProduct(custom, ns, 'bypass-ok', operatorMode({ productCode: 'bypass-ok-code' }));
+    fake.setBehaviour('bypass-bad-code', { error: 'CustomerNotEntitledException' });
+    await createProduct(custom, ns, 'bypass-bad', operatorMode({ productCode: 'bypass-bad-code' }));
+    for (const product of ['bypass-ok', 'bypass-bad']) {
+      // Created without the label (the webhook never sees it), labelled afterwards.
+      await core.createNamespacedPod({ namespace: ns, body: { metadata: { name: `${product}-0` }, spec: { containers: [{ name: 'c', image: 'registry.invalid/x:1' }] } } });
+      await controlPlane().kubectlOk(['label', 'pod', '-n', ns, `${product}-0`, `marketplace.entitlements.io/product=${product}`]);
+    }
+    const ok = await settled('bypass-ok-0');
+    expect([verdict(ok), gated(ok)]).toEqual(['Entitled', false]);
+    await waitForPod('the failing pod to be evicted', async () => ((await core.listNamespacedPod({ namespace: ns, fieldSelector: 'metadata.name=bypass-bad-0' })).items.length === 0 ? true : undefined));
+    expect(fake.calls('RegisterUsage', 'CustomerNotEntitledException').filter((c) => c.productCode === 'bypass-bad-code')).toHaveLength(1);
+  });
+
+  it('onRevocation: Evict evicts the running pods when the next registration answers CustomerNotEntitled', async () => {
+    await createProduct(custom, ns, 'evictable', operatorMode({ productCode: 'evictable-code', onRevocation: 'Evict' }));
+    for (const name of ['evictable-0', 'evictable-1']) await core.createNamespacedPod({ namespace: ns, body: labelledPod(name, 'evictable') });
+    for (const name of ['evictable-0', 'evictable-1']) expect(verdict(await settled(name))).toBe('Entitled');
+
+    fake.setBehaviour('evictable-code', { error: 'CustomerNotEntitledException' });
+    await core.createNamespacedPod({ namespace: ns, body: labelledPod('evictable-2', 'evictable') });
+    const remaining = await waitForPod('the running pods to be evicted', async () => {
+      const list = (await core.listNamespacedPod({ namespace: ns, labelSelector: 'marketplace.entitlements.io/product=evictable' })).items;
+      return list.length === 1 ? list : undefined;
+    });
+    expect(remaining.map((p) => [p.metadata?.name, verdict(p), reason(p), gated(p)])).toEqual([['evictable-2', 'NotEntitled', 'CustomerNotEntitled', true]]);
   });
 });

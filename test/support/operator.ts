@@ -3,6 +3,7 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { CoreV1Api } from '@kubernetes/client-node';
+import { productLabel, schedulingGate } from '../../src/api/marketplace-product.js';
 import type { FakeAws } from '../../src/fake-aws/server.js';
 import { bundlePath, operatorNamespace } from './bundle.js';
 import type { ControlPlane } from './control-plane.js';
@@ -88,7 +89,10 @@ export async function startOperatorProcess(plane: ControlPlane, fake: FakeAws, k
   });
   const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
   const healthUrl = `http://127.0.0.1:${healthPort}`;
-  if (options.waitReady ?? true) await plane.waitHealthy(proc, `${healthUrl}/readyz`, 60_000);
+  if (options.waitReady ?? true) {
+    await plane.waitHealthy(proc, `${healthUrl}/readyz`, 60_000);
+    await waitForWebhook(plane);
+  }
   return {
     name,
     proc,
@@ -105,6 +109,19 @@ export async function startOperatorProcess(plane: ControlPlane, fake: FakeAws, k
         .reduce((sum, line) => sum + Number(line.split(' ').pop()), 0);
     },
   };
+}
+
+/**
+ * Waits until the API server calls the webhook at its new address: it caches webhook
+ * configurations, so the operator's patch takes effect a moment later. A server-side dry run of
+ * a labelled pod comes back gated once it does.
+ */
+export async function waitForWebhook(plane: ControlPlane): Promise<void> {
+  const probe = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'webhook-probe', namespace: 'default', labels: { [productLabel]: 'probe' } }, spec: { containers: [{ name: 'c', image: 'registry.invalid/probe:1' }] } };
+  await waitFor('the API server to call the webhook', async () => {
+    const result = await plane.kubectl(['create', '--dry-run=server', '-o', 'json', '-f', '-'], JSON.stringify(probe));
+    return result.code === 0 && result.stdout.includes(schedulingGate) ? true : undefined;
+  }, 30_000, 200);
 }
 
 export async function waitForPod<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
