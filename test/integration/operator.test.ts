@@ -143,7 +143,9 @@ describe('identities and scale', () => {
     for (let i = 0; i < names.length; i += 25) {
       await Promise.all(names.slice(i, i + 25).map((name) => core.createNamespacedPod({ namespace: ns, body: labelledPod(name, 'burst') })));
     }
-    setTimeout(() => fake.setBehaviour('burst-code', {}), 3000).unref();
+    setTimeout(() => {
+      fake.setBehaviour('burst-code', {});
+    }, 3000).unref();
     const pods = await waitForPod('200 entitled pods', async () => {
       const list = (await core.listNamespacedPod({ namespace: ns, labelSelector: 'marketplace.entitlements.io/product=burst' })).items;
       return list.filter((p) => verdict(p) === 'Entitled').length === 200 ? list : undefined;
