@@ -55,16 +55,26 @@ export interface OperatorOptions {
   host?: string;
 }
 
+/**
+ * Options from the environment: POD_NAMESPACE and POD_NAME (downward API), and for tuning
+ * LEASE_DURATION_SECONDS (renew deadline 2/3 of it) and CERTIFICATE_CHECK_SECONDS.
+ */
 export function defaultOperatorOptions(env: NodeJS.ProcessEnv = process.env): OperatorOptions {
+  const seconds = (name: string, fallback: number): number => {
+    const value = Number(env[name] ?? fallback);
+    if (!Number.isFinite(value) || value <= 0) throw new Error(`${name}: ${JSON.stringify(env[name])} is not a positive number of seconds`);
+    return value * 1000;
+  };
+  const leaseDurationMs = seconds('LEASE_DURATION_SECONDS', 15);
   return {
     namespace: env.POD_NAMESPACE ?? 'entitlement-operator-system',
     identity: env.POD_NAME ?? `${os.hostname()}-${process.pid}`,
-    certificateCheckMs: 60_000,
+    certificateCheckMs: seconds('CERTIFICATE_CHECK_SECONDS', 60),
     awsConcurrency: 16,
     workers: 32,
-    leaseDurationMs: 15_000,
-    renewDeadlineMs: 10_000,
-    retryPeriodMs: 2_000,
+    leaseDurationMs,
+    renewDeadlineMs: Math.round((leaseDurationMs * 2) / 3),
+    retryPeriodMs: Math.min(2_000, Math.round(leaseDurationMs / 5)),
   };
 }
 

@@ -84,7 +84,8 @@ export class ProductStatusReconciler {
 
   async reconcile(key: string): Promise<undefined> {
     let product = this.products.get(key);
-    for (let attempt = 0; product && attempt < maxConflictRetries; attempt++) {
+    if (!product) return undefined; // pods of a missing product wait as ProductNotFound
+    for (let attempt = 0; attempt < maxConflictRetries; attempt++) {
       const status = desiredStatus(product, podsOfProduct(this.pods.list(), product), this.outcomes.get(key), new Date());
       if (isDeepStrictEqual(status, product.status ?? {})) return undefined;
       try {
@@ -105,7 +106,7 @@ export class ProductStatusReconciler {
         product = (await this.custom.getNamespacedCustomObject({ group, version, plural, namespace: product.metadata.namespace, name: product.metadata.name })) as MarketplaceProduct;
       }
     }
-    if (product) this.log.warn('status update kept conflicting; will retry', { product: key });
+    this.log.warn('status update kept conflicting; will retry', { product: key });
     throw new Error(`status of ${key} conflicted ${maxConflictRetries} times`);
   }
 }

@@ -55,6 +55,8 @@ export interface OperatorProcess {
 export interface OperatorStartOptions {
   name?: string;
   webhookPort?: number;
+  /** Where the API server calls the webhook (default: this replica's own port). */
+  webhookUrl?: string;
   extraArgs?: string[];
   env?: Record<string, string>;
   waitReady?: boolean;
@@ -69,7 +71,7 @@ export async function startOperatorProcess(plane: ControlPlane, fake: FakeAws, k
     path.join(repoRoot, 'dist/main.js'),
     `--kubeconfig=${kubeconfig}`,
     `--webhook-port=${webhookPort}`,
-    `--webhook-url=https://127.0.0.1:${webhookPort}`,
+    `--webhook-url=${options.webhookUrl ?? `https://127.0.0.1:${webhookPort}`}`,
     `--metrics-port=${metricsPort}`,
     `--health-port=${healthPort}`,
     '--region=us-east-1',

@@ -1,0 +1,179 @@
+// The operator under faults: SIGKILL in a burst, the leader killed with a standby ready, and the
+// webhook certificate rotated while pods are being created.
+import { readFile } from 'node:fs/promises';
+import tls from 'node:tls';
+import { X509Certificate } from 'node:crypto';
+import { CoreV1Api, CustomObjectsApi, type V1Pod } from '@kubernetes/client-node';
+import { annotations, productLabel } from '../../src/api/marketplace-product.js';
+import { FakeAws } from '../../src/fake-aws/server.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { webhookSecretName, webhookServiceName } from '../../src/operator.js';
+import { CertificateStore } from '../../src/webhook/certificates.js';
+import { operatorNamespace } from '../support/bundle.js';
+import { controlPlaneForSuite } from '../support/control-plane.js';
+import { installBundle, serviceAccountKubeconfig, startOperatorProcess, waitForPod, waitForWebhook, type OperatorProcess } from '../support/operator.js';
+import { createProduct, gated, labelledPod, verdict } from '../support/pods.js';
+import { TcpBalancer } from '../support/tcp-balancer.js';
+import { freePort } from '../support/wait.js';
+
+const controlPlane = controlPlaneForSuite();
+let fake: FakeAws;
+let core: CoreV1Api;
+let custom: CustomObjectsApi;
+let kubeconfig: string;
+const fastLease = { LEASE_DURATION_SECONDS: '6', CERTIFICATE_CHECK_SECONDS: '1' };
+
+beforeAll(async () => {
+  const plane = controlPlane();
+  fake = await FakeAws.start({ serviceAccountKeyPems: [await readFile(plane.file('sa.pub'), 'utf8')] });
+  await installBundle(plane);
+  core = plane.kubeConfig().makeApiClient(CoreV1Api);
+  custom = plane.kubeConfig().makeApiClient(CustomObjectsApi);
+  kubeconfig = await serviceAccountKubeconfig(plane);
+}, 120_000);
+afterAll(async () => fake.close());
+
+async function createPods(namespace: string, product: string, count: number): Promise<string[]> {
+  const names = Array.from({ length: count }, (_, i) => `${product}-${i}`);
+  for (let i = 0; i < names.length; i += 25) {
+    await Promise.all(names.slice(i, i + 25).map((name) => core.createNamespacedPod({ namespace, body: labelledPod(name, product) })));
+  }
+  return names;
+}
+
+const podsOf = async (namespace: string, product: string): Promise<V1Pod[]> =>
+  (await core.listNamespacedPod({ namespace, labelSelector: `${productLabel}=${product}` })).items;
+
+/** For every pod: successful RegisterUsage calls with its nonce, and whether one came after its verdict. */
+function registrations(pods: V1Pod[], productCode: string): { pod: string; successes: number; afterVerdict: number }[] {
+  const calls = fake.calls('RegisterUsage', 'ok').filter((c) => c.productCode === productCode);
+  return pods.map((pod) => {
+    const nonce = pod.metadata?.annotations?.[annotations.nonce];
+    const registeredAt = Date.parse(pod.metadata?.annotations?.[annotations.registeredAt] ?? '');
+    const mine = calls.filter((c) => c.request.Nonce === nonce);
+    return { pod: pod.metadata?.name ?? '', successes: mine.length, afterVerdict: mine.filter((c) => Date.parse(c.time) > registeredAt).length };
+  });
+}
+
+it('SIGKILL in the middle of a 200-pod burst: after a restart every pod gets a verdict, none is registered again after a success', async () => {
+  const namespace = 'crash';
+  await core.createNamespace({ body: { metadata: { name: namespace } } });
+  fake.setBehaviour('crash-code', { delayMs: 40 });
+  await createProduct(custom, namespace, 'crash', { publicKey: { pem: fake.publicKeyPem }, identity: { mode: 'Operator' }, productCode: 'crash-code' });
+  const port = await freePort();
+  const first = await startOperatorProcess(controlPlane(), fake, kubeconfig, { name: 'crashy', webhookPort: port, env: fastLease });
+  await createPods(namespace, 'crash', 200);
+  await waitForPod('some verdicts', async () => ((await podsOf(namespace, 'crash')).filter((p) => verdict(p)).length >= 40 ? true : undefined));
+  first.proc.kill();
+  const doneAtKill = (await podsOf(namespace, 'crash')).filter((p) => verdict(p)).length;
+  expect(doneAtKill).toBeLessThan(200);
+
+  const second = await startOperatorProcess(controlPlane(), fake, kubeconfig, { name: 'crashy', webhookPort: port, env: fastLease });
+  const pods = await waitForPod('200 verdicts', async () => {
+    const list = await podsOf(namespace, 'crash');
+    return list.filter((p) => verdict(p) === 'Entitled').length === 200 ? list : undefined;
+  }, 120_000);
+  expect(pods.filter(gated)).toEqual([]);
+  const perPod = registrations(pods, 'crash-code');
+  expect(perPod.filter((r) => r.successes === 0)).toEqual([]);
+  expect(perPod.filter((r) => r.afterVerdict > 0)).toEqual([]);
+  // A call AWS answered just before the kill, whose verdict was not yet written, is repeated
+  // with the same nonce: at most the calls that were in flight.
+  expect(perPod.filter((r) => r.successes > 1).length).toBeLessThanOrEqual(16);
+  await second.proc.stop();
+}, 240_000);
+
+it('two replicas: killing the leader lets the other finish the work within the lease duration', async () => {
+  const namespace = 'ha';
+  await core.createNamespace({ body: { metadata: { name: namespace } } });
+  fake.setBehaviour('ha-code', { delayMs: 150 });
+  await createProduct(custom, namespace, 'ha', { publicKey: { pem: fake.publicKeyPem }, identity: { mode: 'Operator' }, productCode: 'ha-code' });
+  const ports = [await freePort(), await freePort()];
+  const balancer = await TcpBalancer.start(ports);
+  const url = `https://127.0.0.1:${balancer.port}`;
+  try {
+    const replicas: OperatorProcess[] = [];
+    for (const [i, port] of ports.entries()) {
+      replicas.push(await startOperatorProcess(controlPlane(), fake, kubeconfig, { name: `replica-${i}`, webhookPort: port, webhookUrl: url, env: fastLease }));
+    }
+    const leaders = await waitForPod('one leader', async () => {
+      const flags = await Promise.all(replicas.map((r) => r.metric('entitlement_leader')));
+      return flags.filter((f) => f === 1).length === 1 ? flags : undefined;
+    });
+    const leader = replicas[leaders.indexOf(1)] as OperatorProcess;
+    const standby = replicas[leaders.indexOf(0)] as OperatorProcess;
+
+    await createPods(namespace, 'ha', 120);
+    await waitForPod('the leader to be busy', async () => ((await podsOf(namespace, 'ha')).filter((p) => verdict(p)).length >= 10 ? true : undefined));
+    leader.proc.kill();
+    const killedAt = Date.now();
+    await waitForPod('the standby to lead', async () => ((await standby.metric('entitlement_leader')) === 1 ? true : undefined), 30_000);
+    const takeoverMs = Date.now() - killedAt;
+    expect(takeoverMs).toBeLessThan(6_000 + 1_200 + 1_000); // lease duration + retry period + polling slack
+
+    const pods = await waitForPod('all verdicts', async () => {
+      const list = await podsOf(namespace, 'ha');
+      return list.filter((p) => verdict(p) === 'Entitled').length === 120 ? list : undefined;
+    }, 120_000);
+    expect(registrations(pods, 'ha-code').filter((r) => r.successes === 0 || r.afterVerdict > 0)).toEqual([]);
+    await standby.proc.stop();
+  } finally {
+    await balancer.close();
+  }
+}, 240_000);
+
+it('certificate rotation while pods are being created: no admission fails', async () => {
+  const namespace = 'rotation';
+  await core.createNamespace({ body: { metadata: { name: namespace } } });
+  const ports = [await freePort(), await freePort()];
+  const balancer = await TcpBalancer.start(ports);
+  const url = `https://127.0.0.1:${balancer.port}`;
+  try {
+    const replicas: OperatorProcess[] = [];
+    for (const [i, port] of ports.entries()) {
+      replicas.push(await startOperatorProcess(controlPlane(), fake, kubeconfig, { name: `rotating-${i}`, webhookPort: port, webhookUrl: url, env: fastLease }));
+    }
+    await waitForWebhook(controlPlane());
+    const served = async (port: number): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const socket = tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false }, () => {
+          resolve(socket.getPeerX509Certificate()?.fingerprint256 ?? '');
+          socket.end();
+        });
+        socket.on('error', reject);
+      });
+    const before = await Promise.all(ports.map(served));
+
+    let failures = 0;
+    let created = 0;
+    const creating = { stop: false };
+    const creator = (async () => {
+      for (let i = 0; !creating.stop; i++) {
+        await core.createNamespacedPod({ namespace, body: labelledPod(`rot-${i}`, 'rotation') }).then(
+          (pod) => {
+            created++;
+            if (!gated(pod)) failures++;
+          },
+          () => failures++,
+        );
+      }
+    })();
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    // Rotate as a replica renewing the certificate would.
+    const dnsNames = [`${webhookServiceName}.${operatorNamespace}.svc`, `${webhookServiceName}.${operatorNamespace}.svc.cluster.local`];
+    const store = new CertificateStore(core, { namespace: operatorNamespace, secretName: webhookSecretName, dnsNames, ipAddresses: ['127.0.0.1'] }, createLogger({ level: 'error' }));
+    const rotated = await store.rotate();
+    const fingerprint = new X509Certificate(rotated.certPem).fingerprint256;
+    await waitForPod('both replicas to serve the new certificate', async () => ((await Promise.all(ports.map(served))).every((f) => f === fingerprint) ? true : undefined), 20_000);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    creating.stop = true;
+    await creator;
+
+    expect(before.every((f) => f !== fingerprint)).toBe(true);
+    expect(created).toBeGreaterThan(20);
+    expect(failures).toBe(0);
+    for (const replica of replicas) await replica.proc.stop();
+  } finally {
+    await balancer.close();
+  }
+}, 240_000);
