@@ -51,11 +51,38 @@ it('the operator ServiceAccount may do what the reconciler needs and no more', a
   expect(await can('patch', 'pods', '-n', 'default')).toBe('yes');
   expect(await can('create', 'pods', '--subresource=eviction', '-n', 'default')).toBe('yes');
   expect(await can('create', 'serviceaccounts', '--subresource=token', '-n', 'default')).toBe('yes');
-  expect(await can('patch', 'marketplaceproducts.marketplace.entitlements.io', '--subresource=status', '-n', 'default')).toBe('yes');
+  expect(await can('update', 'marketplaceproducts.marketplace.entitlements.io', '--subresource=status', '-n', 'default')).toBe('yes');
   expect(await can('update', 'leases.coordination.k8s.io/entitlement-operator-leader', '-n', operatorNamespace)).toBe('yes');
   expect(await can('delete', 'pods', '-n', 'default')).toBe('no');
   expect(await can('update', 'marketplaceproducts.marketplace.entitlements.io', '-n', 'default')).toBe('no');
   expect(await can('get', 'secrets', '-n', 'default')).toBe('no');
   expect(await can('update', 'leases.coordination.k8s.io/other', '-n', operatorNamespace)).toBe('no');
   expect(await can('patch', 'mutatingwebhookconfigurations/other-webhook')).toBe('no');
+});
+
+describe('the operator ServiceAccount has exactly the reviewed permissions', () => {
+  const reviewed = async (section: 'product' | 'operator'): Promise<string[]> => {
+    const text = await readFile(path.join(repoRoot, 'test/integration/testdata/operator-permissions.txt'), 'utf8');
+    const [product = '', operator = ''] = text.split('# namespace: entitlement-operator-system (adds)');
+    const lines = (block: string): string[] => block.split('\n').filter((l) => l.trim() && !l.startsWith('#'));
+    return section === 'product' ? lines(product).sort() : [...lines(product), ...lines(operator)].sort();
+  };
+  const granted = async (namespace: string): Promise<string[]> => {
+    const out = await controlPlane().kubectlOk(['auth', 'can-i', '--list', '-n', namespace, `--as=system:serviceaccount:${operatorNamespace}:entitlement-operator-controller-manager`]);
+    return out
+      .split('\n')
+      .slice(1)
+      .map((line) => line.trim().split(/\s{2,}/))
+      .filter((cols) => cols.length === 4 && !cols[0]?.startsWith('selfsubject'))
+      .map(([resource, , names, verbs]) => `${resource ?? ''} | ${names ?? ''} | ${verbs ?? ''}`)
+      .sort();
+  };
+
+  it('in a product namespace', async () => {
+    expect(await granted('some-app-namespace')).toEqual(await reviewed('product'));
+  });
+
+  it('in its own namespace', async () => {
+    expect(await granted(operatorNamespace)).toEqual(await reviewed('operator'));
+  });
 });

@@ -1,10 +1,11 @@
 // The entitlement gate end to end: the built operator, out of cluster as the bundle's
 // ServiceAccount, against a real API server and the fake AWS.
-import { CoreV1Api, CustomObjectsApi, EventsV1Api } from '@kubernetes/client-node';
+import { CoordinationV1Api, CoreV1Api, CustomObjectsApi, EventsV1Api } from '@kubernetes/client-node';
 import { readFile } from 'node:fs/promises';
 import { annotations } from '../../src/api/marketplace-product.js';
 import { FakeAws } from '../../src/fake-aws/server.js';
 import { controlPlaneForSuite } from '../support/control-plane.js';
+import { fakeCredentials } from '../support/fake-aws.js';
 import { installBundle, serviceAccountKubeconfig, startOperatorProcess, waitForPod, type OperatorProcess } from '../support/operator.js';
 import { createProduct, gated, getProduct, labelledPod, readPod, reason, verdict } from '../support/pods.js';
 
@@ -193,5 +194,37 @@ describe('running pods', () => {
       return list.length === 1 ? list : undefined;
     });
     expect(remaining.map((p) => [p.metadata?.name, verdict(p), reason(p), gated(p)])).toEqual([['evictable-2', 'NotEntitled', 'CustomerNotEntitled', true]]);
+  });
+});
+
+describe('observability', () => {
+  it('exposes reconciles, durations, queue depth, AWS calls and latency, webhook latency, verdicts and leadership', async () => {
+    expect(await operator.metric('entitlement_reconciles_total', { result: 'success' })).toBeGreaterThan(0);
+    expect(await operator.metric('entitlement_reconcile_duration_seconds_count')).toBeGreaterThan(0);
+    expect(await operator.metric('entitlement_workqueue_depth')).toBeGreaterThanOrEqual(0);
+    expect(await operator.metric('entitlement_aws_calls_total', { operation: 'RegisterUsage', outcome: 'ok' })).toBeGreaterThan(0);
+    expect(await operator.metric('entitlement_aws_calls_total', { operation: 'RegisterUsage', outcome: 'CustomerNotEntitledException' })).toBeGreaterThan(0);
+    expect(await operator.metric('entitlement_aws_call_duration_seconds_count', { operation: 'RegisterUsage' })).toBeGreaterThan(0);
+    expect(await operator.metric('entitlement_webhook_duration_seconds_count')).toBeGreaterThan(0);
+    expect(await operator.metric('entitlement_verdicts_total', { verdict: 'Entitled', reason: 'SignatureVerified' })).toBeGreaterThan(0);
+    expect(await operator.metric('entitlement_leader')).toBe(1);
+    const ready = await fetch(`${operator.healthUrl}/readyz`);
+    expect([ready.status, await ready.text()]).toEqual([200, 'ok\n']);
+  });
+
+  it('logs JSON lines that name the pod and product, without credentials', async () => {
+    const log = await readFile(controlPlane().file('operator.log'), 'utf8');
+    const lines = log.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const entitled = lines.find((l) => l.message === 'pod entitled');
+    expect(entitled).toMatchObject({ level: 'info', pod: `${ns}/good-0`, product: `${ns}/good` });
+    expect(log).not.toContain(fakeCredentials.secretAccessKey);
+    expect(log).not.toMatch(/eyJhbGciOiJQUzI1NiI/); // no signature (JWT) in the logs
+  });
+
+  it('SIGTERM: a graceful stop releases the Lease and exits 0', async () => {
+    operator.proc.terminate();
+    expect(await operator.proc.exited()).toBe(0);
+    const lease = await controlPlane().kubeConfig().makeApiClient(CoordinationV1Api).readNamespacedLease({ name: 'entitlement-operator-leader', namespace: 'entitlement-operator-system' });
+    expect(lease.spec?.holderIdentity).toBeUndefined();
   });
 });

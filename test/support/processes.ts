@@ -11,7 +11,10 @@ exec 3<&0
 child=$!
 { cat >/dev/null; kill -TERM "$child" 2>/dev/null; } <&3 &
 exec 3<&-
-wait "$child"
+trap 'kill -TERM "$child" 2>/dev/null' TERM
+wait "$child"; status=$?
+while kill -0 "$child" 2>/dev/null; do wait "$child"; status=$?; done
+exit $status
 `;
 
 export interface ProcessOptions {
@@ -70,10 +73,10 @@ export class ManagedProcess {
     killGroup(this.child.pid);
   }
 
-  /** Sends a signal to the supervised program itself (for example SIGTERM for a graceful stop). */
-  signal(signal: NodeJS.Signals): void {
+  /** SIGTERM to the supervised program (the supervisor forwards it), for a graceful stop. */
+  terminate(): void {
     try {
-      process.kill(-(this.child.pid ?? 0), signal);
+      process.kill(this.child.pid ?? 0, 'SIGTERM');
     } catch {
       // Already gone.
     }

@@ -88,11 +88,11 @@ describe('install bundle', () => {
       'admissionregistration.k8s.io/mutatingwebhookconfigurations:patch[entitlement-operator-mutating-webhook-configuration]',
       'core/configmaps:get',
       'core/pods/eviction:create',
-      'core/pods:get', 'core/pods:list', 'core/pods:patch', 'core/pods:watch',
+      'core/pods:list', 'core/pods:patch', 'core/pods:watch',
       'core/serviceaccounts/token:create',
       'core/serviceaccounts:get',
-      'events.k8s.io/events:create', 'events.k8s.io/events:patch',
-      'marketplace.entitlements.io/marketplaceproducts/status:get', 'marketplace.entitlements.io/marketplaceproducts/status:patch', 'marketplace.entitlements.io/marketplaceproducts/status:update',
+      'events.k8s.io/events:create',
+      'marketplace.entitlements.io/marketplaceproducts/status:update',
       'marketplace.entitlements.io/marketplaceproducts:get', 'marketplace.entitlements.io/marketplaceproducts:list', 'marketplace.entitlements.io/marketplaceproducts:watch',
     ].sort());
     const roles = bundleObjects().filter((o) => o.kind === 'ClusterRole' || o.kind === 'Role') as (V1ClusterRole | V1Role)[];

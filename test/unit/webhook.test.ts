@@ -1,0 +1,88 @@
+// The admission webhook over HTTPS: the gate mutation, and bad requests answered 400 while the
+// server keeps serving.
+import https from 'node:https';
+import { createCertificateAuthority, issueCertificate } from '../../src/pki/certificates.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { Metrics } from '../../src/observability/metrics.js';
+import { gatePatch } from '../../src/webhook/pod-gate.js';
+import { WebhookServer } from '../../src/webhook/server.js';
+
+const gate = 'marketplace.entitlements.io/entitlement';
+const label = { 'marketplace.entitlements.io/product': 'p' };
+let server: WebhookServer;
+let metrics: Metrics;
+let port: number;
+let caPem: string;
+
+beforeAll(async () => {
+  const ca = await createCertificateAuthority('test', 3_600_000);
+  caPem = ca.certPem;
+  metrics = new Metrics();
+  server = new WebhookServer(createLogger({ level: 'error' }), metrics);
+  server.setCertificate(await issueCertificate(ca, { commonName: 'webhook', ipAddresses: ['127.0.0.1'], usage: 'server', validForMs: 3_600_000 }));
+  port = await server.listen(0, '127.0.0.1');
+});
+afterAll(async () => server.close());
+
+function post(body: string | Buffer, path = '/mutate-v1-pod'): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = https.request({ host: '127.0.0.1', port, path, method: 'POST', ca: caPem, headers: { 'content-type': 'application/json' } }, (res) => {
+      let text = '';
+      res.on('data', (c: Buffer) => (text += c.toString()));
+      res.on('end', () => {
+        resolve({ status: res.statusCode ?? 0, body: text });
+      });
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+const review = (object: unknown, extra: Record<string, unknown> = {}) =>
+  JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'u-1', operation: 'CREATE', namespace: 'ns', object, ...extra } });
+
+describe('gatePatch', () => {
+  it('adds the gate list, appends to existing gates, and is idempotent', () => {
+    expect(gatePatch({ uid: 'u', object: { metadata: { labels: label }, spec: {} } })).toEqual([{ op: 'add', path: '/spec/schedulingGates', value: [{ name: gate }] }]);
+    expect(gatePatch({ uid: 'u', object: { metadata: { labels: label }, spec: { schedulingGates: [{ name: 'other' }] } } })).toEqual([{ op: 'add', path: '/spec/schedulingGates/-', value: { name: gate } }]);
+    expect(gatePatch({ uid: 'u', object: { metadata: { labels: label }, spec: { schedulingGates: [{ name: gate }] } } })).toBeUndefined();
+  });
+
+  it('leaves unlabelled pods and other operations alone', () => {
+    expect(gatePatch({ uid: 'u', object: { metadata: { labels: { app: 'x' } }, spec: {} } })).toBeUndefined();
+    expect(gatePatch({ uid: 'u', operation: 'UPDATE', object: { metadata: { labels: label }, spec: {} } })).toBeUndefined();
+  });
+});
+
+describe('WebhookServer', () => {
+  it('answers an AdmissionReview with the JSON Patch', async () => {
+    const res = await post(review({ metadata: { name: 'p', labels: label }, spec: { containers: [] } }));
+    expect(res.status).toBe(200);
+    const answer = JSON.parse(res.body) as { apiVersion: string; kind: string; response: { uid: string; allowed: boolean; patchType: string; patch: string } };
+    expect(answer).toMatchObject({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid: 'u-1', allowed: true, patchType: 'JSONPatch' } });
+    expect(JSON.parse(Buffer.from(answer.response.patch, 'base64').toString())).toEqual([{ op: 'add', path: '/spec/schedulingGates', value: [{ name: gate }] }]);
+  });
+
+  it.each([
+    ['not JSON', '{"apiVersion":', /body is not JSON/],
+    ['a JSON array', '[1,2]', /not a JSON object/],
+    ['another kind', JSON.stringify({ apiVersion: 'v1', kind: 'Pod' }), /not an admission\.k8s\.io\/v1 AdmissionReview/],
+    ['no request', JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' }), /has no request/],
+    ['no uid', JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { object: {} } }), /has no request\.uid/],
+    ['an object that is a string', review('pod'), /request\.object is not an object/],
+    ['4 MB', Buffer.alloc(4 * 1024 * 1024, 'a'), /body larger than/],
+  ])('answers %s with 400 and keeps serving', async (_name, body, message) => {
+    const res = await post(body);
+    expect(res.status).toBe(400);
+    expect(res.body).toMatch(message);
+    expect((await post(review({ metadata: { labels: label }, spec: {} }))).status).toBe(200);
+  });
+
+  it('answers other paths 404, and counts requests by outcome', async () => {
+    expect((await post('{}', '/validate')).status).toBe(404);
+    const text = await metrics.registry.getSingleMetricAsString('entitlement_webhook_requests_total');
+    expect(text).toMatch(/outcome="gated"\} \d+/);
+    expect(text).toMatch(/outcome="bad_request"\} 7/);
+    expect(text).toMatch(/outcome="not_found"\} 1/);
+  });
+});

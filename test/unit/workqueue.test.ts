@@ -1,0 +1,79 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { WorkQueue } from '../../src/kube/workqueue.js';
+
+describe('WorkQueue', () => {
+  it('de-duplicates queued keys and never runs one key twice at once', async () => {
+    const running = new Set<string>();
+    const runs: string[] = [];
+    let overlap = false;
+    const queue = new WorkQueue(async (key) => {
+      if (running.has(key)) overlap = true;
+      running.add(key);
+      runs.push(key);
+      await sleep(20);
+      running.delete(key);
+      return undefined;
+    }, { concurrency: 4 });
+    for (let i = 0; i < 5; i++) queue.add('a');
+    queue.add('b');
+    await sleep(5);
+    queue.add('a'); // while running: runs once more afterwards
+    queue.add('a');
+    await queue.idle();
+    expect(overlap).toBe(false);
+    expect(runs.sort()).toEqual(['a', 'a', 'b']);
+  });
+
+  it('retries a failing key with exponential backoff', async () => {
+    const times: number[] = [];
+    const queue = new WorkQueue(async () => {
+      times.push(Date.now());
+      if (times.length < 4) throw new Error('not yet');
+      return Promise.resolve(undefined);
+    }, { concurrency: 1, baseDelayMs: 20 });
+    queue.add('k');
+    await queue.idle();
+    const gaps = times.slice(1).map((t, i) => t - (times[i] ?? 0));
+    expect(gaps).toHaveLength(3);
+    expect(gaps[0]).toBeGreaterThanOrEqual(18);
+    expect(gaps[1]).toBeGreaterThanOrEqual(38);
+    expect(gaps[2]).toBeGreaterThanOrEqual(78);
+  });
+
+  it('limits the overall rate and the concurrency', async () => {
+    let active = 0;
+    let maxActive = 0;
+    const queue = new WorkQueue(async () => {
+      active++;
+      maxActive = Math.max(maxActive, active);
+      await sleep(5);
+      active--;
+      return undefined;
+    }, { concurrency: 3, ratePerSecond: 100, burst: 5 });
+    const started = Date.now();
+    for (let i = 0; i < 25; i++) queue.add(`k${i}`);
+    await queue.idle();
+    expect(maxActive).toBeLessThanOrEqual(3);
+    // 5 at once from the burst, then 20 more at 100/s: at least ~200 ms.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(180);
+  });
+
+  it('requeues after the requested delay, and shutdown waits for running work', async () => {
+    let runs = 0;
+    let finished = false;
+    const queue = new WorkQueue(async () => {
+      runs++;
+      if (runs === 2) {
+        await sleep(50);
+        finished = true;
+        return undefined;
+      }
+      return { requeueAfterMs: 10 };
+    }, { concurrency: 1 });
+    queue.add('k');
+    await sleep(25);
+    await queue.shutdown();
+    expect(runs).toBe(2);
+    expect(finished).toBe(true);
+  });
+});
