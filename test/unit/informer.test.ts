@@ -62,7 +62,7 @@ describe('Informer', () => {
     await informer.start();
     expect(informer.synced).toBe(true);
 
-    await waitFor('the second list and the delete after it', async () => (deletes.includes('c') ? true : undefined), 20_000);
+    await waitFor('the second list and the delete after it', () => Promise.resolve(deletes.includes('c') ? true : undefined), 20_000);
     expect(watches).toEqual(['10', '11', '11', '30']);
     expect(informer.relists).toBe(2);
     // The relist dropped b and d (gone from the server) and added c, which the watch then deleted.
