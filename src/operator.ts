@@ -51,13 +51,16 @@ export interface OperatorOptions {
   leaseDurationMs: number;
   renewDeadlineMs: number;
   retryPeriodMs: number;
+  /** 'cert-manager': the webhook Secret and CA bundle are managed outside the operator. */
+  certificates: 'self-managed' | 'cert-manager';
   /** Listen address of the servers; tests bind to loopback. */
   host?: string;
 }
 
 /**
- * Options from the environment: POD_NAMESPACE and POD_NAME (downward API), and for tuning
- * LEASE_DURATION_SECONDS (renew deadline 2/3 of it) and CERTIFICATE_CHECK_SECONDS.
+ * Options from the environment: POD_NAMESPACE and POD_NAME (downward API), WEBHOOK_CERTIFICATES
+ * (self-managed or cert-manager), and for tuning LEASE_DURATION_SECONDS (renew deadline 2/3 of
+ * it) and CERTIFICATE_CHECK_SECONDS.
  */
 export function defaultOperatorOptions(env: NodeJS.ProcessEnv = process.env): OperatorOptions {
   const seconds = (name: string, fallback: number): number => {
@@ -66,7 +69,10 @@ export function defaultOperatorOptions(env: NodeJS.ProcessEnv = process.env): Op
     return value * 1000;
   };
   const leaseDurationMs = seconds('LEASE_DURATION_SECONDS', 15);
+  const certificates = env.WEBHOOK_CERTIFICATES ?? 'self-managed';
+  if (certificates !== 'self-managed' && certificates !== 'cert-manager') throw new Error(`WEBHOOK_CERTIFICATES: ${JSON.stringify(certificates)} is not self-managed or cert-manager`);
   return {
+    certificates,
     namespace: env.POD_NAMESPACE ?? 'entitlement-operator-system',
     identity: env.POD_NAME ?? `${os.hostname()}-${process.pid}`,
     certificateCheckMs: seconds('CERTIFICATE_CHECK_SECONDS', 60),
@@ -110,21 +116,38 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
       secretName: webhookSecretName,
       dnsNames: [`${webhookServiceName}.${options.namespace}.svc`, `${webhookServiceName}.${options.namespace}.svc.cluster.local`, ...(webhookHost && !isIp ? [webhookHost] : [])],
       ipAddresses: webhookHost && isIp ? [webhookHost] : [],
+      external: options.certificates === 'cert-manager',
     },
     log,
   );
   const webhook = new WebhookServer(log, metrics);
+  // Ready once the certificate is loaded and the caches are synced (registered now: until then,
+  // not ready).
+  let cachesSynced = false;
+  health.addReadinessCheck('webhook-certificate', () => webhook.certificateLoaded);
+  health.addReadinessCheck('caches-synced', () => cachesSynced);
   const admission = kc.makeApiClient(AdmissionregistrationV1Api);
   let tls: WebhookTls | undefined;
   const refreshCertificate = async (): Promise<void> => {
     const next = await certificates.ensure();
     if (next.version !== tls?.version) {
       webhook.setCertificate(next);
-      if (next.caPem !== tls?.caPem) await configureWebhook(admission, next.caPem, flags.webhookUrl);
+      // With cert-manager, its cainjector owns the CA bundle; out of cluster the URL is still ours.
+      const ours = options.certificates === 'self-managed' || flags.webhookUrl !== undefined;
+      if (ours && next.caPem !== tls?.caPem) await configureWebhook(admission, next.caPem, flags.webhookUrl);
       tls = next;
     }
   };
-  await refreshCertificate();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await refreshCertificate();
+      break;
+    } catch (error) {
+      if (attempt >= 60) throw error;
+      log.warn('webhook certificate not ready, retrying', { error: describeError(error) });
+      await new Promise((resolve) => setTimeout(resolve, Math.min(5_000, 250 * attempt)));
+    }
+  }
   await webhook.listen(flags.webhookPort, options.host);
   closers.push(() => webhook.close());
   const certificateTimer = setInterval(() => {
@@ -210,8 +233,7 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
 
   await Promise.all([products.start(), pods.start()]);
   closers.unshift(() => Promise.all([products.stop(), pods.stop()]));
-  health.addReadinessCheck('caches-synced', () => products.synced && pods.synced);
-  health.addReadinessCheck('webhook-certificate', () => webhook.certificateLoaded);
+  cachesSynced = true;
 
   const startReconciling = (): void => {
     reconciling = true;

@@ -27,6 +27,8 @@ export interface CertificateOptions {
   servingValidityMs?: number;
   /** Renew the serving certificate when it has less than this left. */
   renewBeforeMs?: number;
+  /** Someone else (cert-manager) writes the Secret: only read it, never create or renew it. */
+  external?: boolean;
 }
 
 export class CertificateStore {
@@ -47,6 +49,11 @@ export class CertificateStore {
   /** The current TLS material, creating or renewing it when needed. Safe to call from every replica. */
   async ensure(now = Date.now()): Promise<WebhookTls> {
     const secret = await this.read();
+    if (this.options.external) {
+      const tls = secret && fromSecret(secret);
+      if (!tls) throw new Error(`waiting for Secret ${this.options.namespace}/${this.options.secretName} with ca.crt, tls.crt and tls.key (cert-manager)`);
+      return tls;
+    }
     if (!secret) return this.create();
     const tls = fromSecret(secret);
     if (tls && !this.needsRenewal(tls, now)) return tls;
