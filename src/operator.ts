@@ -33,6 +33,7 @@ import { WorkQueue } from './kube/workqueue.js';
 import { HealthServer } from './observability/health.js';
 import type { Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
+import { close } from './net/servers.js';
 import { CertificateStore, type WebhookTls } from './webhook/certificates.js';
 import { configureWebhook } from './webhook/configuration.js';
 import { WebhookServer } from './webhook/server.js';
@@ -104,7 +105,7 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
   await health.listen(flags.healthPort, options.host);
   closers.push(() => health.close());
   const metricsServer: http.Server = await metrics.serve(flags.metricsPort, options.host);
-  closers.push(() => new Promise((resolve) => metricsServer.close(resolve)));
+  closers.push(() => close(metricsServer));
 
   // Webhook: certificates from the Secret (created or renewed as needed), then serve.
   const webhookHost = flags.webhookUrl ? new URL(flags.webhookUrl).hostname.replace(/^\[|\]$/g, '') : undefined;

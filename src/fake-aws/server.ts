@@ -5,6 +5,7 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { close, listen } from '../net/servers.js';
 import { handleMetering, type SigningKeys } from './metering.js';
 import { AuthError, verifySigV4, type KnownCredentials, type SignedRequest } from './sigv4.js';
 import { AwsFault, FakeState, type CallRecord, type Customer, type ProductBehaviour } from './state.js';
@@ -65,10 +66,7 @@ export class FakeAws {
 
   static async start(options: FakeAwsOptions = {}, port = 0, host = '127.0.0.1'): Promise<FakeAws> {
     const fake = new FakeAws(options);
-    await new Promise<void>((resolve, reject) => {
-      fake.server.once('error', reject);
-      fake.server.listen(port, host, resolve);
-    });
+    await listen(fake.server, port, host);
     return fake;
   }
 
@@ -90,12 +88,7 @@ export class FakeAws {
   }
 
   close(): Promise<void> {
-    return new Promise((resolve) => {
-      this.server.close(() => {
-        resolve();
-      });
-      this.server.closeAllConnections();
-    });
+    return close(this.server);
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {

@@ -1,6 +1,7 @@
 // /healthz (the process serves) and /readyz (every registered readiness check passes), as
 // Kubernetes probes expect: 200 or 503, with a short plain-text reason.
 import http from 'node:http';
+import { close, listen } from '../net/servers.js';
 
 export type ReadinessCheck = () => boolean;
 
@@ -16,22 +17,11 @@ export class HealthServer {
   }
 
   listen(port: number, host?: string): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        const address = this.server.address();
-        resolve(typeof address === 'object' && address ? address.port : port);
-      });
-    });
+    return listen(this.server, port, host);
   }
 
   close(): Promise<void> {
-    return new Promise((resolve) => {
-      this.server.close(() => {
-        resolve();
-      });
-      this.server.closeAllConnections();
-    });
+    return close(this.server);
   }
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {

@@ -1,5 +1,6 @@
 // Prometheus metrics of the operator, served on --metrics-port at /metrics.
 import http from 'node:http';
+import { listen } from '../net/servers.js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export class Metrics {
@@ -18,7 +19,7 @@ export class Metrics {
     if (options.processMetrics) collectDefaultMetrics({ register: this.registry });
   }
 
-  serve(port: number, host?: string): Promise<http.Server> {
+  async serve(port: number, host?: string): Promise<http.Server> {
     const server = http.createServer((req, res) => {
       if ((req.url ?? '').split('?')[0] !== '/metrics') {
         res.writeHead(404).end();
@@ -29,11 +30,7 @@ export class Metrics {
         () => res.writeHead(500).end(),
       );
     });
-    return new Promise((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        resolve(server);
-      });
-    });
+    await listen(server, port, host);
+    return server;
   }
 }

@@ -2,6 +2,7 @@
 // keeps serving. The serving certificate can be swapped at run time (rotation without restart).
 import https from 'node:https';
 import type http from 'node:http';
+import { close, listen } from '../net/servers.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { admit, parseAdmissionReview } from './pod-gate.js';
@@ -38,22 +39,12 @@ export class WebhookServer {
   }
 
   listen(port: number, host?: string): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        const address = this.server.address();
-        resolve(typeof address === 'object' && address ? address.port : port);
-      });
-    });
+    return listen(this.server, port, host);
   }
 
+  /** Stops accepting; admissions in flight finish. */
   close(): Promise<void> {
-    return new Promise((resolve) => {
-      this.server.close(() => {
-        resolve();
-      });
-      this.server.closeIdleConnections();
-    });
+    return close(this.server, { drain: true });
   }
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {

@@ -1,17 +1,16 @@
 // The operator under faults: SIGKILL in a burst, the leader killed with a standby ready, and the
 // webhook certificate rotated while pods are being created.
-import { readFile } from 'node:fs/promises';
 import tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
-import { CoreV1Api, CustomObjectsApi, type V1Pod } from '@kubernetes/client-node';
+import type { CoreV1Api, CustomObjectsApi, V1Pod } from '@kubernetes/client-node';
 import { annotations, productLabel } from '../../src/api/marketplace-product.js';
-import { FakeAws } from '../../src/fake-aws/server.js';
+import type { FakeAws } from '../../src/fake-aws/server.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { webhookSecretName, webhookServiceName } from '../../src/operator.js';
 import { CertificateStore } from '../../src/webhook/certificates.js';
 import { operatorNamespace } from '../support/bundle.js';
 import { controlPlaneForSuite } from '../support/control-plane.js';
-import { installBundle, serviceAccountKubeconfig, startOperatorProcess, waitForPod, waitForWebhook, type OperatorProcess } from '../support/operator.js';
+import { prepareOperatorEnvironment, startOperatorProcess, waitForPod, waitForWebhook, type OperatorProcess } from '../support/operator.js';
 import { createProduct, gated, labelledPod, verdict } from '../support/pods.js';
 import { TcpBalancer } from '../support/tcp-balancer.js';
 import { freePort } from '../support/wait.js';
@@ -24,13 +23,19 @@ let kubeconfig: string;
 const fastLease = { LEASE_DURATION_SECONDS: '6', CERTIFICATE_CHECK_SECONDS: '1' };
 
 beforeAll(async () => {
-  const plane = controlPlane();
-  fake = await FakeAws.start({ serviceAccountKeyPems: [await readFile(plane.file('sa.pub'), 'utf8')] });
-  await installBundle(plane);
-  core = plane.kubeConfig().makeApiClient(CoreV1Api);
-  custom = plane.kubeConfig().makeApiClient(CustomObjectsApi);
-  kubeconfig = await serviceAccountKubeconfig(plane);
+  ({ fake, core, custom, kubeconfig } = await prepareOperatorEnvironment(controlPlane()));
 }, 120_000);
+
+/** Replicas behind a TCP balancer that stands in for the webhook Service. */
+async function startReplicas(prefix: string, count: number): Promise<{ replicas: OperatorProcess[]; ports: number[]; balancer: TcpBalancer }> {
+  const ports = await Promise.all(Array.from({ length: count }, () => freePort()));
+  const balancer = await TcpBalancer.start(ports);
+  const replicas: OperatorProcess[] = [];
+  for (const [i, port] of ports.entries()) {
+    replicas.push(await startOperatorProcess(controlPlane(), fake, kubeconfig, { name: `${prefix}-${i}`, webhookPort: port, webhookUrl: `https://127.0.0.1:${balancer.port}`, env: fastLease }));
+  }
+  return { replicas, ports, balancer };
+}
 afterAll(async () => fake.close());
 
 async function createPods(namespace: string, product: string, count: number): Promise<string[]> {
@@ -88,14 +93,8 @@ it('two replicas: killing the leader lets the other finish the work within the l
   await core.createNamespace({ body: { metadata: { name: namespace } } });
   fake.setBehaviour('ha-code', { delayMs: 150 });
   await createProduct(custom, namespace, 'ha', { publicKey: { pem: fake.publicKeyPem }, identity: { mode: 'Operator' }, productCode: 'ha-code' });
-  const ports = [await freePort(), await freePort()];
-  const balancer = await TcpBalancer.start(ports);
-  const url = `https://127.0.0.1:${balancer.port}`;
+  const { replicas, balancer } = await startReplicas('replica', 2);
   try {
-    const replicas: OperatorProcess[] = [];
-    for (const [i, port] of ports.entries()) {
-      replicas.push(await startOperatorProcess(controlPlane(), fake, kubeconfig, { name: `replica-${i}`, webhookPort: port, webhookUrl: url, env: fastLease }));
-    }
     const leaders = await waitForPod('one leader', async () => {
       const flags = await Promise.all(replicas.map((r) => r.metric('entitlement_leader')));
       return flags.filter((f) => f === 1).length === 1 ? flags : undefined;
@@ -125,14 +124,8 @@ it('two replicas: killing the leader lets the other finish the work within the l
 it('certificate rotation while pods are being created: no admission fails', async () => {
   const namespace = 'rotation';
   await core.createNamespace({ body: { metadata: { name: namespace } } });
-  const ports = [await freePort(), await freePort()];
-  const balancer = await TcpBalancer.start(ports);
-  const url = `https://127.0.0.1:${balancer.port}`;
+  const { replicas, ports, balancer } = await startReplicas('rotating', 2);
   try {
-    const replicas: OperatorProcess[] = [];
-    for (const [i, port] of ports.entries()) {
-      replicas.push(await startOperatorProcess(controlPlane(), fake, kubeconfig, { name: `rotating-${i}`, webhookPort: port, webhookUrl: url, env: fastLease }));
-    }
     await waitForWebhook(controlPlane());
     const served = async (port: number): Promise<string> =>
       new Promise((resolve, reject) => {

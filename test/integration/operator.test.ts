@@ -1,12 +1,12 @@
 // The entitlement gate end to end: the built operator, out of cluster as the bundle's
 // ServiceAccount, against a real API server and the fake AWS.
-import { CoordinationV1Api, CoreV1Api, CustomObjectsApi, EventsV1Api } from '@kubernetes/client-node';
+import { CoordinationV1Api, EventsV1Api, type CoreV1Api, type CustomObjectsApi } from '@kubernetes/client-node';
 import { readFile } from 'node:fs/promises';
 import { annotations } from '../../src/api/marketplace-product.js';
-import { FakeAws } from '../../src/fake-aws/server.js';
+import type { FakeAws } from '../../src/fake-aws/server.js';
 import { controlPlaneForSuite } from '../support/control-plane.js';
 import { fakeCredentials } from '../support/fake-aws.js';
-import { installBundle, serviceAccountKubeconfig, startOperatorProcess, waitForPod, type OperatorProcess } from '../support/operator.js';
+import { prepareOperatorEnvironment, startOperatorProcess, waitForPod, type OperatorProcess } from '../support/operator.js';
 import { createProduct, gated, getProduct, labelledPod, readPod, reason, verdict } from '../support/pods.js';
 
 const controlPlane = controlPlaneForSuite();
@@ -17,13 +17,10 @@ let custom: CustomObjectsApi;
 let operator: OperatorProcess;
 
 beforeAll(async () => {
-  const plane = controlPlane();
-  fake = await FakeAws.start({ serviceAccountKeyPems: [await readFile(plane.file('sa.pub'), 'utf8')] });
-  await installBundle(plane);
-  core = plane.kubeConfig().makeApiClient(CoreV1Api);
-  custom = plane.kubeConfig().makeApiClient(CustomObjectsApi);
+  const env = await prepareOperatorEnvironment(controlPlane());
+  ({ fake, core, custom } = env);
   await core.createNamespace({ body: { metadata: { name: ns } } });
-  operator = await startOperatorProcess(plane, fake, await serviceAccountKubeconfig(plane));
+  operator = await startOperatorProcess(controlPlane(), fake, env.kubeconfig);
 }, 120_000);
 afterAll(async () => fake.close());
 

@@ -2,9 +2,10 @@
 // install bundle's own ServiceAccount, talking to the local fake AWS.
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { CoreV1Api } from '@kubernetes/client-node';
+import { readFile } from 'node:fs/promises';
+import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { productLabel, schedulingGate } from '../../src/api/marketplace-product.js';
-import type { FakeAws } from '../../src/fake-aws/server.js';
+import { FakeAws } from '../../src/fake-aws/server.js';
 import { bundlePath, operatorNamespace } from './bundle.js';
 import type { ControlPlane } from './control-plane.js';
 import { fakeCredentials } from './fake-aws.js';
@@ -13,6 +14,25 @@ import { repoRoot } from './testbin.js';
 import { freePort, waitFor } from './wait.js';
 
 export const operatorServiceAccount = 'entitlement-operator-controller-manager';
+
+export interface OperatorEnvironment {
+  fake: FakeAws;
+  core: CoreV1Api;
+  custom: CustomObjectsApi;
+  /** Authenticates as the bundle's ServiceAccount. */
+  kubeconfig: string;
+}
+
+/**
+ * What every operator test needs: the bundle installed, a fake AWS whose STS trusts the cluster's
+ * service-account issuer, admin clients, and the operator's kubeconfig.
+ */
+export async function prepareOperatorEnvironment(plane: ControlPlane): Promise<OperatorEnvironment> {
+  const fake = await FakeAws.start({ serviceAccountKeyPems: [await readFile(plane.file('sa.pub'), 'utf8')] });
+  await installBundle(plane);
+  const kc = plane.kubeConfig();
+  return { fake, core: kc.makeApiClient(CoreV1Api), custom: kc.makeApiClient(CustomObjectsApi), kubeconfig: await serviceAccountKubeconfig(plane) };
+}
 
 /** Applies the rendered install bundle (CRD, RBAC, webhook configuration, ...). */
 export async function installBundle(plane: ControlPlane): Promise<void> {

@@ -1,0 +1,28 @@
+// Starting and stopping Node HTTP(S) servers, the same way everywhere.
+import type { Server } from 'node:net';
+import type http from 'node:http';
+
+/** Listens and resolves to the bound port (useful with port 0). */
+export function listen(server: Server, port: number, host?: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      const address = server.address();
+      resolve(typeof address === 'object' && address ? address.port : port);
+    });
+  });
+}
+
+/**
+ * Stops accepting connections and resolves once the server is closed. `drain`: let requests in
+ * flight finish (only idle connections are cut); otherwise every connection is cut at once.
+ */
+export function close(server: http.Server, options: { drain?: boolean } = {}): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => {
+      resolve();
+    });
+    if (options.drain) server.closeIdleConnections();
+    else server.closeAllConnections();
+  });
+}
