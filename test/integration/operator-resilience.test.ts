@@ -170,3 +170,30 @@ it('certificate rotation while pods are being created: no admission fails', asyn
     await balancer.close();
   }
 }, 240_000);
+
+it('SIGTERM in a burst: in-flight registrations finish and are recorded, the process exits 0', async () => {
+  const namespace = 'graceful';
+  await core.createNamespace({ body: { metadata: { name: namespace } } });
+  fake.setBehaviour('graceful-code', { delayMs: 300 });
+  await createProduct(custom, namespace, 'graceful', { publicKey: { pem: fake.publicKeyPem }, identity: { mode: 'Operator' }, productCode: 'graceful-code' });
+  const port = await freePort();
+  const operator = await startOperatorProcess(controlPlane(), fake, kubeconfig, { name: 'graceful', webhookPort: port, env: fastLease });
+  await createPods(namespace, 'graceful', 60);
+  await waitForPod('registrations in flight', async () => ((await podsOf(namespace, 'graceful')).filter((p) => verdict(p)).length >= 5 ? true : undefined));
+  operator.proc.terminate();
+  expect(await operator.proc.exited()).toBe(0);
+
+  // Every registration AWS answered before the exit is recorded on its pod.
+  const pods = await podsOf(namespace, 'graceful');
+  const answered = new Set(fake.calls('RegisterUsage', 'ok').filter((c) => c.productCode === 'graceful-code').map((c) => c.request.Nonce));
+  const recorded = new Set(pods.filter((p) => verdict(p) === 'Entitled').map((p) => p.metadata?.annotations?.[annotations.nonce]));
+  expect([...answered].filter((nonce) => !recorded.has(nonce as string))).toEqual([]);
+  expect(recorded.size).toBeLessThan(60);
+
+  await startOperatorProcess(controlPlane(), fake, kubeconfig, { name: 'graceful', webhookPort: port, env: fastLease });
+  const done = await waitForPod('all verdicts', async () => {
+    const list = await podsOf(namespace, 'graceful');
+    return list.filter((p) => verdict(p) === 'Entitled').length === 60 ? list : undefined;
+  }, 120_000);
+  expect(registrations(done, 'graceful-code').filter((r) => r.successes !== 1)).toEqual([]);
+}, 240_000);
