@@ -18,7 +18,7 @@ import { Identities } from './aws/identity.js';
 import { PodIdentity } from './aws/pod-identity.js';
 import type { AwsSettings } from './aws/settings.js';
 import type { OperatorFlags } from './config/flags.js';
-import { PodReconciler } from './controller/pod-reconciler.js';
+import { PodReconciler, RetryLater } from './controller/pod-reconciler.js';
 import { ProductOutcomes } from './controller/product-outcomes.js';
 import { ProductStatusReconciler, podsOfProduct } from './controller/product-status.js';
 import { Registrar } from './controller/registration.js';
@@ -199,7 +199,7 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
       onResult: (result, seconds, error) => {
         metrics.reconciles.inc({ controller: 'entitlement', result });
         metrics.reconcileDuration.observe({ controller: 'entitlement' }, seconds);
-        if (error instanceof Error && error.name !== 'RetryLater') log.warn('reconcile failed', { error: describeError(error) });
+        if (error instanceof Error && !(error instanceof RetryLater)) log.warn('reconcile failed', { error: describeError(error) });
       },
     },
   );

@@ -31,8 +31,6 @@ export type NotEntitledReason =
   | 'PublicKeyUnavailable'
   | 'IdentityUnavailable';
 
-export type PodReason = NotEntitledReason | 'SignatureVerified' | 'ProductNotFound';
-
 export interface MarketplaceProductSpec {
   productCode: string;
   publicKeyVersion: number;
