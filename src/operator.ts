@@ -271,7 +271,10 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
     lost,
     stop: async () => {
       reconciling = false;
-      await queue.shutdown();
+      // Within the pod's 30 s termination grace period. An abandoned registration is safe: its
+      // nonce is on the pod, so the next leader repeats the same registration.
+      const abandoned = await queue.shutdown(20_000);
+      if (abandoned > 0) log.warn('abandoned reconciles still running at shutdown', { abandoned });
       await elector?.stop();
       for (const close of closers) await close();
     },

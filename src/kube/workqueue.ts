@@ -75,14 +75,19 @@ export class WorkQueue {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
-  /** Stops dispatching; waits for running handlers to finish (graceful shutdown). */
-  async shutdown(): Promise<void> {
+  /**
+   * Stops dispatching and waits up to graceMs for running handlers to finish. Resolves to the
+   * number still running then (abandoned: the caller exits, and their work is redone later).
+   */
+  async shutdown(graceMs = 20_000): Promise<number> {
     this.stopped = true;
     for (const timer of this.timers.values()) clearTimeout(timer);
     this.timers.clear();
     this.queue.length = 0;
     this.queued.clear();
-    while (this.active > 0) await sleep(20);
+    const deadline = Date.now() + graceMs;
+    while (this.active > 0 && Date.now() < deadline) await sleep(20);
+    return this.active;
   }
 
   private isIdle(): boolean {

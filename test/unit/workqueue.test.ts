@@ -77,3 +77,15 @@ describe('WorkQueue', () => {
     expect(finished).toBe(true);
   });
 });
+
+describe('WorkQueue shutdown', () => {
+  it('abandons handlers that outlive the grace period and says how many', async () => {
+    const queue = new WorkQueue(() => sleep(1_000).then(() => undefined), { concurrency: 2 });
+    queue.add('a');
+    queue.add('b');
+    await sleep(10);
+    const started = Date.now();
+    expect(await queue.shutdown(50)).toBe(2);
+    expect(Date.now() - started).toBeLessThan(900);
+  });
+});
