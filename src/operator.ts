@@ -277,6 +277,7 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
       if (abandoned > 0) log.warn('abandoned reconciles still running at shutdown', { abandoned });
       await elector?.stop();
       for (const close of closers) await close();
+      log.debug('shutdown steps done');
     },
   };
 }

@@ -39,6 +39,8 @@ export class Informer<T extends KubernetesObject> {
   private resourceVersion: string | undefined;
   private stopped = false;
   private abort: AbortController | undefined;
+  // Cancels a backoff sleep, so stop() never waits out a retry delay.
+  private readonly stopping = new AbortController();
   private syncedOnce = false;
   private loop: Promise<void> | undefined;
   /** Counts restarts, for tests and logs. */
@@ -84,6 +86,7 @@ export class Informer<T extends KubernetesObject> {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.stopping.abort();
     this.abort?.abort();
     await this.loop;
   }
@@ -109,7 +112,7 @@ export class Informer<T extends KubernetesObject> {
         failures++;
         const delay = Math.min(30_000, 200 * 2 ** Math.min(failures, 8)) * (0.5 + Math.random() / 2);
         this.log.warn('watch failed, retrying', { informer: this.options.name, error: describeError(error), retryInMs: Math.round(delay) });
-        await sleep(delay);
+        await sleep(delay, undefined, { signal: this.stopping.signal }).catch(() => undefined);
       }
     }
   }

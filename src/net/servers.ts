@@ -17,9 +17,17 @@ export function listen(server: Server, port: number, host?: string): Promise<num
  * Stops accepting connections and resolves once the server is closed. `drain`: let requests in
  * flight finish (only idle connections are cut); otherwise every connection is cut at once.
  */
-export function close(server: http.Server, options: { drain?: boolean } = {}): Promise<void> {
+export function close(server: http.Server, options: { drain?: boolean; drainMs?: number } = {}): Promise<void> {
   return new Promise((resolve) => {
+    // Keep-alive clients (the API server) may hold connections open: cut them after the drain.
+    const timer = options.drain
+      ? setTimeout(() => {
+          server.closeAllConnections();
+        }, options.drainMs ?? 5_000)
+      : undefined;
+    timer?.unref();
     server.close(() => {
+      clearTimeout(timer);
       resolve();
     });
     if (options.drain) server.closeIdleConnections();

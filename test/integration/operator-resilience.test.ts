@@ -26,13 +26,25 @@ beforeAll(async () => {
   ({ fake, core, custom, kubeconfig } = await prepareOperatorEnvironment(controlPlane()));
 }, 120_000);
 
+// Every operator a test starts is stopped after it, also when the test fails half-way: a
+// leftover leader would otherwise do the next test's work.
+const started: OperatorProcess[] = [];
+afterEach(async () => {
+  for (const operator of started.splice(0)) await operator.proc.stop();
+});
+async function start(options: Parameters<typeof startOperatorProcess>[3]): Promise<OperatorProcess> {
+  const operator = await startOperatorProcess(controlPlane(), fake, kubeconfig, options);
+  started.push(operator);
+  return operator;
+}
+
 /** Replicas behind a TCP balancer that stands in for the webhook Service. */
 async function startReplicas(prefix: string, count: number): Promise<{ replicas: OperatorProcess[]; ports: number[]; balancer: TcpBalancer }> {
   const ports = await Promise.all(Array.from({ length: count }, () => freePort()));
   const balancer = await TcpBalancer.start(ports);
   const replicas: OperatorProcess[] = [];
   for (const [i, port] of ports.entries()) {
-    replicas.push(await startOperatorProcess(controlPlane(), fake, kubeconfig, { name: `${prefix}-${i}`, webhookPort: port, webhookUrl: `https://127.0.0.1:${balancer.port}`, env: fastLease }));
+    replicas.push(await start({ name: `${prefix}-${i}`, webhookPort: port, webhookUrl: `https://127.0.0.1:${balancer.port}`, env: fastLease }));
   }
   return { replicas, ports, balancer };
 }
@@ -66,14 +78,14 @@ it('SIGKILL in the middle of a 200-pod burst: after a restart every pod gets a v
   fake.setBehaviour('crash-code', { delayMs: 40 });
   await createProduct(custom, namespace, 'crash', { publicKey: { pem: fake.publicKeyPem }, identity: { mode: 'Operator' }, productCode: 'crash-code' });
   const port = await freePort();
-  const first = await startOperatorProcess(controlPlane(), fake, kubeconfig, { name: 'crashy', webhookPort: port, env: fastLease });
+  const first = await start({ name: 'crashy', webhookPort: port, env: fastLease });
   await createPods(namespace, 'crash', 200);
   await waitForPod('some verdicts', async () => ((await podsOf(namespace, 'crash')).filter((p) => verdict(p)).length >= 40 ? true : undefined));
   first.proc.kill();
   const doneAtKill = (await podsOf(namespace, 'crash')).filter((p) => verdict(p)).length;
   expect(doneAtKill).toBeLessThan(200);
 
-  const second = await startOperatorProcess(controlPlane(), fake, kubeconfig, { name: 'crashy', webhookPort: port, env: fastLease });
+  const second = await start({ name: 'crashy', webhookPort: port, env: fastLease });
   const pods = await waitForPod('200 verdicts', async () => {
     const list = await podsOf(namespace, 'crash');
     return list.filter((p) => verdict(p) === 'Entitled').length === 200 ? list : undefined;
@@ -83,9 +95,9 @@ it('SIGKILL in the middle of a 200-pod burst: after a restart every pod gets a v
   expect(perPod.filter((r) => r.successes === 0)).toEqual([]);
   expect(perPod.filter((r) => r.afterVerdict > 0)).toEqual([]);
   // A call AWS answered just before the kill, whose verdict was not yet written, is repeated
-  // with the same nonce: at most the calls that were in flight.
-  expect(perPod.filter((r) => r.successes > 1).length).toBeLessThanOrEqual(16);
-  await second.proc.stop();
+  // with the same nonce: at most one per worker that was busy (32).
+  expect(perPod.filter((r) => r.successes > 1).length).toBeLessThanOrEqual(32);
+  expect(second.proc.running).toBe(true);
 }, 240_000);
 
 it('two replicas: killing the leader lets the other finish the work within the lease duration', async () => {
@@ -115,7 +127,6 @@ it('two replicas: killing the leader lets the other finish the work within the l
       return list.filter((p) => verdict(p) === 'Entitled').length === 120 ? list : undefined;
     }, 120_000);
     expect(registrations(pods, 'ha-code').filter((r) => r.successes === 0 || r.afterVerdict > 0)).toEqual([]);
-    await standby.proc.stop();
   } finally {
     await balancer.close();
   }
@@ -165,7 +176,7 @@ it('certificate rotation while pods are being created: no admission fails', asyn
     expect(before.every((f) => f !== fingerprint)).toBe(true);
     expect(created).toBeGreaterThan(20);
     expect(failures).toBe(0);
-    for (const replica of replicas) await replica.proc.stop();
+    expect(replicas.every((r) => r.proc.running)).toBe(true);
   } finally {
     await balancer.close();
   }
@@ -177,8 +188,8 @@ it('SIGTERM in a burst: in-flight registrations finish and are recorded, the pro
   fake.setBehaviour('graceful-code', { delayMs: 300 });
   await createProduct(custom, namespace, 'graceful', { publicKey: { pem: fake.publicKeyPem }, identity: { mode: 'Operator' }, productCode: 'graceful-code' });
   const port = await freePort();
-  const operator = await startOperatorProcess(controlPlane(), fake, kubeconfig, { name: 'graceful', webhookPort: port, env: fastLease });
-  await createPods(namespace, 'graceful', 60);
+  const operator = await start({ name: 'graceful', webhookPort: port, env: fastLease });
+  await createPods(namespace, 'graceful', 100);
   await waitForPod('registrations in flight', async () => ((await podsOf(namespace, 'graceful')).filter((p) => verdict(p)).length >= 5 ? true : undefined));
   operator.proc.terminate();
   expect(await operator.proc.exited()).toBe(0);
@@ -188,12 +199,12 @@ it('SIGTERM in a burst: in-flight registrations finish and are recorded, the pro
   const answered = new Set(fake.calls('RegisterUsage', 'ok').filter((c) => c.productCode === 'graceful-code').map((c) => c.request.Nonce));
   const recorded = new Set(pods.filter((p) => verdict(p) === 'Entitled').map((p) => p.metadata?.annotations?.[annotations.nonce]));
   expect([...answered].filter((nonce) => !recorded.has(nonce as string))).toEqual([]);
-  expect(recorded.size).toBeLessThan(60);
+  expect(recorded.size).toBeLessThan(100);
 
-  await startOperatorProcess(controlPlane(), fake, kubeconfig, { name: 'graceful', webhookPort: port, env: fastLease });
+  await start({ name: 'graceful', webhookPort: port, env: fastLease });
   const done = await waitForPod('all verdicts', async () => {
     const list = await podsOf(namespace, 'graceful');
-    return list.filter((p) => verdict(p) === 'Entitled').length === 60 ? list : undefined;
+    return list.filter((p) => verdict(p) === 'Entitled').length === 100 ? list : undefined;
   }, 120_000);
   expect(registrations(done, 'graceful-code').filter((r) => r.successes !== 1)).toEqual([]);
 }, 240_000);
