@@ -12,7 +12,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { createCertificateAuthority, issueCertificate, type CertificateAuthority, type IssuedCertificate } from '../../src/pki/certificates.js';
 import { ManagedProcess } from './processes.js';
 import { binary } from './testbin.js';
-import { freePort, waitFor } from './wait.js';
+import { freePort, StopWaiting, waitFor } from './wait.js';
 
 const day = 24 * 60 * 60 * 1000;
 
@@ -38,7 +38,21 @@ export class ControlPlane {
     readonly kubeconfigPath: string,
   ) {}
 
+  /**
+   * Starts etcd and the API server. A free port can be taken by someone else before the server
+   * binds it (ephemeral ports are shared with outgoing connections): then it tries new ports.
+   */
   static async start(options: ControlPlaneOptions = {}): Promise<ControlPlane> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await ControlPlane.startOnce(options);
+      } catch (error) {
+        if (attempt >= 3 || !String(error).includes('address already in use')) throw error;
+      }
+    }
+  }
+
+  private static async startOnce(options: ControlPlaneOptions): Promise<ControlPlane> {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'control-plane-'));
     const [etcdPort, etcdPeerPort, apiPort] = [await freePort(), await freePort(), await freePort()];
     const ca = await createCertificateAuthority('test-control-plane-ca', day);
@@ -94,7 +108,7 @@ export class ControlPlane {
   /** Waits for a process's HTTP(S) health endpoint, failing fast with its log if it exits. */
   async waitHealthy(proc: ManagedProcess, url: string, timeoutMs = 90_000): Promise<void> {
     await waitFor(`${proc.name} at ${url}`, async () => {
-      if (!proc.running) throw new Error(`${proc.name} exited:\n${proc.logTail()}`);
+      if (!proc.running) throw new StopWaiting(`${proc.name} exited`);
       return (await this.httpGet(url)) === 200 ? true : undefined;
     }, timeoutMs).catch((error: unknown) => {
       const keep = process.env.KEEP_CONTROL_PLANE_DIR ? `kept in ${this.dir}` : 'set KEEP_CONTROL_PLANE_DIR=1 to keep it';

@@ -82,8 +82,21 @@ export interface OperatorStartOptions {
   waitReady?: boolean;
 }
 
-/** Starts dist/main.js; resolves once /readyz answers 200. */
+/**
+ * Starts dist/main.js; resolves once /readyz answers 200. Retries with new ports when one it
+ * picked was taken before the operator could bind it.
+ */
 export async function startOperatorProcess(plane: ControlPlane, fake: FakeAws, kubeconfig: string, options: OperatorStartOptions = {}): Promise<OperatorProcess> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOperatorOnce(plane, fake, kubeconfig, options);
+    } catch (error) {
+      if (attempt >= 3 || !String(error).includes('EADDRINUSE')) throw error;
+    }
+  }
+}
+
+async function startOperatorOnce(plane: ControlPlane, fake: FakeAws, kubeconfig: string, options: OperatorStartOptions): Promise<OperatorProcess> {
   const name = options.name ?? 'operator';
   const webhookPort = options.webhookPort ?? (await freePort());
   const [metricsPort, healthPort] = [await freePort(), await freePort()];

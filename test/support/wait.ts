@@ -17,9 +17,12 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** Thrown by a check to stop waiting at once (the thing waited for can no longer happen). */
+export class StopWaiting extends Error {}
+
 /**
  * Polls check until it returns a value other than undefined, or throws describing what it
- * waited for (and the last error check threw).
+ * waited for (and the last error check threw). A StopWaiting error ends the wait at once.
  */
 export async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 60_000, intervalMs = 200): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -29,6 +32,7 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
       const value = await check();
       if (value !== undefined) return value;
     } catch (error) {
+      if (error instanceof StopWaiting) throw error;
       lastError = error;
     }
     if (Date.now() > deadline) {
