@@ -10,7 +10,18 @@ const fakeNodeAnnotation = 'kwok.x-k8s.io/node';
 export class KwokCluster {
   private constructor(readonly controlPlane: ControlPlane) {}
 
+  /** Starts the cluster; tries new ports when one it picked was taken before it was bound. */
   static async start(options: { nodes?: number } = {}): Promise<KwokCluster> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await KwokCluster.startOnce(options);
+      } catch (error) {
+        if (attempt >= 3 || !/address already in use|EADDRINUSE/.test(String(error))) throw error;
+      }
+    }
+  }
+
+  private static async startOnce(options: { nodes?: number }): Promise<KwokCluster> {
     const plane = await ControlPlane.start({ serviceAccountAdmission: true });
     try {
       const cluster = new KwokCluster(plane);
