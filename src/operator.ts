@@ -174,11 +174,9 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
   );
 
   // Reconcilers behind one queue: keys are "pod:ns/name" and "product:ns/name".
-  const identities = new Identities(
-    baseCredentials(aws.credentials, kubeSecretReader(core)),
-    createStsClient(aws, baseCredentials(aws.credentials, kubeSecretReader(core))),
-    new PodIdentity(core, createStsClient(aws, 'anonymous')),
-  );
+  // One provider for the operator's own credentials (one cache), shared with its STS client.
+  const operatorCredentials = baseCredentials(aws.credentials, kubeSecretReader(core));
+  const identities = new Identities(operatorCredentials, createStsClient(aws, operatorCredentials), new PodIdentity(core, createStsClient(aws, 'anonymous')));
   const outcomes = new ProductOutcomes();
   const registrar = new Registrar(aws, identities, kubeConfigMapReader(core), metrics, options.awsConcurrency);
   const events = new EventRecorder(kc.makeApiClient(EventsV1Api), options.identity, log);
