@@ -5,7 +5,7 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { close, listen } from '../net/servers.js';
+import { close, listen, readBody } from '../net/servers.js';
 import { handleMetering, type SigningKeys } from './metering.js';
 import { AuthError, verifySigV4, type KnownCredentials, type SignedRequest } from './sigv4.js';
 import { AwsFault, FakeState, type CallRecord, type Customer, type ProductBehaviour } from './state.js';
@@ -92,10 +92,8 @@ export class FakeAws {
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    let body: string;
-    try {
-      body = await readBody(req);
-    } catch {
+    const body = await readBody(req, maxBodyBytes).catch(() => undefined);
+    if (body === undefined) {
       res.writeHead(413).end();
       return;
     }
@@ -200,21 +198,4 @@ function asFault(error: unknown): AwsFault {
   if (error instanceof AuthError) return new AwsFault(error.code === 'IncompleteSignature' ? 400 : 403, error.code, error.message);
   if (error instanceof SyntaxError) return new AwsFault(400, 'SerializationException', 'body is not valid JSON');
   return new AwsFault(500, 'InternalFailure', error instanceof Error ? error.message : String(error));
-}
-
-function readBody(req: http.IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    // An oversized body is drained, not kept, so the client still gets its 413.
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size <= maxBodyBytes) chunks.push(chunk);
-    });
-    req.on('end', () => {
-      if (size > maxBodyBytes) reject(new Error('body too large'));
-      else resolve(Buffer.concat(chunks).toString('utf8'));
-    });
-    req.on('error', reject);
-  });
 }

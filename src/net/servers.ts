@@ -34,3 +34,22 @@ export function close(server: http.Server, options: { drain?: boolean; drainMs?:
     else server.closeAllConnections();
   });
 }
+
+/**
+ * Reads a request body of at most maxBytes. An oversized body is drained, not kept, and resolves
+ * to undefined, so the caller can still answer (413 or 400) and the server keeps serving.
+ */
+export function readBody(req: http.IncomingMessage, maxBytes: number): Promise<string | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= maxBytes) chunks.push(chunk);
+    });
+    req.on('end', () => {
+      resolve(size > maxBytes ? undefined : Buffer.concat(chunks).toString('utf8'));
+    });
+    req.on('error', reject);
+  });
+}

@@ -2,7 +2,7 @@
 // keeps serving. The serving certificate can be swapped at run time (rotation without restart).
 import https from 'node:https';
 import type http from 'node:http';
-import { close, listen } from '../net/servers.js';
+import { close, listen, readBody } from '../net/servers.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { admit, parseAdmissionReview } from './pod-gate.js';
@@ -65,36 +65,36 @@ export class WebhookServer {
       req.resume();
       return;
     }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size <= maxBodyBytes) chunks.push(chunk);
-    });
-    req.on('error', () => {
-      res.destroy();
-    });
-    req.on('end', () => {
-      if (size > maxBodyBytes) {
-        reply(400, `body larger than ${maxBodyBytes} bytes\n`, 'bad_request');
-        return;
-      }
-      let body: unknown;
-      try {
-        body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-      } catch {
-        reply(400, 'body is not JSON\n', 'bad_request');
-        return;
-      }
-      const request = parseAdmissionReview(body);
-      if (typeof request === 'string') {
-        reply(400, `${request}\n`, 'bad_request');
-        return;
-      }
-      const response = admit(request);
-      const pod = `${request.namespace ?? ''}/${request.object?.metadata?.name ?? request.object?.metadata?.generateName ?? ''}`;
-      this.log.debug('admission', { pod, uid: request.uid, gated: response.patch !== undefined });
-      reply(200, { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response }, response.patch ? 'gated' : 'allowed');
-    });
+    readBody(req, maxBodyBytes).then(
+      (text) => {
+        this.respond(text, reply);
+      },
+      () => {
+        res.destroy();
+      },
+    );
+  }
+
+  private respond(text: string | undefined, reply: (status: number, body: unknown, outcome: string) => void): void {
+    if (text === undefined) {
+      reply(400, `body larger than ${maxBodyBytes} bytes\n`, 'bad_request');
+      return;
+    }
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      reply(400, 'body is not JSON\n', 'bad_request');
+      return;
+    }
+    const request = parseAdmissionReview(body);
+    if (typeof request === 'string') {
+      reply(400, `${request}\n`, 'bad_request');
+      return;
+    }
+    const response = admit(request);
+    const pod = `${request.namespace ?? ''}/${request.object?.metadata?.name ?? request.object?.metadata?.generateName ?? ''}`;
+    this.log.debug('admission', { pod, uid: request.uid, gated: response.patch !== undefined });
+    reply(200, { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response }, response.patch ? 'gated' : 'allowed');
   }
 }
