@@ -5,15 +5,14 @@
 import { createHash } from 'node:crypto';
 import { AssumeRoleWithWebIdentityCommand, type STSClient } from '@aws-sdk/client-sts';
 import { ApiException, type CoreV1Api } from '@kubernetes/client-node';
-import type { AwsCredentialIdentity } from '@smithy/types';
+import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
 import { awsCall } from './errors.js';
-import { toIdentity } from './credentials.js';
+import { cachedCredentials, toIdentity } from './credentials.js';
 
 export const roleArnAnnotation = 'eks.amazonaws.com/role-arn';
 export const stsAudience = 'sts.amazonaws.com';
 /** The shortest expiry the API server grants a TokenRequest. */
 const tokenExpirationSeconds = 600;
-const refreshBeforeMs = 5 * 60 * 1000;
 const maxCached = 10_000;
 
 export interface PodRef {
@@ -29,7 +28,9 @@ export class IdentityUnavailableError extends Error {
 }
 
 export class PodIdentity {
-  private readonly cache = new Map<string, AwsCredentialIdentity>();
+  // One cached, self-refreshing provider per pod and role (cachedCredentials: refresh before
+  // expiry, one exchange at a time, failures not cached).
+  private readonly providers = new Map<string, AwsCredentialIdentityProvider>();
 
   /** `sts` sends unsigned requests: the web-identity token is the credential. */
   constructor(
@@ -41,17 +42,19 @@ export class PodIdentity {
     const serviceAccount = pod.serviceAccountName ?? 'default';
     const roleArn = productRoleArn ?? (await this.serviceAccountRole(pod.namespace, serviceAccount));
     const key = `${pod.uid}|${roleArn}`;
-    const cached = this.cache.get(key);
-    if (cached?.expiration && cached.expiration.getTime() - refreshBeforeMs > Date.now()) return cached;
-
-    const token = await this.podToken(pod, serviceAccount);
-    const out = await awsCall('AssumeRoleWithWebIdentity', () =>
-      this.sts.send(new AssumeRoleWithWebIdentityCommand({ RoleArn: roleArn, RoleSessionName: roleSessionName(pod), WebIdentityToken: token })),
-    );
-    const identity = toIdentity(out.Credentials, 'AssumeRoleWithWebIdentity');
-    if (this.cache.size >= maxCached) this.cache.clear();
-    this.cache.set(key, identity);
-    return identity;
+    let provider = this.providers.get(key);
+    if (!provider) {
+      provider = cachedCredentials(async () => {
+        const token = await this.podToken(pod, serviceAccount);
+        const out = await awsCall('AssumeRoleWithWebIdentity', () =>
+          this.sts.send(new AssumeRoleWithWebIdentityCommand({ RoleArn: roleArn, RoleSessionName: roleSessionName(pod), WebIdentityToken: token })),
+        );
+        return toIdentity(out.Credentials, 'AssumeRoleWithWebIdentity');
+      });
+      if (this.providers.size >= maxCached) this.providers.clear();
+      this.providers.set(key, provider);
+    }
+    return provider();
   }
 
   private async serviceAccountRole(namespace: string, name: string): Promise<string> {
