@@ -50,6 +50,13 @@ async function startReplicas(prefix: string, count: number): Promise<{ replicas:
 }
 afterAll(async () => fake.close());
 
+/** A namespace with one Operator-mode product whose RegisterUsage answers take delayMs (code `<product>-code`). */
+async function slowProduct(namespace: string, product: string, delayMs: number): Promise<void> {
+  await core.createNamespace({ body: { metadata: { name: namespace } } });
+  fake.setBehaviour(`${product}-code`, { delayMs });
+  await createProduct(custom, namespace, product, { publicKey: { pem: fake.publicKeyPem }, identity: { mode: 'Operator' }, productCode: `${product}-code` });
+}
+
 async function createPods(namespace: string, product: string, count: number): Promise<string[]> {
   const names = Array.from({ length: count }, (_, i) => `${product}-${i}`);
   for (let i = 0; i < names.length; i += 25) {
@@ -74,9 +81,7 @@ function registrations(pods: V1Pod[], productCode: string): { pod: string; succe
 
 it('SIGKILL in the middle of a 200-pod burst: after a restart every pod gets a verdict, none is registered again after a success', async () => {
   const namespace = 'crash';
-  await core.createNamespace({ body: { metadata: { name: namespace } } });
-  fake.setBehaviour('crash-code', { delayMs: 40 });
-  await createProduct(custom, namespace, 'crash', { publicKey: { pem: fake.publicKeyPem }, identity: { mode: 'Operator' }, productCode: 'crash-code' });
+  await slowProduct(namespace, 'crash', 40);
   const port = await freePort();
   const first = await start({ name: 'crashy', webhookPort: port, env: fastLease });
   await createPods(namespace, 'crash', 200);
@@ -102,9 +107,7 @@ it('SIGKILL in the middle of a 200-pod burst: after a restart every pod gets a v
 
 it('two replicas: killing the leader lets the other finish the work within the lease duration', async () => {
   const namespace = 'ha';
-  await core.createNamespace({ body: { metadata: { name: namespace } } });
-  fake.setBehaviour('ha-code', { delayMs: 150 });
-  await createProduct(custom, namespace, 'ha', { publicKey: { pem: fake.publicKeyPem }, identity: { mode: 'Operator' }, productCode: 'ha-code' });
+  await slowProduct(namespace, 'ha', 150);
   const { replicas, balancer } = await startReplicas('replica', 2);
   try {
     const leaders = await waitForPod('one leader', async () => {
@@ -184,9 +187,7 @@ it('certificate rotation while pods are being created: no admission fails', asyn
 
 it('SIGTERM in a burst: in-flight registrations finish and are recorded, the process exits 0', async () => {
   const namespace = 'graceful';
-  await core.createNamespace({ body: { metadata: { name: namespace } } });
-  fake.setBehaviour('graceful-code', { delayMs: 300 });
-  await createProduct(custom, namespace, 'graceful', { publicKey: { pem: fake.publicKeyPem }, identity: { mode: 'Operator' }, productCode: 'graceful-code' });
+  await slowProduct(namespace, 'graceful', 300);
   const port = await freePort();
   const operator = await start({ name: 'graceful', webhookPort: port, env: fastLease });
   await createPods(namespace, 'graceful', 100);
