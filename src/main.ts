@@ -3,6 +3,7 @@
 import { resolveAwsSettings, SettingsError } from './aws/settings.js';
 import { FlagError, parseFlags, usage } from './config/flags.js';
 import { createLogger } from './observability/logger.js';
+import { StartAborted } from './manager.js';
 import { defaultOperatorOptions, startOperator } from './operator.js';
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -22,6 +23,17 @@ async function main(argv: readonly string[]): Promise<number> {
   }
 
   const log = createLogger();
+  // Signals are handled from here on: as PID 1 in a container, a signal without a handler is
+  // ignored, and a SIGTERM during start-up must abort it rather than wait for it.
+  const stopping = new AbortController();
+  const stopReason = new Promise<string>((resolve) => {
+    const on = (reason: string) => () => {
+      resolve(reason);
+      stopping.abort();
+    };
+    process.once('SIGTERM', on('SIGTERM'));
+    process.once('SIGINT', on('SIGINT'));
+  });
   const options = defaultOperatorOptions();
   log.info('starting', {
     identity: options.identity,
@@ -32,20 +44,17 @@ async function main(argv: readonly string[]): Promise<number> {
     awsIdentity: aws.credentials.kind,
     meteringEndpoint: aws.meteringEndpoint,
   });
-  const operator = await startOperator(flags, aws, options, log);
+  let operator;
+  try {
+    operator = await startOperator(flags, aws, options, log, stopping.signal);
+  } catch (error) {
+    if (!(error instanceof StartAborted)) throw error;
+    log.info('start-up aborted', { reason: await stopReason });
+    return 0;
+  }
   log.info('started');
 
-  const reason = await new Promise<string>((resolve) => {
-    process.once('SIGTERM', () => {
-      resolve('SIGTERM');
-    });
-    process.once('SIGINT', () => {
-      resolve('SIGINT');
-    });
-    void operator.lost.then(() => {
-      resolve('leadership lost');
-    });
-  });
+  const reason = await Promise.race([stopReason, operator.lost.then(() => 'leadership lost')]);
   log.info('shutting down', { reason });
   await operator.stop();
   log.info('stopped');

@@ -1,5 +1,6 @@
-// Assembles the operator: Kubernetes clients, caches, the webhook with its certificates, the
-// reconcilers behind leader election, metrics and health. Data flows one way:
+// Assembles the operator from parts the Manager starts in order: health and metrics servers, the
+// webhook with its certificates, the caches, then the two controllers (pods, products) behind
+// leader election, each with its own queue. Data flows one way:
 // watch → queue → reconcile → AWS → verdict → patch.
 import os from 'node:os';
 import {
@@ -11,6 +12,7 @@ import {
   type V1Pod,
 } from '@kubernetes/client-node';
 import type http from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { group, plural, productLabel, version, type MarketplaceProduct } from './api/marketplace-product.js';
 import { createStsClient } from './aws/clients.js';
 import { baseCredentials } from './aws/credentials.js';
@@ -20,7 +22,8 @@ import type { AwsSettings } from './aws/settings.js';
 import type { OperatorFlags } from './config/flags.js';
 import { PodReconciler, RetryLater } from './controller/pod-reconciler.js';
 import { ProductOutcomes } from './controller/product-outcomes.js';
-import { ProductStatusReconciler, podsOfProduct } from './controller/product-status.js';
+import { cachedPod, productKeyOfPod } from './controller/cached-pod.js';
+import { ProductStatusReconciler } from './controller/product-status.js';
 import { Registrar } from './controller/registration.js';
 import { loadKubeConfig } from './kube/client.js';
 import { kubeConfigMapReader } from './kube/config-maps.js';
@@ -33,6 +36,7 @@ import { WorkQueue } from './kube/workqueue.js';
 import { HealthServer } from './observability/health.js';
 import type { Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
+import { Manager, type Part } from './manager.js';
 import { close } from './net/servers.js';
 import { CertificateStore, type WebhookTls } from './webhook/certificates.js';
 import { configureWebhook } from './webhook/configuration.js';
@@ -56,6 +60,8 @@ export interface OperatorOptions {
   certificates: 'self-managed' | 'cert-manager';
   /** Listen address of the servers; tests bind to loopback. */
   host?: string;
+  /** A product's status is written at most this often while its pods change. */
+  statusIntervalMs: number;
 }
 
 /**
@@ -82,6 +88,7 @@ export function defaultOperatorOptions(env: NodeJS.ProcessEnv = process.env): Op
     leaseDurationMs,
     renewDeadlineMs: Math.round((leaseDurationMs * 2) / 3),
     retryPeriodMs: Math.min(2_000, Math.round(leaseDurationMs / 5)),
+    statusIntervalMs: 1_000,
   };
 }
 
@@ -93,19 +100,43 @@ export interface RunningOperator {
   readonly lost: Promise<void>;
 }
 
-export async function startOperator(flags: OperatorFlags, aws: AwsSettings, options: OperatorOptions, log: Logger): Promise<RunningOperator> {
+/** A part from a start and a stop function. */
+function part(name: string, start: (signal: AbortSignal) => Promise<void>, stop: () => Promise<void>): Part {
+  return { name, start, stop };
+}
+
+/**
+ * Starts the operator. Rejects with StartAborted when `signal` aborts first (everything already
+ * started is stopped again), and with the cause when a part cannot start.
+ */
+export async function startOperator(flags: OperatorFlags, aws: AwsSettings, options: OperatorOptions, log: Logger, signal: AbortSignal = new AbortController().signal): Promise<RunningOperator> {
   const kc = loadKubeConfig(flags.kubeconfig);
   const core = kc.makeApiClient(CoreV1Api);
   const custom = kc.makeApiClient(CustomObjectsApi);
   const metrics = new Metrics({ processMetrics: true });
   const health = new HealthServer();
-  const closers: (() => Promise<unknown>)[] = [];
+  const manager = new Manager(log);
 
   // Servers first, so probes answer while the rest starts.
-  await health.listen(flags.healthPort, options.host);
-  closers.push(() => health.close());
-  const metricsServer: http.Server = await metrics.serve(flags.metricsPort, options.host);
-  closers.push(() => close(metricsServer));
+  let metricsServer: http.Server | undefined;
+  manager.add(
+    part(
+      'health',
+      async () => {
+        await health.listen(flags.healthPort, options.host);
+      },
+      () => health.close(),
+    ),
+    part(
+      'metrics',
+      async () => {
+        metricsServer = await metrics.serve(flags.metricsPort, options.host);
+      },
+      async () => {
+        if (metricsServer) await close(metricsServer);
+      },
+    ),
+  );
 
   // Webhook: certificates from the Secret (created or renewed as needed), then serve.
   const webhookHost = flags.webhookUrl ? new URL(flags.webhookUrl).hostname.replace(/^\[|\]$/g, '') : undefined;
@@ -139,41 +170,77 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
       tls = next;
     }
   };
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await refreshCertificate();
-      break;
-    } catch (error) {
-      if (attempt >= 60) throw error;
-      log.warn('webhook certificate not ready, retrying', { error: describeError(error) });
-      await new Promise((resolve) => setTimeout(resolve, Math.min(5_000, 250 * attempt)));
-    }
-  }
-  await webhook.listen(flags.webhookPort, options.host);
-  closers.push(() => webhook.close());
-  const certificateTimer = setInterval(() => {
-    refreshCertificate().catch((error: unknown) => {
-      log.warn('certificate check failed', { error: describeError(error) });
-    });
-  }, options.certificateCheckMs);
-  closers.push(() => {
-    clearInterval(certificateTimer);
-    return Promise.resolve();
-  });
+  let certificateTimer: NodeJS.Timeout | undefined;
+  manager.add(
+    part(
+      'webhook',
+      async (aborted) => {
+        for (let attempt = 1; ; attempt++) {
+          try {
+            await refreshCertificate();
+            break;
+          } catch (error) {
+            if (attempt >= 60 || aborted.aborted) throw error;
+            log.warn('webhook certificate not ready, retrying', { error: describeError(error) });
+            await sleep(Math.min(5_000, 250 * attempt), undefined, { signal: aborted }).catch(() => undefined);
+          }
+        }
+        await webhook.listen(flags.webhookPort, options.host);
+        certificateTimer = setInterval(() => {
+          refreshCertificate().catch((error: unknown) => {
+            log.warn('certificate check failed', { error: describeError(error) });
+          });
+        }, options.certificateCheckMs);
+      },
+      async () => {
+        clearInterval(certificateTimer);
+        await webhook.close();
+      },
+    ),
+  );
 
-  // Caches: products, and labelled pods only (a label-selector watch, never all pods).
+  // Caches: products, and labelled pods only (a label-selector watch, never all pods), of which
+  // only the fields the controllers read, indexed by product.
   const products = new Informer<MarketplaceProduct>(
     kc,
-    { name: 'products', path: `/apis/${group}/${version}/${plural}`, list: async () => (await custom.listClusterCustomObject({ group, version, plural })) as ListResult<MarketplaceProduct> },
+    {
+      name: 'products',
+      path: `/apis/${group}/${version}/${plural}`,
+      list: async (page) => (await custom.listClusterCustomObject({ group, version, plural, limit: 500, ...(page ? { _continue: page } : {}) })) as ListResult<MarketplaceProduct>,
+    },
     log,
   );
   const pods = new Informer<V1Pod>(
     kc,
-    { name: 'pods', path: '/api/v1/pods', labelSelector: productLabel, list: async () => core.listPodForAllNamespaces({ labelSelector: productLabel }) },
+    {
+      name: 'pods',
+      path: '/api/v1/pods',
+      labelSelector: productLabel,
+      list: async (page) => core.listPodForAllNamespaces({ labelSelector: productLabel, limit: 500, ...(page ? { _continue: page } : {}) }),
+      transform: cachedPod,
+      indexBy: productKeyOfPod,
+    },
     log,
   );
+  const caches = [products, pods];
+  manager.add(
+    part(
+      'caches',
+      async (aborted) => {
+        const stopOnAbort = (): void => void Promise.all(caches.map((cache) => cache.stop()));
+        aborted.addEventListener('abort', stopOnAbort, { once: true });
+        await Promise.all(caches.map((cache) => cache.start()));
+        aborted.removeEventListener('abort', stopOnAbort);
+        cachesSynced = true;
+      },
+      async () => {
+        await Promise.all(caches.map((cache) => cache.stop()));
+      },
+    ),
+  );
 
-  // Reconcilers behind one queue: keys are "pod:ns/name" and "product:ns/name".
+  // Controllers: pods (registrations) and products (status), each with its own queue, so status
+  // writes never wait behind registrations.
   // One provider for the operator's own credentials (one cache), shared with its STS client.
   const operatorCredentials = baseCredentials(aws.credentials, kubeSecretReader(core));
   const identities = new Identities(operatorCredentials, createStsClient(aws, operatorCredentials), new PodIdentity(core, createStsClient(aws, 'anonymous')));
@@ -182,57 +249,52 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
   const events = new EventRecorder(kc.makeApiClient(EventsV1Api), options.identity, log);
   const podReconciler = new PodReconciler(core, pods, products, registrar, outcomes, events, metrics, log);
   const statusReconciler = new ProductStatusReconciler(custom, products, pods, outcomes, log);
-  const queue = new WorkQueue(
-    async (key) => {
-      const [kind, name] = [key.slice(0, key.indexOf(':')), key.slice(key.indexOf(':') + 1)];
-      return kind === 'pod' ? podReconciler.reconcile(name) : statusReconciler.reconcile(name);
+  const queueOptions = (controller: string, concurrency: number) => ({
+    concurrency,
+    ratePerSecond: 200,
+    burst: 400,
+    onDepth: (depth: number) => {
+      metrics.queueDepth.set({ controller }, depth);
     },
-    {
-      concurrency: options.workers,
-      ratePerSecond: 200,
-      burst: 400,
-      onDepth: (depth) => {
-        metrics.queueDepth.set({ controller: 'entitlement' }, depth);
-      },
-      onResult: (result, seconds, error) => {
-        metrics.reconciles.inc({ controller: 'entitlement', result });
-        metrics.reconcileDuration.observe({ controller: 'entitlement' }, seconds);
-        if (error instanceof Error && !(error instanceof RetryLater)) log.warn('reconcile failed', { error: describeError(error) });
-      },
+    onResult: (result: 'success' | 'error' | 'requeue', seconds: number, error?: unknown) => {
+      metrics.reconciles.inc({ controller, result });
+      metrics.reconcileDuration.observe({ controller }, seconds);
+      if (error instanceof Error && !(error instanceof RetryLater)) log.warn('reconcile failed', { controller, error: describeError(error) });
     },
-  );
+  });
+  const podQueue = new WorkQueue((key) => podReconciler.reconcile(key), queueOptions('pods', options.workers));
+  const productQueue = new WorkQueue((key) => statusReconciler.reconcile(key), queueOptions('products', 4));
+
   let reconciling = false;
+  // A pod's change reaches its product's status within statusIntervalMs, in one write however
+  // many pods changed.
+  const refreshStatus = (productKey: string | undefined): void => {
+    if (reconciling && productKey) productQueue.addAfter(productKey, options.statusIntervalMs);
+  };
   const enqueuePod = (pod: V1Pod): void => {
     if (!reconciling) return;
-    queue.add(`pod:${objectKey(pod)}`);
-    const product = pod.metadata?.labels?.[productLabel];
-    if (product) queue.add(`product:${pod.metadata?.namespace ?? ''}/${product}`);
+    podQueue.add(objectKey(pod));
+    refreshStatus(productKeyOfPod(pod));
   };
   const seenGenerations = new Map<string, number>();
   const enqueueProduct = (product: MarketplaceProduct): void => {
     if (!reconciling) return;
     const key = objectKey(product);
-    queue.add(`product:${key}`);
+    productQueue.add(key);
     // A new or changed product: its pods may be waiting for it (ProductNotFound).
     if (seenGenerations.get(key) !== product.metadata.generation) {
       seenGenerations.set(key, product.metadata.generation ?? 0);
-      for (const pod of podsOfProduct(pods.list(), product)) queue.add(`pod:${objectKey(pod)}`);
+      for (const pod of pods.byIndex(key)) podQueue.add(objectKey(pod));
     }
   };
   pods.onUpsert(enqueuePod);
   pods.onDelete((pod) => {
     podReconciler.forget(pod);
-    enqueuePod(pod);
+    refreshStatus(productKeyOfPod(pod));
   });
   products.onUpsert(enqueueProduct);
   products.onDelete((product) => seenGenerations.delete(objectKey(product)));
-  outcomes.onChange((key) => {
-    if (reconciling) queue.add(`product:${key}`);
-  });
-
-  await Promise.all([products.start(), pods.start()]);
-  closers.unshift(() => Promise.all([products.stop(), pods.stop()]));
-  cachesSynced = true;
+  outcomes.onChange(refreshStatus);
 
   const startReconciling = (): void => {
     reconciling = true;
@@ -243,38 +305,47 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
 
   let signalLost: () => void = () => undefined;
   const lost = new Promise<void>((resolve) => (signalLost = resolve));
-  let elector: LeaderElector | undefined;
-  if (flags.leaderElect) {
-    elector = new LeaderElector(
-      kc.makeApiClient(CoordinationV1Api),
-      { namespace: options.namespace, name: leaseName, identity: options.identity, leaseDurationMs: options.leaseDurationMs, renewDeadlineMs: options.renewDeadlineMs, retryPeriodMs: options.retryPeriodMs },
-      {
-        onStartedLeading: startReconciling,
-        // As controller-runtime does: a replica that lost the Lease exits and starts afresh.
-        onStoppedLeading: () => {
-          reconciling = false;
-          metrics.leader.set(0);
-          signalLost();
+  const elector = flags.leaderElect
+    ? new LeaderElector(
+        kc.makeApiClient(CoordinationV1Api),
+        { namespace: options.namespace, name: leaseName, identity: options.identity, leaseDurationMs: options.leaseDurationMs, renewDeadlineMs: options.renewDeadlineMs, retryPeriodMs: options.retryPeriodMs },
+        {
+          onStartedLeading: startReconciling,
+          // As controller-runtime does: a replica that lost the Lease exits and starts afresh.
+          onStoppedLeading: () => {
+            reconciling = false;
+            metrics.leader.set(0);
+            signalLost();
+          },
         },
+        log,
+      )
+    : undefined;
+  manager.add(
+    part(
+      'controllers',
+      () => {
+        if (elector) elector.start();
+        else startReconciling();
+        return Promise.resolve();
       },
-      log,
-    );
-    elector.start();
-  } else {
-    startReconciling();
-  }
+      async () => {
+        reconciling = false;
+        // Within the pod's 30 s termination grace period. An abandoned registration is safe: its
+        // nonce is on the pod, so the next leader repeats the same registration.
+        const [abandoned] = await Promise.all([podQueue.shutdown(20_000), productQueue.shutdown(20_000)]);
+        if (abandoned > 0) log.warn('abandoned reconciles still running at shutdown', { abandoned });
+        await elector?.stop();
+      },
+    ),
+  );
 
+  await manager.start(signal);
   return {
     metrics,
     lost,
     stop: async () => {
-      reconciling = false;
-      // Within the pod's 30 s termination grace period. An abandoned registration is safe: its
-      // nonce is on the pod, so the next leader repeats the same registration.
-      const abandoned = await queue.shutdown(20_000);
-      if (abandoned > 0) log.warn('abandoned reconciles still running at shutdown', { abandoned });
-      await elector?.stop();
-      for (const close of closers) await close();
+      await manager.stop();
       log.debug('shutdown steps done');
     },
   };

@@ -122,7 +122,7 @@ export class PodReconciler {
       });
       this.metrics.verdicts.inc({ verdict: 'Entitled', reason: 'SignatureVerified' });
       await this.events.pod(pod, 'Normal', 'Entitled', 'RegisterUsage', `RegisterUsage for product ${product.spec.productCode} verified (key version ${product.spec.publicKeyVersion})`);
-      log.info('pod entitled');
+      log.debug('pod entitled');
       return undefined;
     }
 
@@ -145,10 +145,7 @@ export class PodReconciler {
 
   /** onRevocation: Evict — every running pod of the product is marked and evicted. */
   private async revoke(product: MarketplaceProduct, reason: NotEntitledReason, log: Logger): Promise<void> {
-    const running = this.pods
-      .list()
-      .filter((p) => p.metadata?.namespace === product.metadata.namespace && p.metadata.labels?.[productLabel] === product.metadata.name)
-      .filter((p) => !isGated(p) && !p.metadata?.deletionTimestamp);
+    const running = this.pods.byIndex(`${product.metadata.namespace}/${product.metadata.name}`).filter((p) => !isGated(p) && !p.metadata?.deletionTimestamp);
     for (const pod of running) {
       if (verdictOf(pod) !== 'NotEntitled') {
         await this.patchPod(pod, { [annotations.status]: 'NotEntitled', [annotations.reason]: reason }, false);

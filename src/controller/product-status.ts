@@ -7,7 +7,6 @@ import {
   annotations,
   group,
   plural,
-  productLabel,
   version,
   type Condition,
   type MarketplaceProduct,
@@ -19,10 +18,6 @@ import { isGated, verdictOf, reasonOf } from './pod-reconciler.js';
 import type { ProductOutcomes } from './product-outcomes.js';
 
 const maxConflictRetries = 5;
-
-export function podsOfProduct(pods: readonly V1Pod[], product: MarketplaceProduct): V1Pod[] {
-  return pods.filter((p) => p.metadata?.namespace === product.metadata.namespace && p.metadata.labels?.[productLabel] === product.metadata.name);
-}
 
 export function desiredStatus(product: MarketplaceProduct, pods: readonly V1Pod[], outcome: ReturnType<ProductOutcomes['get']>, now: Date): MarketplaceProductStatus {
   const current = product.status ?? {};
@@ -86,7 +81,8 @@ export class ProductStatusReconciler {
     let product = this.products.get(key);
     if (!product) return undefined; // pods of a missing product wait as ProductNotFound
     for (let attempt = 0; attempt < maxConflictRetries; attempt++) {
-      const status = desiredStatus(product, podsOfProduct(this.pods.list(), product), this.outcomes.get(key), new Date());
+      // The pod cache is indexed by product (productKeyOfPod).
+      const status = desiredStatus(product, this.pods.byIndex(key), this.outcomes.get(key), new Date());
       if (isDeepStrictEqual(status, product.status ?? {})) return undefined;
       try {
         await this.custom.replaceNamespacedCustomObjectStatus({

@@ -2,8 +2,10 @@
 // pod's nonce, and the signature. Every failure ends in a defined outcome: a verdict with the
 // contract's reason, or a retry (throttling, 5xx, network, timeout, anything unexpected).
 import type { NodeHttpHandler } from '@smithy/node-http-handler';
+import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import type { MarketplaceProduct, NotEntitledReason } from '../api/marketplace-product.js';
-import { createMeteringClient, createRequestHandler } from '../aws/clients.js';
+import type { MarketplaceMeteringClient } from '@aws-sdk/client-marketplace-metering';
+import { createMeteringClient, createRequestHandler, type ClientCredentials } from '../aws/clients.js';
 import { AwsCallError } from '../aws/errors.js';
 import type { Identities } from '../aws/identity.js';
 import { registerUsage } from '../aws/metering.js';
@@ -22,6 +24,9 @@ export type CheckResult =
 export class Registrar {
   private readonly handler: NodeHttpHandler;
   private readonly limit: Semaphore;
+  // Clients by credentials provider, then region; anonymous and default-chain ones by region.
+  private readonly providerClients = new WeakMap<AwsCredentialIdentityProvider, Map<string, MarketplaceMeteringClient>>();
+  private readonly sharedClients = new Map<string, MarketplaceMeteringClient>();
 
   constructor(
     private readonly settings: AwsSettings,
@@ -42,7 +47,7 @@ export class Registrar {
       const key = await loadPublicKey(spec.publicKey, product.metadata.namespace, this.readConfigMap);
       const answer = await this.limit.run(async () => {
         const credentials = await this.timed('Identity', () => this.identities.forPod({ mode: spec.identity?.mode ?? 'Pod', ...(spec.identity?.roleArn ? { roleArn: spec.identity.roleArn } : {}) }, pod));
-        const client = createMeteringClient(this.settings, credentials, spec.region ?? this.settings.region, this.handler);
+        const client = this.client(credentials, spec.region ?? this.settings.region);
         return this.timed('RegisterUsage', () => registerUsage(client, expected));
       });
       await verifyRegistrationSignature(answer.signature, key, expected);
@@ -50,6 +55,25 @@ export class Registrar {
     } catch (error) {
       return outcomeOf(error);
     }
+  }
+
+  /**
+   * A Metering client for these credentials and region. Clients of the operator's own identities
+   * (providers, one per role) are built once: a new client resolves its configuration again
+   * (region, endpoint and retry settings, reading the shared config files) on its first call.
+   * A pod's credentials are its own, so its client is built per check and not kept.
+   */
+  private client(credentials: ClientCredentials | undefined, region: string | undefined): MarketplaceMeteringClient {
+    if (typeof credentials === 'object') return createMeteringClient(this.settings, credentials, region, this.handler);
+    let clients = this.sharedClients;
+    if (typeof credentials === 'function') {
+      clients = this.providerClients.get(credentials) ?? new Map<string, MarketplaceMeteringClient>();
+      this.providerClients.set(credentials, clients);
+    }
+    const key = `${credentials === 'anonymous' ? 'anonymous' : ''}|${region ?? ''}`;
+    let client = clients.get(key);
+    if (!client) clients.set(key, (client = createMeteringClient(this.settings, credentials, region, this.handler)));
+    return client;
   }
 
   private async timed<T>(operation: string, call: () => Promise<T>): Promise<T> {

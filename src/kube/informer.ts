@@ -5,6 +5,9 @@
 // - restarts the watch when it ends, errors, or stalls (the server closes every watch after a
 //   short timeoutSeconds, and client-node aborts a watch silent for 30 s);
 // - backs off exponentially while the API server is unreachable.
+// It lists in pages, keeps only what `transform` leaves of each object (as controller-runtime's
+// cache transforms do: thousands of whole pods do not fit a small memory limit), and can index
+// objects by one key, so a controller finds a product's pods without scanning them all.
 import { Watch, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../observability/logger.js';
@@ -12,15 +15,20 @@ import { describeError } from './errors.js';
 
 export interface ListResult<T> {
   items: T[];
-  metadata?: { resourceVersion?: string };
+  metadata?: { resourceVersion?: string; _continue?: string };
 }
 
 export interface InformerOptions<T> {
   name: string;
   /** API path to watch, for example /api/v1/pods. */
   path: string;
-  list: () => Promise<ListResult<T>>;
+  /** Lists one page; called again with the page's continue token until there is none. */
+  list: (continueToken?: string) => Promise<ListResult<T>>;
   labelSelector?: string;
+  /** What the cache keeps of each object (applied before handlers see it). */
+  transform?: (object: T) => T;
+  /** An index key of each object, for byIndex(). */
+  indexBy?: (object: T) => string | undefined;
 }
 
 type Handler<T> = (object: T) => void;
@@ -34,6 +42,7 @@ export function objectKey(object: KubernetesObject): string {
 
 export class Informer<T extends KubernetesObject> {
   private readonly cache = new Map<string, T>();
+  private readonly index = new Map<string, Set<string>>();
   private readonly upserts: Handler<T>[] = [];
   private readonly deletes: Handler<T>[] = [];
   private resourceVersion: string | undefined;
@@ -68,6 +77,18 @@ export class Informer<T extends KubernetesObject> {
     return [...this.cache.values()];
   }
 
+  /** Objects whose indexBy key is `value`. */
+  byIndex(value: string): T[] {
+    const keys = this.index.get(value);
+    if (!keys) return [];
+    const objects: T[] = [];
+    for (const key of keys) {
+      const object = this.cache.get(key);
+      if (object) objects.push(object);
+    }
+    return objects;
+  }
+
   private isStopped(): boolean {
     return this.stopped;
   }
@@ -76,12 +97,13 @@ export class Informer<T extends KubernetesObject> {
     return this.syncedOnce;
   }
 
-  /** Starts the loop; resolves once the first list is in the cache. */
+  /** Starts the loop; resolves once the first list is in the cache (or stop() was called). */
   async start(): Promise<void> {
     let markSynced: () => void = () => undefined;
     const synced = new Promise<void>((resolve) => (markSynced = resolve));
     this.loop = this.run(markSynced);
-    await synced;
+    // The loop ends without a sync only when stop() is called first.
+    await Promise.race([synced, this.loop]);
   }
 
   async stop(): Promise<void> {
@@ -118,27 +140,61 @@ export class Informer<T extends KubernetesObject> {
   }
 
   private async relist(): Promise<void> {
-    const result = await this.options.list();
-    this.relists++;
     const seen = new Set<string>();
-    for (const item of result.items) {
-      const key = objectKey(item);
-      seen.add(key);
-      this.store(item);
-    }
+    let continueToken: string | undefined;
+    let resourceVersion: string | undefined;
+    do {
+      const page = await this.options.list(continueToken);
+      for (const item of page.items) seen.add(this.store(item));
+      continueToken = page.metadata?._continue || undefined;
+      resourceVersion = page.metadata?.resourceVersion;
+    } while (continueToken && !this.stopped);
+    this.relists++;
     for (const [key, object] of this.cache) {
-      if (!seen.has(key)) {
-        this.cache.delete(key);
-        for (const handler of this.deletes) handler(object);
-      }
+      if (!seen.has(key)) this.remove(key, object);
     }
-    this.resourceVersion = result.metadata?.resourceVersion ?? '';
+    this.resourceVersion = resourceVersion ?? '';
     this.syncedOnce = true;
   }
 
-  private store(object: T): void {
-    this.cache.set(objectKey(object), object);
+  private kept(received: T): T {
+    return this.options.transform ? this.options.transform(received) : received;
+  }
+
+  /** Caches what the transform keeps of the object; returns its key. */
+  private store(received: T): string {
+    const object = this.kept(received);
+    const key = objectKey(object);
+    const previous = this.cache.get(key);
+    this.cache.set(key, object);
+    this.reindex(key, previous, object);
     for (const handler of this.upserts) handler(object);
+    return key;
+  }
+
+  /** Drops the object under key; handlers see its last known state. */
+  private remove(key: string, last: T): void {
+    this.reindex(key, this.cache.get(key), undefined);
+    this.cache.delete(key);
+    for (const handler of this.deletes) handler(last);
+  }
+
+  private reindex(key: string, previous: T | undefined, next: T | undefined): void {
+    const indexBy = this.options.indexBy;
+    if (!indexBy) return;
+    const before = previous && indexBy(previous);
+    const after = next && indexBy(next);
+    if (before === after) return;
+    if (before !== undefined) {
+      const keys = this.index.get(before);
+      keys?.delete(key);
+      if (keys?.size === 0) this.index.delete(before);
+    }
+    if (after !== undefined) {
+      let keys = this.index.get(after);
+      if (!keys) this.index.set(after, (keys = new Set()));
+      keys.add(key);
+    }
   }
 
   private watchOnce(): Promise<void> {
@@ -163,10 +219,7 @@ export class Informer<T extends KubernetesObject> {
             const version = object.metadata?.resourceVersion;
             if (version) this.resourceVersion = version;
             if (type === 'ADDED' || type === 'MODIFIED') this.store(object);
-            else if (type === 'DELETED') {
-              this.cache.delete(objectKey(object));
-              for (const handler of this.deletes) handler(object);
-            }
+            else if (type === 'DELETED') this.remove(objectKey(object), this.kept(object));
           },
           (error: unknown) => {
             this.abort = undefined;

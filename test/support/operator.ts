@@ -80,6 +80,8 @@ export interface OperatorStartOptions {
   extraArgs?: string[];
   env?: Record<string, string>;
   waitReady?: boolean;
+  /** Wraps the command line, for example to start the operator inside a cgroup. */
+  launch?: (command: string, args: readonly string[]) => [string, string[]];
 }
 
 /**
@@ -113,7 +115,8 @@ async function startOperatorOnce(plane: ControlPlane, fake: FakeAws, kubeconfig:
     '--timeout=5',
     ...(options.extraArgs ?? []),
   ];
-  const proc = plane.startProcess(name, process.execPath, args, {
+  const [command, commandArgs] = options.launch ? options.launch(process.execPath, args) : [process.execPath, args];
+  const proc = plane.startProcess(name, command, commandArgs, {
     ...process.env,
     POD_NAMESPACE: operatorNamespace,
     POD_NAME: name,

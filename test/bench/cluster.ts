@@ -1,0 +1,117 @@
+// The cluster benchmark (npm run bench:cluster): the built operator as installed, under the
+// Deployment's memory limit, against a real API server and thousands of pods. Prints every
+// figure, each target met or missed line by line, and writes the figures as JSON.
+//   npm run bench:cluster -- --known-pods 5000 --total-pods 10000 --memory-limit 256Mi
+import { writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { cgroupUnavailable, parseBytes } from '../support/cgroup.js';
+import { runScale, type ScaleResult } from '../support/scale.js';
+
+const usage = `Usage: npm run bench:cluster -- [flags]
+  --burst-pods N       labelled pods in the timed burst, and unlabelled in its baseline (500)
+  --known-pods N       labelled pods known to the operator when its memory is read (5000)
+  --total-pods N       labelled pods in all; those past --known-pods come at --rate (10000)
+  --rate N             pods per second after --known-pods (50)
+  --concurrency N      creates in flight at once (16)
+  --aws-latency-ms N   how long the fake AWS takes to answer RegisterUsage (20)
+  --memory-limit Q     memory cgroup limit of the operator, as in the Deployment (256Mi)
+  --cpu-limit CORES    CPU limit of the operator, e.g. 0.5 (none)
+  --dry-runs N         serial dry-run creates measuring admission on a quiet cluster (200)
+  --identity MODE      the product's identity.mode, Operator or Pod (Operator)
+  --json PATH          where to write the figures (a file in the temp directory)
+`;
+
+const { values } = parseArgs({
+  options: {
+    'burst-pods': { type: 'string', default: '500' },
+    'known-pods': { type: 'string', default: '5000' },
+    'total-pods': { type: 'string', default: '10000' },
+    rate: { type: 'string', default: '50' },
+    concurrency: { type: 'string', default: '16' },
+    'aws-latency-ms': { type: 'string', default: '20' },
+    'memory-limit': { type: 'string', default: '256Mi' },
+    'cpu-limit': { type: 'string' },
+    'dry-runs': { type: 'string', default: '200' },
+    identity: { type: 'string', default: 'Operator' },
+    json: { type: 'string' },
+    help: { type: 'boolean', default: false },
+  },
+});
+if (values.help) {
+  process.stdout.write(usage);
+  process.exit(0);
+}
+const number = (name: keyof typeof values): number => {
+  const value = Number(values[name]);
+  if (!Number.isFinite(value) || value < 0) {
+    process.stderr.write(`--${name}: ${String(values[name])} is not a number\n\n${usage}`);
+    process.exit(2);
+  }
+  return value;
+};
+const unavailable = cgroupUnavailable();
+if (unavailable) {
+  process.stderr.write(`bench:cluster runs the operator in a memory cgroup, which is not possible here: ${unavailable}\n`);
+  process.exit(2);
+}
+if (values.identity !== 'Operator' && values.identity !== 'Pod') {
+  process.stderr.write(`--identity: ${values.identity} is not Operator or Pod\n`);
+  process.exit(2);
+}
+
+const started = Date.now();
+const log = (line: string): void => {
+  process.stderr.write(`[bench ${String(Math.round((Date.now() - started) / 1000)).padStart(4)}s] ${line}\n`);
+};
+const result = await runScale({
+  burstPods: number('burst-pods'),
+  knownPods: Math.max(number('known-pods'), 2 * number('burst-pods')),
+  totalPods: Math.max(number('total-pods'), number('known-pods'), 2 * number('burst-pods')),
+  ratePerSecond: number('rate'),
+  concurrency: number('concurrency'),
+  awsLatencyMs: number('aws-latency-ms'),
+  memoryLimitBytes: parseBytes(values['memory-limit']),
+  ...(values['cpu-limit'] ? { cpuLimit: number('cpu-limit') } : {}),
+  dryRuns: number('dry-runs'),
+  identity: values.identity,
+  // For profiling the operator, e.g. OPERATOR_NODE_OPTIONS='--cpu-prof --cpu-prof-dir=/tmp/prof'.
+  ...(process.env.OPERATOR_NODE_OPTIONS ? { operatorEnv: { NODE_OPTIONS: process.env.OPERATOR_NODE_OPTIONS } } : {}),
+  log,
+});
+
+const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
+const ms = (value: number): string => `${value.toFixed(1)} ms`;
+const { burst, admission, memory, pods, options } = result;
+const figures: [string, string][] = [
+  ['operator CPU per gated pod', `${burst.cpuMsPerPod.toFixed(2)} ms (${burst.operatorCpuSeconds.toFixed(2)} s of CPU for ${options.burstPods} pods)`],
+  [`${options.burstPods} labelled pods, first create → last gate removed`, `${burst.labelledSeconds.toFixed(2)} s, against ${burst.unlabelledSeconds.toFixed(2)} s for ${options.burstPods} unlabelled pods (${burst.ratio.toFixed(2)}×)`],
+  [`operator RSS with ${options.knownPods} labelled pods`, `${mib(memory.rssAtKnownBytes)}, of which anonymous ${mib(memory.anonymousAtKnownBytes)} (cgroup ${mib(memory.cgroupAtKnownBytes)})`],
+  [`${options.totalPods} labelled pods (${options.ratePerSecond}/s after ${options.knownPods}) in a ${mib(options.memoryLimitBytes)} cgroup`, `${result.survived ? 'survived' : 'DIED'}: peak ${mib(memory.peakCgroupBytes)}, RSS at end ${mib(memory.rssAtEndBytes)}, OOM kills ${memory.oomKills}`],
+  ['admission overhead, serial dry-run creates', `p50 ${ms(admission.serial.overheadP50)}, p99 ${ms(admission.serial.overheadP99)} (labelled p99 ${ms(admission.serial.labelled.p99)}, unlabelled ${ms(admission.serial.unlabelled.p99)})`],
+  [`admission overhead while another ${options.burstPods} are gated`, `p50 ${ms(admission.underLoad.overheadP50)}, p99 ${ms(admission.underLoad.overheadP99)} over ${admission.underLoad.samples} probes`],
+  ['API server webhook histogram meanwhile', `mean ${ms(admission.apiServer.meanMs)} over ${admission.apiServer.calls} calls, p99 ≤ ${ms(admission.apiServer.p99UpperBoundMs)} (bucket bound)`],
+  ['registrations', `${pods.registrationsOk} successful RegisterUsage for ${pods.created} pods, ${pods.distinctNonces} distinct nonces, ${pods.entitled} entitled, ${pods.notEntitled} not entitled`],
+];
+const targets: [string, boolean][] = [
+  [`RSS ≤ 150 MiB with ${options.knownPods} labelled pods`, memory.rssAtKnownBytes <= 150 * 2 ** 20],
+  [`survives ${options.totalPods} labelled pods in ${mib(options.memoryLimitBytes)} (no OOM kill, no exit)`, result.survived],
+  ['operator CPU ≤ 1.5 ms per gated pod', burst.cpuMsPerPod <= 1.5],
+  [`${options.burstPods} labelled pods ≤ 4× the time of ${options.burstPods} unlabelled`, burst.ratio <= 4],
+  ['admission overhead p99 ≤ 2 ms, serial', admission.serial.overheadP99 <= 2],
+  ['admission overhead p99 ≤ 10 ms during the burst (client)', admission.underLoad.overheadP99 <= 10],
+  ['admission mean ≤ 10 ms during the burst (API server histogram)', admission.apiServer.meanMs <= 10],
+  ['exactly one successful RegisterUsage per pod, every pod entitled', pods.registrationsOk === pods.created && pods.distinctNonces === pods.created && pods.entitled === pods.created],
+];
+
+const width = Math.max(...figures.map(([name]) => name.length));
+let out = `\nCluster benchmark (${os.cpus().length} cores, AWS latency ${options.awsLatencyMs} ms, concurrency ${options.concurrency}, identity ${options.identity})\n\n`;
+for (const [name, value] of figures) out += `  ${name.padEnd(width)}  ${value}\n`;
+out += '\nTargets\n';
+for (const [name, met] of targets) out += `  ${met ? 'met   ' : 'MISSED'}  ${name}\n`;
+const file = values.json ?? path.join(os.tmpdir(), `bench-cluster-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+await writeFile(file, JSON.stringify({ date: new Date().toISOString(), ...result, targets: Object.fromEntries(targets) } satisfies ScaleResult & Record<string, unknown>, null, 2));
+out += `\nFigures written to ${file}\n`;
+process.stdout.write(out);
+process.exit(targets.every(([, met]) => met) ? 0 : 1);

@@ -1,0 +1,340 @@
+// One scale run of the operator as it is installed: a real API server with the install bundle
+// applied, the built operator running as the bundle's ServiceAccount inside a memory cgroup of
+// the Deployment's limit, a fake AWS that answers RegisterUsage after a set latency, and
+// thousands of pods created over HTTPS. Used by `npm run bench:cluster` (every figure) and by the
+// integration suite (a short form that fails on an OOM kill or a restart).
+import { readFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { annotations, productLabel, schedulingGate } from '../../src/api/marketplace-product.js';
+import { FakeAws } from '../../src/fake-aws/server.js';
+import { roleArnAnnotation } from '../../src/aws/pod-identity.js';
+import { ApiHttp } from './api-http.js';
+import { Cgroup, residentBytes } from './cgroup.js';
+import { ControlPlane } from './control-plane.js';
+import { installBundle, serviceAccountKubeconfig, startOperatorProcess, type OperatorProcess } from './operator.js';
+import { productManifest } from './products.js';
+
+export interface ScaleOptions {
+  /** Labelled pods in the timed burst (and unlabelled pods in its baseline). */
+  burstPods: number;
+  /** Labelled pods known to the operator when its memory is read. */
+  knownPods: number;
+  /** Labelled pods in all, the ones after knownPods created at ratePerSecond. */
+  totalPods: number;
+  ratePerSecond: number;
+  /** Creates in flight at once. */
+  concurrency: number;
+  awsLatencyMs: number;
+  memoryLimitBytes: number;
+  cpuLimit?: number;
+  /** Serial server-side dry-run creates, half labelled, half not. */
+  dryRuns: number;
+  identity: 'Operator' | 'Pod';
+  /** Extra arguments and environment for the operator process. */
+  operatorArgs?: string[];
+  operatorEnv?: Record<string, string>;
+  log: (line: string) => void;
+}
+
+export interface Quantiles {
+  p50: number;
+  p99: number;
+  mean: number;
+}
+
+export interface ScaleResult {
+  options: Omit<ScaleOptions, 'log'>;
+  burst: {
+    unlabelledSeconds: number;
+    labelledSeconds: number;
+    ratio: number;
+    operatorCpuSeconds: number;
+    cpuMsPerPod: number;
+  };
+  admission: {
+    /** Client-side create latency, ms, for serial dry runs on a quiet cluster. */
+    serial: { labelled: Quantiles; unlabelled: Quantiles; overheadP50: number; overheadP99: number };
+    /** The same while another burst of labelled pods is being gated. */
+    underLoad: { labelled: Quantiles; unlabelled: Quantiles; overheadP50: number; overheadP99: number; samples: number };
+    /** The API server's own webhook histogram over that second burst. */
+    apiServer: { calls: number; meanMs: number; p99UpperBoundMs: number };
+  };
+  memory: {
+    rssAtKnownBytes: number;
+    /** The anonymous part of that RSS: heap and buffers, without the mapped node binary. */
+    anonymousAtKnownBytes: number;
+    cgroupAtKnownBytes: number;
+    rssAtEndBytes: number;
+    peakCgroupBytes: number;
+    oomKills: number;
+  };
+  survived: boolean;
+  exitCode: number | null | undefined;
+  pods: { created: number; entitled: number; notEntitled: number; registrationsOk: number; distinctNonces: number; duplicateRegistrations: number };
+}
+
+const namespace = 'bench';
+const productName = 'paid';
+const productCode = 'prod-bench0001';
+const serviceAccount = 'paid-workload';
+
+function quantiles(samples: readonly number[]): Quantiles {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const at = (q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
+  return { p50: at(0.5), p99: at(0.99), mean: sorted.reduce((sum, x) => sum + x, 0) / Math.max(1, sorted.length) };
+}
+
+function podBody(name: string, labelled: boolean, identity: ScaleOptions['identity']): Record<string, unknown> {
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, ...(labelled ? { labels: { [productLabel]: productName, app: 'paid' } } : { labels: { app: 'free' } }) },
+    spec: {
+      ...(identity === 'Pod' ? { serviceAccountName: serviceAccount } : {}),
+      containers: [{ name: 'app', image: 'registry.invalid/paid:1', resources: { requests: { cpu: '100m', memory: '64Mi' } } }],
+    },
+  };
+}
+
+/** Creates pods named prefix-N for N in [from, to), `concurrency` at a time, at most `ratePerSecond`. */
+async function createPods(api: ApiHttp, prefix: string, from: number, to: number, labelled: boolean, options: Pick<ScaleOptions, "concurrency" | "identity"> & { ratePerSecond?: number }): Promise<number[]> {
+  const latencies: number[] = [];
+  let next = from;
+  const started = Date.now();
+  const worker = async (): Promise<void> => {
+    while (next < to) {
+      const index = next++;
+      if (options.ratePerSecond) {
+        const due = started + ((index - from) * 1000) / options.ratePerSecond;
+        if (due > Date.now()) await sleep(due - Date.now());
+      }
+      const name = `${prefix}-${String(index).padStart(5, '0')}`;
+      const response = await api.ok('POST', `/api/v1/namespaces/${namespace}/pods`, podBody(name, labelled, options.identity));
+      latencies.push(response.ms);
+    }
+  };
+  await Promise.all(Array.from({ length: options.concurrency }, worker));
+  return latencies;
+}
+
+/** Follows labelled pods through a watch and counts those that got their verdict. */
+class VerdictWatch {
+  readonly entitled = new Set<string>();
+  readonly notEntitled = new Set<string>();
+  private waiters: { count: number; resolve: () => void }[] = [];
+  private stream: { stop: () => void } | undefined;
+
+  constructor(private readonly progress: (line: string) => void) {}
+
+  async start(api: ApiHttp): Promise<void> {
+    const list = JSON.parse((await api.ok('GET', `/api/v1/namespaces/${namespace}/pods?limit=1`)).body) as { metadata: { resourceVersion: string } };
+    this.stream = api.watch(`/api/v1/namespaces/${namespace}/pods?labelSelector=${encodeURIComponent(productLabel)}`, list.metadata.resourceVersion, (type, object) => {
+      if (type !== 'ADDED' && type !== 'MODIFIED') return;
+      const pod = object as { metadata: { name: string; annotations?: Record<string, string> }; spec: { schedulingGates?: { name: string }[] } };
+      const gated = (pod.spec.schedulingGates ?? []).some((g) => g.name === schedulingGate);
+      const verdict = pod.metadata.annotations?.[annotations.status];
+      if (verdict === 'Entitled' && !gated) this.entitled.add(pod.metadata.name);
+      if (verdict === 'NotEntitled') this.notEntitled.add(pod.metadata.name);
+      this.waiters = this.waiters.filter((w) => {
+        if (this.entitled.size < w.count) return true;
+        w.resolve();
+        return false;
+      });
+    });
+  }
+
+  /** Resolves once `count` pods are entitled and ungated; rejects after timeoutMs or if `alive` turns false. */
+  async until(count: number, timeoutMs: number, alive: () => boolean): Promise<void> {
+    if (this.entitled.size >= count) return;
+    const reached = new Promise<void>((resolve) => this.waiters.push({ count, resolve }));
+    const deadline = Date.now() + timeoutMs;
+    let nextReport = Date.now() + 10_000;
+    for (;;) {
+      const done = await Promise.race([reached.then(() => true), sleep(250).then(() => false)]);
+      if (done) return;
+      if (Date.now() > nextReport) {
+        nextReport += 10_000;
+        this.progress(`${this.entitled.size} of ${count} pods entitled`);
+      }
+      if (!alive()) throw new Error(`the operator exited with ${this.entitled.size} of ${count} pods entitled`);
+      if (Date.now() > deadline) throw new Error(`timed out with ${this.entitled.size} of ${count} pods entitled`);
+    }
+  }
+
+  stop(): void {
+    this.stream?.stop();
+  }
+}
+
+interface WebhookHistogram {
+  count: number;
+  sum: number;
+  buckets: Map<number, number>;
+}
+
+async function apiServerWebhookHistogram(api: ApiHttp): Promise<WebhookHistogram> {
+  const text = (await api.ok('GET', '/metrics')).body;
+  const histogram: WebhookHistogram = { count: 0, sum: 0, buckets: new Map() };
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('apiserver_admission_webhook_admission_duration_seconds') || !line.includes('operation="CREATE"')) continue;
+    const value = Number(line.slice(line.lastIndexOf(' ') + 1));
+    if (line.startsWith('apiserver_admission_webhook_admission_duration_seconds_count')) histogram.count += value;
+    else if (line.startsWith('apiserver_admission_webhook_admission_duration_seconds_sum')) histogram.sum += value;
+    else {
+      const le = /le="([^"]+)"/.exec(line)?.[1];
+      if (le) histogram.buckets.set(Number(le), (histogram.buckets.get(Number(le)) ?? 0) + value);
+    }
+  }
+  return histogram;
+}
+
+function histogramDelta(before: WebhookHistogram, after: WebhookHistogram): ScaleResult['admission']['apiServer'] {
+  const calls = after.count - before.count;
+  const bounds = [...after.buckets.keys()].sort((a, b) => a - b);
+  // The smallest bucket bound below which 99% of the calls fell (the histogram's resolution).
+  const p99 = bounds.find((le) => (after.buckets.get(le) ?? 0) - (before.buckets.get(le) ?? 0) >= 0.99 * calls) ?? Infinity;
+  return { calls, meanMs: calls > 0 ? ((after.sum - before.sum) / calls) * 1000 : 0, p99UpperBoundMs: p99 * 1000 };
+}
+
+/** Serial dry-run creates, labelled and unlabelled alternating, until `until` says stop. */
+async function probeAdmission(api: ApiHttp, identity: ScaleOptions['identity'], until: (round: number) => boolean): Promise<{ labelled: number[]; unlabelled: number[] }> {
+  const labelled: number[] = [];
+  const unlabelled: number[] = [];
+  for (let round = 0; !until(round); round++) {
+    const isLabelled = round % 2 === 0;
+    const response = await api.ok('POST', `/api/v1/namespaces/${namespace}/pods?dryRun=All`, podBody(isLabelled ? 'probe-labelled' : 'probe-unlabelled', isLabelled, identity));
+    if (isLabelled && !response.body.includes(schedulingGate)) throw new Error('a labelled dry-run create came back without the scheduling gate');
+    (isLabelled ? labelled : unlabelled).push(response.ms);
+  }
+  return { labelled, unlabelled };
+}
+
+function overhead(samples: { labelled: number[]; unlabelled: number[] }) {
+  const labelled = quantiles(samples.labelled);
+  const unlabelled = quantiles(samples.unlabelled);
+  return { labelled, unlabelled, overheadP50: labelled.p50 - unlabelled.p50, overheadP99: labelled.p99 - unlabelled.p99 };
+}
+
+async function operatorPid(cgroup: Cgroup): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const [pid] = await cgroup.pids();
+    if (pid !== undefined) return pid;
+    await sleep(100);
+  }
+  throw new Error('no process in the operator cgroup');
+}
+
+export async function runScale(options: ScaleOptions): Promise<ScaleResult> {
+  const { log, ...settings } = options;
+  const plane = await ControlPlane.start();
+  const api = new ApiHttp(plane);
+  let fake: FakeAws | undefined;
+  let cgroup: Cgroup | undefined;
+  let watch: VerdictWatch | undefined;
+  let operator: OperatorProcess | undefined;
+  try {
+    log('control plane up; installing the bundle');
+    fake = await FakeAws.start({
+      serviceAccountKeyPems: [await readFile(plane.file('sa.pub'), 'utf8')],
+      products: { [productCode]: { delayMs: options.awsLatencyMs } },
+    });
+    await installBundle(plane);
+    const kubeconfig = await serviceAccountKubeconfig(plane);
+    await api.ok('POST', '/api/v1/namespaces', { metadata: { name: namespace } });
+    if (options.identity === 'Pod') {
+      await api.ok('POST', `/api/v1/namespaces/${namespace}/serviceaccounts`, { metadata: { name: serviceAccount, annotations: { [roleArnAnnotation]: 'arn:aws:iam::123456789012:role/paid-workload' } } });
+    }
+    const product = productManifest(productName, { productCode, publicKey: { pem: fake.publicKeyPem }, identity: { mode: options.identity } });
+    await api.ok('POST', `/apis/marketplace.entitlements.io/v1alpha1/namespaces/${namespace}/marketplaceproducts`, { ...product, metadata: { name: productName, namespace } });
+
+    cgroup = await Cgroup.create(`entitlement-operator-scale-${process.pid}`, { memoryBytes: options.memoryLimitBytes, ...(options.cpuLimit ? { cpus: options.cpuLimit } : {}) });
+    const group = cgroup;
+    log(`starting the operator in cgroup ${group.name} (memory limit ${Math.round(options.memoryLimitBytes / 2 ** 20)} MiB${options.cpuLimit ? `, ${options.cpuLimit} CPU` : ''})`);
+    operator = await startOperatorProcess(plane, fake, kubeconfig, {
+      launch: (command, args) => group.wrap(command, args),
+      extraArgs: options.operatorArgs ?? [],
+      env: { LOG_LEVEL: 'warn', ...options.operatorEnv },
+    });
+    const proc = operator.proc;
+    const pid = await operatorPid(group);
+    const alive = (): boolean => proc.running;
+
+    log(`admission: ${options.dryRuns} serial dry-run creates on a quiet cluster`);
+    const serial = await probeAdmission(api, options.identity, (round) => round >= options.dryRuns);
+
+    watch = new VerdictWatch(log);
+    await watch.start(api);
+
+    log(`burst baseline: ${options.burstPods} unlabelled pods`);
+    let started = Date.now();
+    const asFastAsTheyGo = { concurrency: options.concurrency, identity: options.identity };
+    await createPods(api, 'free', 0, options.burstPods, false, asFastAsTheyGo);
+    const unlabelledSeconds = (Date.now() - started) / 1000;
+
+    log(`burst: ${options.burstPods} labelled pods`);
+    const cpuBefore = (await group.usage()).cpuSeconds;
+    started = Date.now();
+    await createPods(api, 'paid', 0, options.burstPods, true, asFastAsTheyGo);
+    await watch.until(options.burstPods, 300_000, alive);
+    const labelledSeconds = (Date.now() - started) / 1000;
+    const operatorCpuSeconds = (await group.usage()).cpuSeconds - cpuBefore;
+
+    log(`admission under load: serial dry-run creates while ${options.burstPods} more labelled pods are gated`);
+    const histogramBefore = await apiServerWebhookHistogram(api);
+    let loadDone = false;
+    const probes = probeAdmission(api, options.identity, () => loadDone);
+    await createPods(api, 'paid', options.burstPods, 2 * options.burstPods, true, asFastAsTheyGo);
+    await watch.until(2 * options.burstPods, 300_000, alive);
+    loadDone = true;
+    const underLoad = await probes;
+    const histogramAfter = await apiServerWebhookHistogram(api);
+
+    log(`memory: up to ${options.knownPods} labelled pods`);
+    await createPods(api, 'paid', 2 * options.burstPods, options.knownPods, true, asFastAsTheyGo);
+    await watch.until(options.knownPods, 600_000, alive);
+    await sleep(5_000); // let the last status writes and a GC cycle pass
+    const { rss: rssAtKnownBytes, anonymous: anonymousAtKnownBytes } = await residentBytes(pid);
+    const cgroupAtKnownBytes = (await group.usage()).memoryBytes;
+
+    if (options.totalPods > options.knownPods) {
+      log(`survival: up to ${options.totalPods} labelled pods at ${options.ratePerSecond}/s`);
+      await createPods(api, 'paid', options.knownPods, options.totalPods, true, { ...asFastAsTheyGo, ratePerSecond: options.ratePerSecond });
+      await watch.until(options.totalPods, 600_000, alive);
+      await sleep(2_000);
+    }
+    const usage = await group.usage();
+    const survived = proc.running && usage.oomKills === 0;
+    const rssAtEndBytes = proc.running ? (await residentBytes(pid)).rss : 0;
+
+    const registrations = fake.calls('RegisterUsage', 'ok');
+    const nonces = new Set(registrations.map((call) => String(call.request.Nonce)));
+    return {
+      options: settings,
+      burst: { unlabelledSeconds, labelledSeconds, ratio: labelledSeconds / unlabelledSeconds, operatorCpuSeconds, cpuMsPerPod: (operatorCpuSeconds * 1000) / options.burstPods },
+      admission: { serial: overhead(serial), underLoad: { ...overhead(underLoad), samples: underLoad.labelled.length + underLoad.unlabelled.length }, apiServer: histogramDelta(histogramBefore, histogramAfter) },
+      memory: { rssAtKnownBytes, anonymousAtKnownBytes, cgroupAtKnownBytes, rssAtEndBytes, peakCgroupBytes: usage.peakMemoryBytes, oomKills: usage.oomKills },
+      survived,
+      exitCode: proc.running ? undefined : await proc.exited(),
+      pods: {
+        created: options.totalPods,
+        entitled: watch.entitled.size,
+        notEntitled: watch.notEntitled.size,
+        registrationsOk: registrations.length,
+        distinctNonces: nonces.size,
+        duplicateRegistrations: registrations.length - nonces.size,
+      },
+    };
+  } catch (error) {
+    if (operator && !operator.proc.running) {
+      const usage = await cgroup?.usage().catch(() => undefined);
+      throw new Error(`${error instanceof Error ? error.message : String(error)} (operator exit ${String(await operator.proc.exited())}, OOM kills ${usage?.oomKills ?? '?'})\n${operator.proc.logTail(10)}`);
+    }
+    throw error;
+  } finally {
+    watch?.stop();
+    api.close();
+    await plane.stop();
+    await cgroup?.remove();
+    await fake?.close();
+  }
+}
