@@ -8,7 +8,6 @@ import {
   CoordinationV1Api,
   CoreV1Api,
   CustomObjectsApi,
-  EventsV1Api,
   type V1Pod,
 } from '@kubernetes/client-node';
 import type http from 'node:http';
@@ -31,6 +30,7 @@ import { describeError } from './kube/errors.js';
 import { EventRecorder } from './kube/events.js';
 import { Informer, objectKey, type ListResult } from './kube/informer.js';
 import { LeaderElector } from './kube/leader-election.js';
+import { ApiRequests } from './kube/requests.js';
 import { kubeSecretReader } from './kube/secrets.js';
 import { WorkQueue } from './kube/workqueue.js';
 import { HealthServer } from './observability/health.js';
@@ -40,7 +40,7 @@ import { Manager, type Part } from './manager.js';
 import { close } from './net/servers.js';
 import { CertificateStore, type WebhookTls } from './webhook/certificates.js';
 import { configureWebhook } from './webhook/configuration.js';
-import { WebhookServer } from './webhook/server.js';
+import { AdmissionThread } from './webhook/admission-thread.js';
 
 export const leaseName = 'entitlement-operator-leader';
 export const webhookSecretName = 'entitlement-operator-webhook-tls';
@@ -152,7 +152,9 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
     },
     log,
   );
-  const webhook = new WebhookServer(log, metrics);
+  const webhook = new AdmissionThread((outcome, seconds) => {
+    metrics.observeAdmission(outcome, seconds);
+  });
   // Ready once the certificate is loaded and the caches are synced (registered now: until then,
   // not ready).
   let cachesSynced = false;
@@ -163,7 +165,7 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
   const refreshCertificate = async (): Promise<void> => {
     const next = await certificates.ensure();
     if (next.version !== tls?.version) {
-      webhook.setCertificate(next);
+      await webhook.setCertificate(next);
       // With cert-manager, its cainjector owns the CA bundle; out of cluster the URL is still ours.
       const ours = options.certificates === 'self-managed' || flags.webhookUrl !== undefined;
       if (ours && next.caPem !== tls?.caPem) await configureWebhook(admission, next.caPem, flags.webhookUrl);
@@ -246,8 +248,9 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
   const identities = new Identities(operatorCredentials, createStsClient(aws, operatorCredentials), new PodIdentity(core, createStsClient(aws, 'anonymous')));
   const outcomes = new ProductOutcomes();
   const registrar = new Registrar(aws, identities, kubeConfigMapReader(core), metrics, options.awsConcurrency);
-  const events = new EventRecorder(kc.makeApiClient(EventsV1Api), options.identity, log);
-  const podReconciler = new PodReconciler(core, pods, products, registrar, outcomes, events, metrics, log);
+  const requests = new ApiRequests(kc);
+  const events = new EventRecorder(requests, options.identity, log);
+  const podReconciler = new PodReconciler(requests, pods, products, registrar, outcomes, events, metrics, log);
   const statusReconciler = new ProductStatusReconciler(custom, products, pods, outcomes, log);
   const queueOptions = (controller: string, concurrency: number) => ({
     concurrency,

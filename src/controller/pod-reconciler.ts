@@ -2,11 +2,12 @@
 // pod's annotations and gate and does only what is missing, so a restart or a repeated event
 // never registers a pod twice.
 //   watch → queue → here → Registrar (AWS) → verdict → pod patch, Event, product outcome
-import { ApiException, PatchStrategy, setHeaderOptions, type CoreV1Api, type V1Pod } from '@kubernetes/client-node';
+import { ApiException, type V1Pod } from '@kubernetes/client-node';
 import { annotations, productLabel, schedulingGate, type MarketplaceProduct, type NotEntitledReason, type Verdict } from '../api/marketplace-product.js';
 import { newNonce } from '../aws/signature.js';
 import type { EventRecorder } from '../kube/events.js';
 import type { Informer } from '../kube/informer.js';
+import { contentTypes, type ApiRequests } from '../kube/requests.js';
 import type { Outcome } from '../kube/workqueue.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -33,6 +34,8 @@ export function reasonOf(pod: V1Pod): string | undefined {
 interface Written {
   nonce?: string;
   verdict?: Verdict;
+  /** We removed the gate. The API server never lets a gate be added back, so it stays removed. */
+  ungated?: boolean;
 }
 
 export class PodReconciler {
@@ -41,7 +44,7 @@ export class PodReconciler {
   private readonly written = new Map<string, Written>();
 
   constructor(
-    private readonly core: CoreV1Api,
+    private readonly api: ApiRequests,
     private readonly pods: Informer<V1Pod>,
     private readonly products: Informer<MarketplaceProduct>,
     private readonly registrar: Registrar,
@@ -64,11 +67,11 @@ export class PodReconciler {
     const reason = reasonOf(pod);
 
     if (verdict === 'Entitled') {
-      if (isGated(pod)) await this.patchPod(pod, {}, true); // finish an interrupted ungate
+      if (isGated(pod) && !mine?.ungated) await this.patchPod(pod, {}, true); // finish an interrupted ungate
       return undefined;
     }
     if (verdict === 'NotEntitled' && reason !== 'ProductNotFound') {
-      if (product?.spec.enforcement === 'Audit' && isGated(pod)) await this.patchPod(pod, {}, true);
+      if (product?.spec.enforcement === 'Audit' && isGated(pod) && !mine?.ungated) await this.patchPod(pod, {}, true);
       else if (product && product.spec.enforcement !== 'Audit' && !isGated(pod)) await this.evict(pod, log);
       return undefined;
     }
@@ -112,7 +115,7 @@ export class PodReconciler {
     if (result.verdict === 'Entitled') {
       const registeredAt = result.registeredAt.toISOString();
       await this.patchPod(pod, { [annotations.status]: 'Entitled', [annotations.reason]: 'SignatureVerified', [annotations.registeredAt]: registeredAt }, isGated(pod));
-      this.written.set(uid, { nonce, verdict: 'Entitled' });
+      this.written.set(uid, { nonce, verdict: 'Entitled', ungated: true });
       this.outcomes.record(productKey, {
         status: 'True',
         reason: 'SignatureVerified',
@@ -127,7 +130,7 @@ export class PodReconciler {
     }
 
     await this.patchPod(pod, { [annotations.status]: 'NotEntitled', [annotations.reason]: result.reason }, audit && isGated(pod));
-    this.written.set(uid, { nonce, verdict: 'NotEntitled' });
+    this.written.set(uid, { nonce, verdict: 'NotEntitled', ungated: audit });
     this.outcomes.record(productKey, { status: 'False', reason: result.reason, message: result.message });
     this.metrics.verdicts.inc({ verdict: 'NotEntitled', reason: result.reason });
     const consequence = audit ? 'Audit: the pod runs anyway' : isGated(pod) ? 'the pod stays gated' : 'the running pod is evicted';
@@ -159,7 +162,7 @@ export class PodReconciler {
     const name = pod.metadata?.name ?? '';
     const namespace = pod.metadata?.namespace ?? '';
     try {
-      await this.core.createNamespacedPodEviction({ name, namespace, body: { metadata: { name, namespace } } });
+      await this.api.send('POST', `${podPath(namespace, name)}/eviction`, { apiVersion: 'policy/v1', kind: 'Eviction', metadata: { name, namespace } });
       log.info('evicted pod', { evicted: `${namespace}/${name}` });
     } catch (error) {
       if (error instanceof ApiException && error.code === 404) return;
@@ -175,14 +178,15 @@ export class PodReconciler {
     if (Object.keys(annotationValues).length > 0) body.metadata = { annotations: annotationValues };
     if (ungate) body.spec = { schedulingGates: [{ $patch: 'delete', name: schedulingGate }] };
     try {
-      await this.core.patchNamespacedPod(
-        { name: pod.metadata?.name ?? '', namespace: pod.metadata?.namespace ?? '', body },
-        setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
-      );
+      await this.api.send('PATCH', podPath(pod.metadata?.namespace ?? '', pod.metadata?.name ?? ''), body, contentTypes.strategicMerge);
       return true;
     } catch (error) {
       if (error instanceof ApiException && error.code === 404) return false;
       throw error;
     }
   }
+}
+
+function podPath(namespace: string, name: string): string {
+  return `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}`;
 }

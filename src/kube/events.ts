@@ -1,16 +1,17 @@
 // Records Kubernetes Events (events.k8s.io/v1) about pods. Recording never fails the caller:
 // an Event is information, not state.
-import type { EventsV1Api, V1Pod } from '@kubernetes/client-node';
+import type { V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../observability/logger.js';
 import { randomBytes } from 'node:crypto';
 import { describeError } from './errors.js';
 import { microTime } from './micro-time.js';
+import type { ApiRequests } from './requests.js';
 
 export const reportingController = 'marketplace.entitlements.io/entitlement-operator';
 
 export class EventRecorder {
   constructor(
-    private readonly api: EventsV1Api,
+    private readonly api: ApiRequests,
     private readonly instance: string,
     private readonly log: Logger,
   ) {}
@@ -18,20 +19,19 @@ export class EventRecorder {
   async pod(pod: V1Pod, type: 'Normal' | 'Warning', reason: string, action: string, note: string): Promise<void> {
     const namespace = pod.metadata?.namespace ?? 'default';
     try {
-      await this.api.createNamespacedEvent({
-        namespace,
-        body: {
-          // As client-go names them: the object's name, a dot, something unique.
-          metadata: { name: `${pod.metadata?.name ?? 'pod'}.${Date.now().toString(16)}${randomBytes(4).toString('hex')}`, namespace },
-          eventTime: microTime(),
-          reportingController,
-          reportingInstance: this.instance,
-          action,
-          reason,
-          type,
-          note: note.slice(0, 1024),
-          regarding: { apiVersion: 'v1', kind: 'Pod', name: pod.metadata?.name, namespace, uid: pod.metadata?.uid },
-        },
+      await this.api.send('POST', `/apis/events.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/events`, {
+        apiVersion: 'events.k8s.io/v1',
+        kind: 'Event',
+        // As client-go names them: the object's name, a dot, something unique.
+        metadata: { name: `${pod.metadata?.name ?? 'pod'}.${Date.now().toString(16)}${randomBytes(4).toString('hex')}`, namespace },
+        eventTime: microTime(),
+        reportingController,
+        reportingInstance: this.instance,
+        action,
+        reason,
+        type,
+        note: note.slice(0, 1024),
+        regarding: { apiVersion: 'v1', kind: 'Pod', name: pod.metadata?.name, namespace, uid: pod.metadata?.uid },
       });
     } catch (error) {
       this.log.warn('could not record event', { pod: `${namespace}/${pod.metadata?.name ?? ''}`, reason, error: describeError(error) });

@@ -1,6 +1,8 @@
 // A work queue in the manner of client-go's: a key is queued at most once however often it is
 // added, never handled by two workers at once (added again while running, it runs once more
-// after), retried with per-key exponential backoff, and dispatched under an overall rate limit.
+// after), and retried after the longer of a per-key exponential backoff and an overall token
+// bucket (client-go's default controller rate limiter). Only retries are rate limited: a new
+// event is handled as soon as a worker is free.
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface Outcome {
@@ -13,7 +15,7 @@ export interface WorkQueueOptions {
   /** Per-key backoff after failures: base · 2^(failures-1), capped. */
   baseDelayMs?: number;
   maxDelayMs?: number;
-  /** Overall dispatch rate (token bucket). */
+  /** Overall rate of retries (token bucket). */
   ratePerSecond?: number;
   burst?: number;
   onDepth?: (depth: number) => void;
@@ -51,7 +53,7 @@ export class WorkQueue {
     this.queued.add(key);
     this.queue.push(key);
     this.options.onDepth?.(this.queue.length);
-    void this.pump();
+    this.pump();
   }
 
   /** Adds the key after a delay; an earlier pending delay for the key wins. */
@@ -94,29 +96,22 @@ export class WorkQueue {
     return this.queue.length === 0 && this.active === 0 && this.timers.size === 0;
   }
 
-  private takeToken(): number {
+  /** Reserves a token of the retry bucket; resolves to how long the retry must wait for it. */
+  private reserveToken(): number {
     const rate = this.options.ratePerSecond ?? 50;
     const burst = this.options.burst ?? 100;
     const now = Date.now();
     this.tokens = Math.min(burst, this.tokens + ((now - this.lastRefill) / 1000) * rate);
     this.lastRefill = now;
-    if (this.tokens >= 1) {
-      this.tokens -= 1;
-      return 0;
-    }
-    return Math.ceil(((1 - this.tokens) / rate) * 1000);
+    this.tokens -= 1;
+    return this.tokens >= 0 ? 0 : Math.ceil((-this.tokens / rate) * 1000);
   }
 
-  private async pump(): Promise<void> {
+  private pump(): void {
     if (this.pumping) return;
     this.pumping = true;
     try {
       while (!this.stopped && this.active < this.options.concurrency && this.queue.length > 0) {
-        const wait = this.takeToken();
-        if (wait > 0) {
-          await sleep(wait);
-          continue;
-        }
         const key = this.queue.shift() as string;
         this.queued.delete(key);
         this.options.onDepth?.(this.queue.length);
@@ -146,13 +141,13 @@ export class WorkQueue {
       this.failures.set(key, failures);
       this.options.onResult?.('error', seconds(), error);
       const base = this.options.baseDelayMs ?? 200;
-      const delay = Math.min(this.options.maxDelayMs ?? 5 * 60_000, base * 2 ** Math.min(failures - 1, 20));
-      this.addAfter(key, delay);
+      const backoff = Math.min(this.options.maxDelayMs ?? 5 * 60_000, base * 2 ** Math.min(failures - 1, 20));
+      this.addAfter(key, Math.max(backoff, this.reserveToken()));
     } finally {
       this.running.delete(key);
       this.active--;
       if (this.dirtyWhileRunning.delete(key)) this.add(key);
-      void this.pump();
+      this.pump();
       if (this.isIdle()) for (const resolve of this.idleWaiters.splice(0)) resolve();
     }
   }

@@ -19,6 +19,12 @@ export class Metrics {
     if (options.processMetrics) collectDefaultMetrics({ register: this.registry });
   }
 
+  /** Counts one answered admission request. */
+  observeAdmission(outcome: string, seconds: number): void {
+    this.webhookRequests.inc({ outcome });
+    this.webhookLatency.observe({ outcome }, seconds);
+  }
+
   async serve(port: number, host?: string): Promise<http.Server> {
     const server = http.createServer((req, res) => {
       if ((req.url ?? '').split('?')[0] !== '/metrics') {

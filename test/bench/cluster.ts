@@ -86,6 +86,7 @@ const ms = (value: number): string => `${value.toFixed(1)} ms`;
 const { burst, admission, memory, pods, options } = result;
 const figures: [string, string][] = [
   ['operator CPU per gated pod', `${burst.cpuMsPerPod.toFixed(2)} ms (${burst.operatorCpuSeconds.toFixed(2)} s of CPU for ${options.burstPods} pods)`],
+  ['API writes per gated pod (pod patches, Events)', burst.writesPerPod.toFixed(2)],
   [`${options.burstPods} labelled pods, first create → last gate removed`, `${burst.labelledSeconds.toFixed(2)} s, against ${burst.unlabelledSeconds.toFixed(2)} s for ${options.burstPods} unlabelled pods (${burst.ratio.toFixed(2)}×)`],
   [`operator RSS with ${options.knownPods} labelled pods`, `${mib(memory.rssAtKnownBytes)}, of which anonymous ${mib(memory.anonymousAtKnownBytes)} (cgroup ${mib(memory.cgroupAtKnownBytes)})`],
   [`${options.totalPods} labelled pods (${options.ratePerSecond}/s after ${options.knownPods}) in a ${mib(options.memoryLimitBytes)} cgroup`, `${result.survived ? 'survived' : 'DIED'}: peak ${mib(memory.peakCgroupBytes)}, RSS at end ${mib(memory.rssAtEndBytes)}, OOM kills ${memory.oomKills}`],

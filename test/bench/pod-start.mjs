@@ -9,8 +9,6 @@ import { generateKeyPairSync } from 'node:crypto';
 import { CompactSign, compactVerify } from 'jose';
 import { createCertificateAuthority, issueCertificate } from '../../dist/pki/certificates.js';
 import { importPublicKey, verifyRegistrationSignature } from '../../dist/aws/signature.js';
-import { createLogger } from '../../dist/observability/logger.js';
-import { Metrics } from '../../dist/observability/metrics.js';
 import { WebhookServer } from '../../dist/webhook/server.js';
 
 const requests = Number(process.env.BENCH_REQUESTS ?? 3000);
@@ -26,7 +24,7 @@ const fmt = (ms) => `${(ms * 1000).toFixed(0)} µs`;
 async function admission() {
   const ca = await createCertificateAuthority('bench-ca', 3_600_000);
   const cert = await issueCertificate(ca, { commonName: 'bench-webhook', ipAddresses: ['127.0.0.1'], usage: 'server', validForMs: 3_600_000 });
-  const webhook = new WebhookServer(createLogger({ level: 'error' }), new Metrics());
+  const webhook = new WebhookServer(() => undefined);
   webhook.setCertificate(cert);
   const webhookPort = await webhook.listen(0, '127.0.0.1');
   const fixed = JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid: 'u', allowed: true } });

@@ -212,8 +212,9 @@ describe('observability', () => {
   it('logs JSON lines that name the pod and product, without credentials', async () => {
     const log = await readFile(controlPlane().file('operator.log'), 'utf8');
     const lines = log.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-    const entitled = lines.find((l) => l.message === 'pod entitled');
-    expect(entitled).toMatchObject({ level: 'info', pod: `${ns}/good-0`, product: `${ns}/good` });
+    // An entitled pod is logged at debug (its Event records it); a refusal is a warning.
+    const refused = lines.find((l) => l.message === 'pod not entitled' && l.reason === 'CustomerNotEntitled');
+    expect(refused).toMatchObject({ level: 'warn', pod: expect.stringMatching(new RegExp(`^${ns}/`)) as unknown, product: `${ns}/revoked` });
     expect(log).not.toContain(fakeCredentials.secretAccessKey);
     expect(log).not.toMatch(/eyJhbGciOiJQUzI1NiI/); // no signature (JWT) in the logs
   });

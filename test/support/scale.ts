@@ -50,6 +50,8 @@ export interface ScaleResult {
     ratio: number;
     operatorCpuSeconds: number;
     cpuMsPerPod: number;
+    /** Pod patches and Event creates per pod of the burst. */
+    writesPerPod: number;
   };
   admission: {
     /** Client-side create latency, ms, for serial dry runs on a quiet cluster. */
@@ -196,6 +198,19 @@ function histogramDelta(before: WebhookHistogram, after: WebhookHistogram): Scal
   return { calls, meanMs: calls > 0 ? ((after.sum - before.sum) / calls) * 1000 : 0, p99UpperBoundMs: p99 * 1000 };
 }
 
+/** Pod patches and Event creates the API server has served (every client's, the operator's here). */
+async function apiServerWrites(api: ApiHttp): Promise<number> {
+  const text = (await api.ok('GET', '/metrics')).body;
+  let writes = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('apiserver_request_total{')) continue;
+    const podPatch = line.includes('verb="PATCH"') && line.includes('resource="pods"') && line.includes('subresource=""');
+    const eventCreate = line.includes('verb="POST"') && line.includes('resource="events"');
+    if (podPatch || eventCreate) writes += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return writes;
+}
+
 /** Serial dry-run creates, labelled and unlabelled alternating, until `until` says stop. */
 async function probeAdmission(api: ApiHttp, identity: ScaleOptions['identity'], until: (round: number) => boolean): Promise<{ labelled: number[]; unlabelled: number[] }> {
   const labelled: number[] = [];
@@ -273,11 +288,13 @@ export async function runScale(options: ScaleOptions): Promise<ScaleResult> {
 
     log(`burst: ${options.burstPods} labelled pods`);
     const cpuBefore = (await group.usage()).cpuSeconds;
+    const writesBefore = await apiServerWrites(api);
     started = Date.now();
     await createPods(api, 'paid', 0, options.burstPods, true, asFastAsTheyGo);
     await watch.until(options.burstPods, 300_000, alive);
     const labelledSeconds = (Date.now() - started) / 1000;
     const operatorCpuSeconds = (await group.usage()).cpuSeconds - cpuBefore;
+    const writesPerPod = ((await apiServerWrites(api)) - writesBefore) / options.burstPods;
 
     log(`admission under load: serial dry-run creates while ${options.burstPods} more labelled pods are gated`);
     const histogramBefore = await apiServerWebhookHistogram(api);
@@ -310,7 +327,7 @@ export async function runScale(options: ScaleOptions): Promise<ScaleResult> {
     const nonces = new Set(registrations.map((call) => String(call.request.Nonce)));
     return {
       options: settings,
-      burst: { unlabelledSeconds, labelledSeconds, ratio: labelledSeconds / unlabelledSeconds, operatorCpuSeconds, cpuMsPerPod: (operatorCpuSeconds * 1000) / options.burstPods },
+      burst: { unlabelledSeconds, labelledSeconds, ratio: labelledSeconds / unlabelledSeconds, operatorCpuSeconds, cpuMsPerPod: (operatorCpuSeconds * 1000) / options.burstPods, writesPerPod },
       admission: { serial: overhead(serial), underLoad: { ...overhead(underLoad), samples: underLoad.labelled.length + underLoad.unlabelled.length }, apiServer: histogramDelta(histogramBefore, histogramAfter) },
       memory: { rssAtKnownBytes, anonymousAtKnownBytes, cgroupAtKnownBytes, rssAtEndBytes, peakCgroupBytes: usage.peakMemoryBytes, oomKills: usage.oomKills },
       survived,

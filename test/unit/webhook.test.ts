@@ -2,7 +2,6 @@
 // server keeps serving.
 import https from 'node:https';
 import { createCertificateAuthority, issueCertificate } from '../../src/pki/certificates.js';
-import { createLogger } from '../../src/observability/logger.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import { gatePatch } from '../../src/webhook/pod-gate.js';
 import { WebhookServer } from '../../src/webhook/server.js';
@@ -18,7 +17,9 @@ beforeAll(async () => {
   const ca = await createCertificateAuthority('test', 3_600_000);
   caPem = ca.certPem;
   metrics = new Metrics();
-  server = new WebhookServer(createLogger({ level: 'error' }), metrics);
+  server = new WebhookServer((outcome, seconds) => {
+    metrics.observeAdmission(outcome, seconds);
+  });
   server.setCertificate(await issueCertificate(ca, { commonName: 'webhook', ipAddresses: ['127.0.0.1'], usage: 'server', validForMs: 3_600_000 }));
   port = await server.listen(0, '127.0.0.1');
 });

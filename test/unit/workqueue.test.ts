@@ -40,7 +40,7 @@ describe('WorkQueue', () => {
     expect(gaps[2]).toBeGreaterThanOrEqual(78);
   });
 
-  it('limits the overall rate and the concurrency', async () => {
+  it('limits the concurrency, and handles new keys without waiting on the rate limit', async () => {
     let active = 0;
     let maxActive = 0;
     const queue = new WorkQueue(async () => {
@@ -49,12 +49,26 @@ describe('WorkQueue', () => {
       await sleep(5);
       active--;
       return undefined;
-    }, { concurrency: 3, ratePerSecond: 100, burst: 5 });
+    }, { concurrency: 3, ratePerSecond: 1, burst: 1 });
     const started = Date.now();
     for (let i = 0; i < 25; i++) queue.add(`k${i}`);
     await queue.idle();
-    expect(maxActive).toBeLessThanOrEqual(3);
-    // 5 at once from the burst, then 20 more at 100/s: at least ~200 ms.
+    expect(maxActive).toBe(3);
+    // 25 keys, 3 at a time, 5 ms each: the 1/s bucket is for retries only.
+    expect(Date.now() - started).toBeLessThan(1_000);
+  });
+
+  it("spaces retries by the overall rate limit as well as by each key's backoff", async () => {
+    const failed = new Set<string>();
+    const queue = new WorkQueue((key) => {
+      if (failed.has(key)) return Promise.resolve(undefined);
+      failed.add(key);
+      return Promise.reject(new Error('first try fails'));
+    }, { concurrency: 4, ratePerSecond: 100, burst: 5, baseDelayMs: 1 });
+    const started = Date.now();
+    for (let i = 0; i < 25; i++) queue.add(`k${i}`);
+    await queue.idle();
+    // 5 retries from the burst, then 20 more at 100/s: at least ~200 ms.
     expect(Date.now() - started).toBeGreaterThanOrEqual(180);
   });
 
