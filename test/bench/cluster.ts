@@ -6,6 +6,7 @@ import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { managerRuntime } from '../support/bundle.js';
 import { cgroupUnavailable, parseBytes } from '../support/cgroup.js';
 import { runScale, type ScaleResult } from '../support/scale.js';
 
@@ -16,12 +17,16 @@ const usage = `Usage: npm run bench:cluster -- [flags]
   --rate N             pods per second after --known-pods (50)
   --concurrency N      creates in flight at once (16)
   --aws-latency-ms N   how long the fake AWS takes to answer RegisterUsage (20)
-  --memory-limit Q     memory cgroup limit of the operator, as in the Deployment (256Mi)
+  --memory-limit Q     memory cgroup limit of the operator (the bundle's Deployment limit, 256Mi)
   --cpu-limit CORES    CPU limit of the operator, e.g. 0.5 (none)
   --dry-runs N         serial dry-run creates measuring admission on a quiet cluster (200)
   --identity MODE      the product's identity.mode, Operator or Pod (Operator)
   --json PATH          where to write the figures (a file in the temp directory)
+The operator runs with the NODE_OPTIONS of the bundle's Deployment; OPERATOR_NODE_OPTIONS
+replaces them (for example '--cpu-prof --cpu-prof-dir=/tmp/prof' to profile it).
 `;
+
+const runtime = managerRuntime();
 
 const { values } = parseArgs({
   options: {
@@ -31,7 +36,7 @@ const { values } = parseArgs({
     rate: { type: 'string', default: '50' },
     concurrency: { type: 'string', default: '16' },
     'aws-latency-ms': { type: 'string', default: '20' },
-    'memory-limit': { type: 'string', default: '256Mi' },
+    'memory-limit': { type: 'string' },
     'cpu-limit': { type: 'string' },
     'dry-runs': { type: 'string', default: '200' },
     identity: { type: 'string', default: 'Operator' },
@@ -72,12 +77,11 @@ const result = await runScale({
   ratePerSecond: number('rate'),
   concurrency: number('concurrency'),
   awsLatencyMs: number('aws-latency-ms'),
-  memoryLimitBytes: parseBytes(values['memory-limit']),
+  memoryLimitBytes: parseBytes(values['memory-limit'] ?? runtime.memoryLimit),
   ...(values['cpu-limit'] ? { cpuLimit: number('cpu-limit') } : {}),
   dryRuns: number('dry-runs'),
   identity: values.identity,
-  // For profiling the operator, e.g. OPERATOR_NODE_OPTIONS='--cpu-prof --cpu-prof-dir=/tmp/prof'.
-  ...(process.env.OPERATOR_NODE_OPTIONS ? { operatorEnv: { NODE_OPTIONS: process.env.OPERATOR_NODE_OPTIONS } } : {}),
+  operatorEnv: { NODE_OPTIONS: process.env.OPERATOR_NODE_OPTIONS ?? runtime.nodeOptions ?? '' },
   log,
 });
 
@@ -107,7 +111,7 @@ const targets: [string, boolean][] = [
 ];
 
 const width = Math.max(...figures.map(([name]) => name.length));
-let out = `\nCluster benchmark (${os.cpus().length} cores, AWS latency ${options.awsLatencyMs} ms, concurrency ${options.concurrency}, identity ${options.identity})\n\n`;
+let out = `\nCluster benchmark (${os.cpus().length} cores, AWS latency ${options.awsLatencyMs} ms, concurrency ${options.concurrency}, identity ${options.identity}, NODE_OPTIONS ${JSON.stringify(options.operatorEnv?.NODE_OPTIONS ?? '')})\n\n`;
 for (const [name, value] of figures) out += `  ${name.padEnd(width)}  ${value}\n`;
 out += '\nTargets\n';
 for (const [name, met] of targets) out += `  ${met ? 'met   ' : 'MISSED'}  ${name}\n`;

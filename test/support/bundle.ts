@@ -1,7 +1,7 @@
 // The rendered install bundle, parsed.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { KubernetesObject } from '@kubernetes/client-node';
+import type { KubernetesObject, V1Deployment } from '@kubernetes/client-node';
 import { loadAll } from 'js-yaml';
 import { repoRoot } from './testbin.js';
 
@@ -20,4 +20,15 @@ export function bundleObject<T extends KubernetesObject>(kind: string, name?: st
   const found = bundleObjects().filter((o) => o.kind === kind && (name === undefined || o.metadata.name === name));
   if (found.length !== 1) throw new Error(`expected one ${kind} ${name ?? ''} in the bundle, found ${found.length}`);
   return found[0] as T;
+}
+
+/** How the bundle's Deployment runs the operator: its memory and CPU limits and its NODE_OPTIONS. */
+export function managerRuntime(): { memoryLimit: string; cpuLimit?: string; nodeOptions?: string } {
+  const deployment = bundleObject<V1Deployment>('Deployment');
+  const manager = deployment.spec?.template.spec?.containers.find((c) => c.name === 'manager');
+  const memoryLimit = manager?.resources?.limits?.memory;
+  if (!manager || !memoryLimit) throw new Error('the bundle has no manager container with a memory limit');
+  const cpuLimit = manager.resources?.limits?.cpu;
+  const nodeOptions = manager.env?.find((e) => e.name === 'NODE_OPTIONS')?.value;
+  return { memoryLimit, ...(cpuLimit ? { cpuLimit } : {}), ...(nodeOptions ? { nodeOptions } : {}) };
 }

@@ -1,0 +1,32 @@
+// The short form of `npm run bench:cluster`: the built operator, as the bundle's Deployment runs
+// it (its memory limit enforced by a memory cgroup, its NODE_OPTIONS), gates and entitles 1,500
+// labelled pods without being OOM-killed or exiting, with exactly one registration per pod.
+import { managerRuntime } from '../support/bundle.js';
+import { cgroupUnavailable, parseBytes } from '../support/cgroup.js';
+import { runScale } from '../support/scale.js';
+
+const pods = 1_500;
+const unavailable = cgroupUnavailable();
+if (unavailable) process.stderr.write(`scale test skipped: ${unavailable}\n`);
+
+(unavailable ? describe.skip : describe)('scale under the Deployment memory limit', () => {
+  it(`gates and entitles ${pods} labelled pods inside the limit, with no OOM kill and no restart`, async () => {
+    const runtime = managerRuntime();
+    const result = await runScale({
+      burstPods: 250,
+      knownPods: pods,
+      totalPods: pods,
+      ratePerSecond: 50,
+      concurrency: 16,
+      awsLatencyMs: 20,
+      memoryLimitBytes: parseBytes(runtime.memoryLimit),
+      dryRuns: 20,
+      identity: 'Operator',
+      operatorEnv: { NODE_OPTIONS: runtime.nodeOptions ?? '' },
+      log: () => undefined,
+    });
+    expect({ survived: result.survived, oomKills: result.memory.oomKills, exitCode: result.exitCode }).toEqual({ survived: true, oomKills: 0, exitCode: undefined });
+    expect(result.memory.peakCgroupBytes).toBeLessThan(parseBytes(runtime.memoryLimit));
+    expect(result.pods).toMatchObject({ entitled: pods, notEntitled: 0, registrationsOk: pods, distinctNonces: pods, duplicateRegistrations: 0 });
+  }, 600_000);
+});
