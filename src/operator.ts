@@ -3,13 +3,7 @@
 // leader election, each with its own queue. Data flows one way:
 // watch → queue → reconcile → AWS → verdict → patch.
 import os from 'node:os';
-import {
-  AdmissionregistrationV1Api,
-  CoordinationV1Api,
-  CoreV1Api,
-  CustomObjectsApi,
-  type V1Pod,
-} from '@kubernetes/client-node';
+import type { V1Pod } from '@kubernetes/client-node';
 import type http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { group, plural, productLabel, version, type MarketplaceProduct } from './api/marketplace-product.js';
@@ -24,13 +18,12 @@ import { ProductOutcomes } from './controller/product-outcomes.js';
 import { cachedPod, productKeyOfPod } from './controller/cached-pod.js';
 import { ProductStatusReconciler } from './controller/product-status.js';
 import { Registrar } from './controller/registration.js';
-import { loadKubeConfig } from './kube/client.js';
+import { loadKubeClient } from './kube/api.js';
 import { kubeConfigMapReader } from './kube/config-maps.js';
 import { describeError } from './kube/errors.js';
 import { EventRecorder } from './kube/events.js';
 import { Informer, objectKey, type ListResult } from './kube/informer.js';
 import { LeaderElector } from './kube/leader-election.js';
-import { ApiRequests } from './kube/requests.js';
 import { kubeSecretReader } from './kube/secrets.js';
 import { WorkQueue } from './kube/workqueue.js';
 import { HealthServer } from './observability/health.js';
@@ -100,6 +93,11 @@ export interface RunningOperator {
   readonly lost: Promise<void>;
 }
 
+/** The query of one page of a list. */
+function listQuery(continueToken: string | undefined, labelSelector?: string): string {
+  return new URLSearchParams({ limit: '500', ...(continueToken ? { continue: continueToken } : {}), ...(labelSelector ? { labelSelector } : {}) }).toString();
+}
+
 /** A part from a start and a stop function. */
 function part(name: string, start: (signal: AbortSignal) => Promise<void>, stop: () => Promise<void>): Part {
   return { name, start, stop };
@@ -110,9 +108,7 @@ function part(name: string, start: (signal: AbortSignal) => Promise<void>, stop:
  * started is stopped again), and with the cause when a part cannot start.
  */
 export async function startOperator(flags: OperatorFlags, aws: AwsSettings, options: OperatorOptions, log: Logger, signal: AbortSignal = new AbortController().signal): Promise<RunningOperator> {
-  const kc = loadKubeConfig(flags.kubeconfig);
-  const core = kc.makeApiClient(CoreV1Api);
-  const custom = kc.makeApiClient(CustomObjectsApi);
+  const client = loadKubeClient(flags.kubeconfig);
   const metrics = new Metrics({ processMetrics: true });
   const health = new HealthServer();
   const manager = new Manager(log);
@@ -142,7 +138,7 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
   const webhookHost = flags.webhookUrl ? new URL(flags.webhookUrl).hostname.replace(/^\[|\]$/g, '') : undefined;
   const isIp = webhookHost !== undefined && /^[\d.]+$|:/.test(webhookHost);
   const certificates = new CertificateStore(
-    core,
+    client,
     {
       namespace: options.namespace,
       secretName: webhookSecretName,
@@ -160,7 +156,6 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
   let cachesSynced = false;
   health.addReadinessCheck('webhook-certificate', () => webhook.certificateLoaded);
   health.addReadinessCheck('caches-synced', () => cachesSynced);
-  const admission = kc.makeApiClient(AdmissionregistrationV1Api);
   let tls: WebhookTls | undefined;
   const refreshCertificate = async (): Promise<void> => {
     const next = await certificates.ensure();
@@ -168,7 +163,7 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
       await webhook.setCertificate(next);
       // With cert-manager, its cainjector owns the CA bundle; out of cluster the URL is still ours.
       const ours = options.certificates === 'self-managed' || flags.webhookUrl !== undefined;
-      if (ours && next.caPem !== tls?.caPem) await configureWebhook(admission, next.caPem, flags.webhookUrl);
+      if (ours && next.caPem !== tls?.caPem) await configureWebhook(client, next.caPem, flags.webhookUrl);
       tls = next;
     }
   };
@@ -204,21 +199,21 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
   // Caches: products, and labelled pods only (a label-selector watch, never all pods), of which
   // only the fields the controllers read, indexed by product.
   const products = new Informer<MarketplaceProduct>(
-    kc,
+    client,
     {
       name: 'products',
       path: `/apis/${group}/${version}/${plural}`,
-      list: async (page) => (await custom.listClusterCustomObject({ group, version, plural, limit: 500, ...(page ? { _continue: page } : {}) })) as ListResult<MarketplaceProduct>,
+      list: (page) => client.request<ListResult<MarketplaceProduct>>('GET', `/apis/${group}/${version}/${plural}?${listQuery(page)}`),
     },
     log,
   );
   const pods = new Informer<V1Pod>(
-    kc,
+    client,
     {
       name: 'pods',
       path: '/api/v1/pods',
       labelSelector: productLabel,
-      list: async (page) => core.listPodForAllNamespaces({ labelSelector: productLabel, limit: 500, ...(page ? { _continue: page } : {}) }),
+      list: (page) => client.request<ListResult<V1Pod>>('GET', `/api/v1/pods?${listQuery(page, productLabel)}`),
       transform: cachedPod,
       indexBy: productKeyOfPod,
     },
@@ -244,14 +239,13 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
   // Controllers: pods (registrations) and products (status), each with its own queue, so status
   // writes never wait behind registrations.
   // One provider for the operator's own credentials (one cache), shared with its STS client.
-  const operatorCredentials = baseCredentials(aws.credentials, kubeSecretReader(core));
-  const identities = new Identities(operatorCredentials, createStsClient(aws, operatorCredentials), new PodIdentity(core, createStsClient(aws, 'anonymous')));
+  const operatorCredentials = baseCredentials(aws.credentials, kubeSecretReader(client));
+  const identities = new Identities(operatorCredentials, createStsClient(aws, operatorCredentials), new PodIdentity(client, createStsClient(aws, 'anonymous')));
   const outcomes = new ProductOutcomes();
-  const registrar = new Registrar(aws, identities, kubeConfigMapReader(core), metrics, options.awsConcurrency);
-  const requests = new ApiRequests(kc);
-  const events = new EventRecorder(requests, options.identity, log);
-  const podReconciler = new PodReconciler(requests, pods, products, registrar, outcomes, events, metrics, log);
-  const statusReconciler = new ProductStatusReconciler(custom, products, pods, outcomes, log);
+  const registrar = new Registrar(aws, identities, kubeConfigMapReader(client), metrics, options.awsConcurrency);
+  const events = new EventRecorder(client, options.identity, log);
+  const podReconciler = new PodReconciler(client, pods, products, registrar, outcomes, events, metrics, log);
+  const statusReconciler = new ProductStatusReconciler(client, products, pods, outcomes, log);
   const queueOptions = (controller: string, concurrency: number) => ({
     concurrency,
     ratePerSecond: 200,
@@ -310,7 +304,7 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
   const lost = new Promise<void>((resolve) => (signalLost = resolve));
   const elector = flags.leaderElect
     ? new LeaderElector(
-        kc.makeApiClient(CoordinationV1Api),
+        client,
         { namespace: options.namespace, name: leaseName, identity: options.identity, leaseDurationMs: options.leaseDurationMs, renewDeadlineMs: options.renewDeadlineMs, retryPeriodMs: options.retryPeriodMs },
         {
           onStartedLeading: startReconciling,

@@ -4,7 +4,8 @@
 // eks.amazonaws.com/role-arn.
 import { createHash } from 'node:crypto';
 import { AssumeRoleWithWebIdentityCommand, type STSClient } from '@aws-sdk/client-sts';
-import { ApiException, type CoreV1Api } from '@kubernetes/client-node';
+import type { AuthenticationV1TokenRequest, V1ServiceAccount } from '@kubernetes/client-node';
+import { ApiError, segment, type KubeClient } from '../kube/api.js';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
 import { awsCall } from './errors.js';
 import { cachedCredentials, toIdentity } from './credentials.js';
@@ -34,7 +35,7 @@ export class PodIdentity {
 
   /** `sts` sends unsigned requests: the web-identity token is the credential. */
   constructor(
-    private readonly core: CoreV1Api,
+    private readonly client: KubeClient,
     private readonly sts: STSClient,
   ) {}
 
@@ -59,11 +60,11 @@ export class PodIdentity {
 
   private async serviceAccountRole(namespace: string, name: string): Promise<string> {
     try {
-      const account = await this.core.readNamespacedServiceAccount({ name, namespace });
+      const account = await this.client.request<V1ServiceAccount>('GET', `/api/v1/namespaces/${segment(namespace)}/serviceaccounts/${segment(name)}`);
       const role = account.metadata?.annotations?.[roleArnAnnotation];
       if (role) return role;
     } catch (error) {
-      if (!(error instanceof ApiException) || error.code >= 500) throw error;
+      if (!(error instanceof ApiError) || error.code >= 500) throw error;
       throw new IdentityUnavailableError(`cannot read ServiceAccount ${namespace}/${name}: HTTP ${error.code}`);
     }
     throw new IdentityUnavailableError(`no role to assume: set spec.identity.roleArn, or annotate ServiceAccount ${namespace}/${name} with ${roleArnAnnotation}`);
@@ -71,21 +72,19 @@ export class PodIdentity {
 
   private async podToken(pod: PodRef, serviceAccount: string): Promise<string> {
     try {
-      const review = await this.core.createNamespacedServiceAccountToken({
-        name: serviceAccount,
-        namespace: pod.namespace,
-        body: {
-          spec: {
-            audiences: [stsAudience],
-            expirationSeconds: tokenExpirationSeconds,
-            boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: pod.name, uid: pod.uid },
-          },
+      const review = await this.client.request<AuthenticationV1TokenRequest>('POST', `/api/v1/namespaces/${segment(pod.namespace)}/serviceaccounts/${segment(serviceAccount)}/token`, {
+        apiVersion: 'authentication.k8s.io/v1',
+        kind: 'TokenRequest',
+        spec: {
+          audiences: [stsAudience],
+          expirationSeconds: tokenExpirationSeconds,
+          boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: pod.name, uid: pod.uid },
         },
       });
       if (!review.status?.token) throw new IdentityUnavailableError(`TokenRequest for ${pod.namespace}/${serviceAccount} returned no token`);
       return review.status.token;
     } catch (error) {
-      if (!(error instanceof ApiException) || error.code >= 500) throw error;
+      if (!(error instanceof ApiError) || error.code >= 500) throw error;
       throw new IdentityUnavailableError(`TokenRequest for ServiceAccount ${pod.namespace}/${serviceAccount} failed: HTTP ${error.code}`);
     }
   }

@@ -5,13 +5,13 @@
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { UsageAllocation, UsageRecord } from '@aws-sdk/client-marketplace-metering';
-import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { createMeteringClient, createStsClient, type ClientCredentials } from '../aws/clients.js';
 import { assumeRoleCredentials, baseCredentials } from '../aws/credentials.js';
 import { AwsCallError } from '../aws/errors.js';
 import { batchMeterUsage, meterUsage, registerUsage, resolveCustomer } from '../aws/metering.js';
 import { resolveAwsSettings, SettingsError, type AwsFlags } from '../aws/settings.js';
 import { importPublicKey, newNonce, PublicKeyError, SignatureError, verifyRegistrationSignature } from '../aws/signature.js';
+import { loadKubeClient } from '../kube/api.js';
 import { kubeSecretReader } from '../kube/secrets.js';
 import { awsFlagSpecs, FlagError, flagHelp, helpFlagSpec, parseFlagsWith, type FlagSpecs } from '../config/flags.js';
 
@@ -65,10 +65,9 @@ function timeArg(value: string | undefined, flag: string): Date {
 function client(values: Values, io: CliIo) {
   const settings = resolveAwsSettings(values as AwsFlags, io.env);
   let credentials: ClientCredentials | undefined = baseCredentials(settings.credentials, (namespace, name) => {
-    // Only --aws-credentials-secret needs the cluster: the default kubeconfig (KUBECONFIG, ~/.kube/config).
-    const kc = new KubeConfig();
-    kc.loadFromDefault();
-    return kubeSecretReader(kc.makeApiClient(CoreV1Api))(namespace, name);
+    // Only --aws-credentials-secret needs the cluster: in a pod its service account, else the
+    // default kubeconfig (KUBECONFIG, ~/.kube/config).
+    return kubeSecretReader(loadKubeClient())(namespace, name);
   });
   const roleArn = optionalText(values, 'roleArn');
   if (roleArn) credentials = assumeRoleCredentials(createStsClient(settings, credentials), roleArn, `${program}-${process.pid}`);

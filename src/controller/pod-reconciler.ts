@@ -2,12 +2,12 @@
 // pod's annotations and gate and does only what is missing, so a restart or a repeated event
 // never registers a pod twice.
 //   watch → queue → here → Registrar (AWS) → verdict → pod patch, Event, product outcome
-import { ApiException, type V1Pod } from '@kubernetes/client-node';
+import type { V1Pod } from '@kubernetes/client-node';
 import { annotations, productLabel, schedulingGate, type MarketplaceProduct, type NotEntitledReason, type Verdict } from '../api/marketplace-product.js';
 import { newNonce } from '../aws/signature.js';
 import type { EventRecorder } from '../kube/events.js';
 import type { Informer } from '../kube/informer.js';
-import { contentTypes, type ApiRequests } from '../kube/requests.js';
+import { ApiError, contentTypes, segment, type KubeClient } from '../kube/api.js';
 import type { Outcome } from '../kube/workqueue.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -44,7 +44,7 @@ export class PodReconciler {
   private readonly written = new Map<string, Written>();
 
   constructor(
-    private readonly api: ApiRequests,
+    private readonly client: KubeClient,
     private readonly pods: Informer<V1Pod>,
     private readonly products: Informer<MarketplaceProduct>,
     private readonly registrar: Registrar,
@@ -162,12 +162,12 @@ export class PodReconciler {
     const name = pod.metadata?.name ?? '';
     const namespace = pod.metadata?.namespace ?? '';
     try {
-      await this.api.send('POST', `${podPath(namespace, name)}/eviction`, { apiVersion: 'policy/v1', kind: 'Eviction', metadata: { name, namespace } });
+      await this.client.send('POST', `${podPath(namespace, name)}/eviction`, { apiVersion: 'policy/v1', kind: 'Eviction', metadata: { name, namespace } });
       log.info('evicted pod', { evicted: `${namespace}/${name}` });
     } catch (error) {
-      if (error instanceof ApiException && error.code === 404) return;
+      if (error instanceof ApiError && error.code === 404) return;
       // 429: a PodDisruptionBudget says not now. Try again later.
-      if (error instanceof ApiException && error.code === 429) throw new RetryLater(`eviction of ${namespace}/${name} blocked by a PodDisruptionBudget`);
+      if (error instanceof ApiError && error.code === 429) throw new RetryLater(`eviction of ${namespace}/${name} blocked by a PodDisruptionBudget`);
       throw error;
     }
   }
@@ -178,15 +178,15 @@ export class PodReconciler {
     if (Object.keys(annotationValues).length > 0) body.metadata = { annotations: annotationValues };
     if (ungate) body.spec = { schedulingGates: [{ $patch: 'delete', name: schedulingGate }] };
     try {
-      await this.api.send('PATCH', podPath(pod.metadata?.namespace ?? '', pod.metadata?.name ?? ''), body, contentTypes.strategicMerge);
+      await this.client.send('PATCH', podPath(pod.metadata?.namespace ?? '', pod.metadata?.name ?? ''), body, contentTypes.strategicMergePatch);
       return true;
     } catch (error) {
-      if (error instanceof ApiException && error.code === 404) return false;
+      if (error instanceof ApiError && error.code === 404) return false;
       throw error;
     }
   }
 }
 
 function podPath(namespace: string, name: string): string {
-  return `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}`;
+  return `/api/v1/namespaces/${segment(namespace)}/pods/${segment(name)}`;
 }

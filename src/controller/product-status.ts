@@ -2,7 +2,7 @@
 // Entitled condition from the latest registration outcome, times from the pods' annotations.
 // Writes only when something changed, through the status subresource, retrying on conflicts.
 import { isDeepStrictEqual } from 'node:util';
-import { ApiException, type CustomObjectsApi, type V1Pod } from '@kubernetes/client-node';
+import type { V1Pod } from '@kubernetes/client-node';
 import {
   annotations,
   group,
@@ -12,6 +12,7 @@ import {
   type MarketplaceProduct,
   type MarketplaceProductStatus,
 } from '../api/marketplace-product.js';
+import { ApiError, segment, type KubeClient } from '../kube/api.js';
 import type { Informer } from '../kube/informer.js';
 import type { Logger } from '../observability/logger.js';
 import { isGated, verdictOf, reasonOf } from './pod-reconciler.js';
@@ -70,7 +71,7 @@ function normalizeTime(value: string): string {
 
 export class ProductStatusReconciler {
   constructor(
-    private readonly custom: CustomObjectsApi,
+    private readonly client: KubeClient,
     private readonly products: Informer<MarketplaceProduct>,
     private readonly pods: Informer<V1Pod>,
     private readonly outcomes: ProductOutcomes,
@@ -85,24 +86,21 @@ export class ProductStatusReconciler {
       const status = desiredStatus(product, this.pods.byIndex(key), this.outcomes.get(key), new Date());
       if (isDeepStrictEqual(status, product.status ?? {})) return undefined;
       try {
-        await this.custom.replaceNamespacedCustomObjectStatus({
-          group,
-          version,
-          plural,
-          namespace: product.metadata.namespace,
-          name: product.metadata.name,
-          body: { ...product, status },
-        });
+        await this.client.send('PUT', `${productPath(product)}/status`, { ...product, status });
         return undefined;
       } catch (error) {
-        if (!(error instanceof ApiException)) throw error;
+        if (!(error instanceof ApiError)) throw error;
         if (error.code === 404) return undefined;
         if (error.code !== 409) throw error;
         // Someone else wrote it: start again from the newest version.
-        product = (await this.custom.getNamespacedCustomObject({ group, version, plural, namespace: product.metadata.namespace, name: product.metadata.name })) as MarketplaceProduct;
+        product = await this.client.request<MarketplaceProduct>('GET', productPath(product));
       }
     }
     this.log.warn('status update kept conflicting; will retry', { product: key });
     throw new Error(`status of ${key} conflicted ${maxConflictRetries} times`);
   }
+}
+
+function productPath(product: MarketplaceProduct): string {
+  return `/apis/${group}/${version}/namespaces/${segment(product.metadata.namespace)}/${plural}/${segment(product.metadata.name)}`;
 }

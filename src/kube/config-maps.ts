@@ -1,13 +1,14 @@
 // Reads a ConfigMap's data; undefined when it does not exist.
-import { ApiException, type CoreV1Api } from '@kubernetes/client-node';
+import type { V1ConfigMap } from '@kubernetes/client-node';
 import type { ConfigMapReader } from '../aws/public-key.js';
+import { ApiError, segment, type KubeClient } from './api.js';
 
-export function kubeConfigMapReader(core: CoreV1Api): ConfigMapReader {
+export function kubeConfigMapReader(client: KubeClient): ConfigMapReader {
   return async (namespace, name) => {
     try {
-      return (await core.readNamespacedConfigMap({ name, namespace })).data ?? {};
+      return (await client.request<V1ConfigMap>('GET', `/api/v1/namespaces/${segment(namespace)}/configmaps/${segment(name)}`)).data ?? {};
     } catch (error) {
-      if (error instanceof ApiException && error.code === 404) return undefined;
+      if (error instanceof ApiError && error.code === 404) return undefined;
       throw error;
     }
   };

@@ -5,13 +5,13 @@ import type { Logger } from '../observability/logger.js';
 import { randomBytes } from 'node:crypto';
 import { describeError } from './errors.js';
 import { microTime } from './micro-time.js';
-import type { ApiRequests } from './requests.js';
+import { segment, type KubeClient } from './api.js';
 
 export const reportingController = 'marketplace.entitlements.io/entitlement-operator';
 
 export class EventRecorder {
   constructor(
-    private readonly api: ApiRequests,
+    private readonly client: KubeClient,
     private readonly instance: string,
     private readonly log: Logger,
   ) {}
@@ -19,7 +19,7 @@ export class EventRecorder {
   async pod(pod: V1Pod, type: 'Normal' | 'Warning', reason: string, action: string, note: string): Promise<void> {
     const namespace = pod.metadata?.namespace ?? 'default';
     try {
-      await this.api.send('POST', `/apis/events.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/events`, {
+      await this.client.send('POST', `/apis/events.k8s.io/v1/namespaces/${segment(namespace)}/events`, {
         apiVersion: 'events.k8s.io/v1',
         kind: 'Event',
         // As client-go names them: the object's name, a dot, something unique.

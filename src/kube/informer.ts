@@ -1,16 +1,16 @@
-// A list-watch cache that keeps itself alive. @kubernetes/client-node's informer has known gaps
-// (no relist on 410 Gone, hangs after silent stalls); this one lists, then watches from the
-// list's resourceVersion, and:
+// A list-watch cache that keeps itself alive: it lists, then watches from the list's
+// resourceVersion, and:
 // - relists when the server says 410 Gone (the resourceVersion is too old);
 // - restarts the watch when it ends, errors, or stalls (the server closes every watch after a
-//   short timeoutSeconds, and client-node aborts a watch silent for 30 s);
+//   short timeoutSeconds, and a watch silent for a minute is given up);
 // - backs off exponentially while the API server is unreachable.
 // It lists in pages, keeps only what `transform` leaves of each object (as controller-runtime's
 // cache transforms do: thousands of whole pods do not fit a small memory limit), and can index
 // objects by one key, so a controller finds a product's pods without scanning them all.
-import { Watch, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
+import type { KubernetesObject } from '@kubernetes/client-node';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../observability/logger.js';
+import { ApiError, type KubeClient } from './api.js';
 import { describeError } from './errors.js';
 
 export interface ListResult<T> {
@@ -56,7 +56,7 @@ export class Informer<T extends KubernetesObject> {
   relists = 0;
 
   constructor(
-    private readonly kc: KubeConfig,
+    private readonly client: KubeClient,
     private readonly options: InformerOptions<T>,
     private readonly log: Logger,
   ) {}
@@ -197,44 +197,41 @@ export class Informer<T extends KubernetesObject> {
     }
   }
 
-  private watchOnce(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      let gone = false;
-      const params = {
-        resourceVersion: this.resourceVersion,
-        allowWatchBookmarks: true,
-        // Below client-node's 30 s inactivity abort: the server ends quiet watches first.
-        timeoutSeconds: 20 + Math.floor(Math.random() * 8),
-        labelSelector: this.options.labelSelector,
-      };
-      new Watch(this.kc)
-        .watch(
-          this.options.path,
-          params,
-          (type: string, object: T & { code?: number }) => {
-            if (type === 'ERROR') {
-              if (object.code === 410) gone = true;
-              return;
-            }
-            const version = object.metadata?.resourceVersion;
-            if (version) this.resourceVersion = version;
-            if (type === 'ADDED' || type === 'MODIFIED') this.store(object);
-            else if (type === 'DELETED') this.remove(objectKey(object), this.kept(object));
-          },
-          (error: unknown) => {
-            this.abort = undefined;
-            if (gone || (error as { statusCode?: number } | null)?.statusCode === 410) reject(new GoneError());
-            else if (error && !this.stopped) reject(error instanceof Error ? error : new Error(describeError(error)));
-            else resolve();
-          },
-        )
-        .then(
-          (abort) => {
-            this.abort = abort;
-            if (this.stopped) abort.abort();
-          },
-          reject,
-        );
+  private async watchOnce(): Promise<void> {
+    const abort = new AbortController();
+    this.abort = abort;
+    if (this.stopped) abort.abort();
+    const seen = { gone: false };
+    const query = new URLSearchParams({
+      watch: '1',
+      resourceVersion: this.resourceVersion ?? '',
+      allowWatchBookmarks: 'true',
+      // The server ends quiet watches after this; a watch silent much longer has stalled.
+      timeoutSeconds: String(20 + Math.floor(Math.random() * 8)),
+      ...(this.options.labelSelector ? { labelSelector: this.options.labelSelector } : {}),
     });
+    try {
+      await this.client.watch(
+        `${this.options.path}?${query.toString()}`,
+        (type, received) => {
+          const object = received as T & { code?: number };
+          if (type === 'ERROR') {
+            if (object.code === 410) seen.gone = true;
+            return;
+          }
+          const version = object.metadata?.resourceVersion;
+          if (version) this.resourceVersion = version;
+          if (type === 'ADDED' || type === 'MODIFIED') this.store(object);
+          else if (type === 'DELETED') this.remove(objectKey(object), this.kept(object));
+        },
+        abort.signal,
+      );
+    } catch (error) {
+      if (error instanceof ApiError && error.code === 410) throw new GoneError();
+      throw error;
+    } finally {
+      this.abort = undefined;
+    }
+    if (seen.gone) throw new GoneError();
   }
 }

@@ -2,9 +2,10 @@
 // the Lease every retry period; others take it over once it has not been renewed for the lease
 // duration. Updates carry the resourceVersion, so two candidates can never both win. A leader that
 // cannot renew within the renew deadline steps down before anyone else may take over.
-import { ApiException, type CoordinationV1Api, type V1Lease } from '@kubernetes/client-node';
+import type { V1Lease } from '@kubernetes/client-node';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../observability/logger.js';
+import { ApiError, segment, type KubeClient } from './api.js';
 import { describeError } from './errors.js';
 import { microTime } from './micro-time.js';
 
@@ -31,7 +32,7 @@ export class LeaderElector {
   private readonly retryPeriodMs: number;
 
   constructor(
-    private readonly api: CoordinationV1Api,
+    private readonly client: KubeClient,
     private readonly options: LeaderElectionOptions,
     private readonly callbacks: LeaderCallbacks,
     private readonly log: Logger,
@@ -95,10 +96,10 @@ export class LeaderElector {
     const now = new Date();
     let lease: V1Lease;
     try {
-      lease = await this.api.readNamespacedLease({ name, namespace });
+      lease = await this.client.request<V1Lease>('GET', this.path(name));
     } catch (error) {
-      if (!(error instanceof ApiException) || error.code !== 404) throw error;
-      await this.api.createNamespacedLease({ namespace, body: { metadata: { name, namespace }, spec: this.spec(now, now, 0) } });
+      if (!(error instanceof ApiError) || error.code !== 404) throw error;
+      await this.client.send('POST', this.path(), { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name, namespace }, spec: this.spec(now, now, 0) });
       return true;
     }
     const spec = lease.spec ?? {};
@@ -110,15 +111,20 @@ export class LeaderElector {
     const transitions = (spec.leaseTransitions ?? 0) + (holder === identity ? 0 : 1);
     const acquiredAt = holder === identity && spec.acquireTime ? new Date(spec.acquireTime) : now;
     // replace carries metadata.resourceVersion: a concurrent winner makes this fail with 409.
-    await this.api.replaceNamespacedLease({ name, namespace, body: { ...lease, spec: this.spec(acquiredAt, now, transitions) } });
+    await this.client.send('PUT', this.path(name), { ...lease, spec: this.spec(acquiredAt, now, transitions) });
     return true;
   }
 
   private async release(): Promise<void> {
-    const { namespace, name, identity } = this.options;
-    const lease = await this.api.readNamespacedLease({ name, namespace });
+    const { name, identity } = this.options;
+    const lease = await this.client.request<V1Lease>('GET', this.path(name));
     if (lease.spec?.holderIdentity !== identity) return;
-    await this.api.replaceNamespacedLease({ name, namespace, body: { ...lease, spec: { ...lease.spec, holderIdentity: undefined, leaseDurationSeconds: 1 } } });
+    await this.client.send('PUT', this.path(name), { ...lease, spec: { ...lease.spec, holderIdentity: undefined, leaseDurationSeconds: 1 } });
+  }
+
+  private path(name?: string): string {
+    const leases = `/apis/coordination.k8s.io/v1/namespaces/${segment(this.options.namespace)}/leases`;
+    return name === undefined ? leases : `${leases}/${segment(name)}`;
   }
 
   private spec(acquired: Date, renewed: Date, transitions: number): V1Lease['spec'] {

@@ -3,7 +3,8 @@
 // certificate is renewed from the same CA well before it expires, so the CA bundle the API server
 // trusts never changes and no admission fails during a rotation.
 import { X509Certificate } from 'node:crypto';
-import { ApiException, type CoreV1Api, type V1Secret } from '@kubernetes/client-node';
+import type { V1Secret } from '@kubernetes/client-node';
+import { ApiError, segment, type KubeClient } from '../kube/api.js';
 import { createCertificateAuthority, issueCertificate, loadCertificateAuthority, type CertificateAuthority } from '../pki/certificates.js';
 import type { Logger } from '../observability/logger.js';
 
@@ -37,7 +38,7 @@ export class CertificateStore {
   private readonly renewBeforeMs: number;
 
   constructor(
-    private readonly core: CoreV1Api,
+    private readonly client: KubeClient,
     private readonly options: CertificateOptions,
     private readonly log: Logger,
   ) {
@@ -73,11 +74,15 @@ export class CertificateStore {
     return !this.options.dnsNames.every((name) => cert.checkHost(name) !== undefined) || !this.options.ipAddresses.every((ip) => cert.checkIP(ip) !== undefined);
   }
 
+  private secretPath(): string {
+    return `/api/v1/namespaces/${segment(this.options.namespace)}/secrets/${segment(this.options.secretName)}`;
+  }
+
   private async read(): Promise<V1Secret | undefined> {
     try {
-      return await this.core.readNamespacedSecret({ name: this.options.secretName, namespace: this.options.namespace });
+      return await this.client.request<V1Secret>('GET', this.secretPath());
     } catch (error) {
-      if (error instanceof ApiException && error.code === 404) return undefined;
+      if (error instanceof ApiError && error.code === 404) return undefined;
       throw error;
     }
   }
@@ -96,15 +101,18 @@ export class CertificateStore {
     const ca = await createCertificateAuthority('entitlement-operator-webhook-ca', this.caValidityMs);
     const serving = await this.issue(ca);
     try {
-      const created = await this.core.createNamespacedSecret({
-        namespace: this.options.namespace,
-        body: { metadata: { name: this.options.secretName }, type: 'kubernetes.io/tls', data: secretData(ca.certPem, ca.keyPem, serving.certPem, serving.keyPem) },
+      const created = await this.client.request<V1Secret>('POST', `/api/v1/namespaces/${segment(this.options.namespace)}/secrets`, {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name: this.options.secretName, namespace: this.options.namespace },
+        type: 'kubernetes.io/tls',
+        data: secretData(ca.certPem, ca.keyPem, serving.certPem, serving.keyPem),
       });
       this.log.info('created webhook certificate', { certificateStore: `${this.options.namespace}/${this.options.secretName}`, notAfter: serving.notAfter.toISOString() });
       return fromSecretOrThrow(created);
     } catch (error) {
       // Another replica created it first: use theirs.
-      if (error instanceof ApiException && error.code === 409) return this.ensure();
+      if (error instanceof ApiError && error.code === 409) return this.ensure();
       throw error;
     }
   }
@@ -121,16 +129,12 @@ export class CertificateStore {
     }
     const serving = await this.issue(ca);
     try {
-      const updated = await this.core.replaceNamespacedSecret({
-        name: this.options.secretName,
-        namespace: this.options.namespace,
-        body: { ...secret, data: secretData(ca.certPem, ca.keyPem, serving.certPem, serving.keyPem) },
-      });
+      const updated = await this.client.request<V1Secret>('PUT', this.secretPath(), { ...secret, data: secretData(ca.certPem, ca.keyPem, serving.certPem, serving.keyPem) });
       this.log.info('renewed webhook certificate', { certificateStore: `${this.options.namespace}/${this.options.secretName}`, notAfter: serving.notAfter.toISOString() });
       return fromSecretOrThrow(updated);
     } catch (error) {
       // Another replica renewed it at the same time (resourceVersion conflict): use theirs.
-      if (error instanceof ApiException && error.code === 409) return this.ensure();
+      if (error instanceof ApiError && error.code === 409) return this.ensure();
       throw error;
     }
   }

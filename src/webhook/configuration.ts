@@ -1,12 +1,14 @@
 // Points the MutatingWebhookConfiguration at this operator: the CA bundle to trust and, out of
 // cluster, the URL to call instead of the Service. Only patches what differs.
-import { PatchStrategy, setHeaderOptions, type AdmissionregistrationV1Api } from '@kubernetes/client-node';
+import type { V1MutatingWebhookConfiguration } from '@kubernetes/client-node';
+import { contentTypes, segment, type KubeClient } from '../kube/api.js';
 import { mutatePodPath } from './server.js';
 
 export const webhookConfigurationName = 'entitlement-operator-mutating-webhook-configuration';
 
-export async function configureWebhook(api: AdmissionregistrationV1Api, caPem: string, webhookUrl?: string, name = webhookConfigurationName): Promise<boolean> {
-  const config = await api.readMutatingWebhookConfiguration({ name });
+export async function configureWebhook(client: KubeClient, caPem: string, webhookUrl?: string, name = webhookConfigurationName): Promise<boolean> {
+  const path = `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${segment(name)}`;
+  const config = await client.request<V1MutatingWebhookConfiguration>('GET', path);
   const caBundle = Buffer.from(caPem).toString('base64');
   const patch: { op: 'replace'; path: string; value: unknown }[] = [];
   (config.webhooks ?? []).forEach((webhook, i) => {
@@ -17,6 +19,6 @@ export async function configureWebhook(api: AdmissionregistrationV1Api, caPem: s
     }
   });
   if (patch.length === 0) return false;
-  await api.patchMutatingWebhookConfiguration({ name, body: patch }, setHeaderOptions('Content-Type', PatchStrategy.JsonPatch));
+  await client.send('PATCH', path, patch, contentTypes.jsonPatch);
   return true;
 }

@@ -39,7 +39,7 @@ afterAll(async () => fake.close());
 const podRef = (p: V1Pod, serviceAccountName = p.spec?.serviceAccountName) => ({
   namespace, name: p.metadata?.name ?? '', uid: p.metadata?.uid ?? '', ...(serviceAccountName ? { serviceAccountName } : {}),
 });
-const podIdentity = (target: FakeAws = fake) => new PodIdentity(core, createStsClient(fakeSettings(target), 'anonymous'));
+const podIdentity = (target: FakeAws = fake) => new PodIdentity(controlPlane().client(), createStsClient(fakeSettings(target), 'anonymous'));
 
 describe('Pod identity', () => {
   it("assumes the ServiceAccount's role with a token bound to the pod and signs RegisterUsage with it", async () => {
@@ -92,14 +92,14 @@ describe('operator credentials from a Secret', () => {
       namespace,
       body: { metadata: { name: 'aws-keys' }, stringData: { access_key_id: fakeCredentials.accessKeyId, secret_access_key: fakeCredentials.secretAccessKey } },
     });
-    const credentials = baseCredentials({ kind: 'secret', namespace, name: 'aws-keys' }, kubeSecretReader(core));
+    const credentials = baseCredentials({ kind: 'secret', namespace, name: 'aws-keys' }, kubeSecretReader(controlPlane().client()));
     await registerUsage(createMeteringClient(fakeSettings(fake), credentials), { productCode: 'secret-keys', publicKeyVersion: 1, nonce: 'n' });
     expect(fake.calls('RegisterUsage').slice(-1)[0]).toMatchObject({ status: 200, productCode: 'secret-keys', accessKeyId: fakeCredentials.accessKeyId });
   });
 
   it('a Secret without the keys is an error naming them', async () => {
     await core.createNamespacedSecret({ namespace, body: { metadata: { name: 'half' }, stringData: { access_key_id: 'AKIA' } } });
-    const credentials = baseCredentials({ kind: 'secret', namespace, name: 'half' }, kubeSecretReader(core));
+    const credentials = baseCredentials({ kind: 'secret', namespace, name: 'half' }, kubeSecretReader(controlPlane().client()));
     await expect(registerUsage(createMeteringClient(fakeSettings(fake), credentials), { productCode: 'x', publicKeyVersion: 1, nonce: 'n' })).rejects.toThrow(
       /Secret team\/half needs keys access_key_id and secret_access_key/,
     );
@@ -129,7 +129,7 @@ describe('Identities (the choice by identity.mode)', () => {
 });
 
 describe('product public key', () => {
-  const read = () => kubeConfigMapReader(core);
+  const read = () => kubeConfigMapReader(controlPlane().client());
   const expected = { productCode: 'keyed', publicKeyVersion: 1, nonce: 'n1' };
 
   it('from a ConfigMap verifies the fake signature', async () => {

@@ -168,7 +168,7 @@ it('certificate rotation while pods are being created: no admission fails', asyn
     await new Promise((resolve) => setTimeout(resolve, 1_500));
     // Rotate as a replica renewing the certificate would.
     const dnsNames = [`${webhookServiceName}.${operatorNamespace}.svc`, `${webhookServiceName}.${operatorNamespace}.svc.cluster.local`];
-    const store = new CertificateStore(core, { namespace: operatorNamespace, secretName: webhookSecretName, dnsNames, ipAddresses: ['127.0.0.1'] }, createLogger({ level: 'error' }));
+    const store = new CertificateStore(controlPlane().client(), { namespace: operatorNamespace, secretName: webhookSecretName, dnsNames, ipAddresses: ['127.0.0.1'] }, createLogger({ level: 'error' }));
     const rotated = await store.rotate();
     const fingerprint = new X509Certificate(rotated.certPem).fingerprint256;
     await waitForPod('both replicas to serve the new certificate', async () => ((await Promise.all(ports.map(served))).every((f) => f === fingerprint) ? true : undefined), 20_000);

@@ -9,6 +9,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
+import { fromKubeconfigFile, KubeClient } from '../../src/kube/api.js';
 import { createCertificateAuthority, issueCertificate, type CertificateAuthority, type IssuedCertificate } from '../../src/pki/certificates.js';
 import { ManagedProcess } from './processes.js';
 import { binary } from './testbin.js';
@@ -71,6 +72,11 @@ export class ControlPlane {
 
   file(name: string): string {
     return path.join(this.dir, name);
+  }
+
+  /** The operator's own API client, as the admin user. */
+  client(): KubeClient {
+    return new KubeClient(fromKubeconfigFile(this.kubeconfigPath));
   }
 
   kubeConfig(): KubeConfig {

@@ -2,7 +2,8 @@
 // ends or fails, handlers for every change.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import type { V1Pod } from '@kubernetes/client-node';
+import { KubeClient } from '../../src/kube/api.js';
 import { Informer, type ListResult } from '../../src/kube/informer.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { waitFor } from '../support/wait.js';
@@ -11,7 +12,7 @@ const pod = (name: string, rv: string): V1Pod => ({ metadata: { name, namespace:
 
 describe('Informer', () => {
   let server: http.Server;
-  let kc: KubeConfig;
+  let client: KubeClient;
   const watches: string[] = [];
   // Each watch request takes the next script: events to send, then close (or hold open).
   const scripts: { events: object[]; hold?: boolean; status?: number }[] = [];
@@ -30,13 +31,7 @@ describe('Informer', () => {
       if (!script.hold) res.end();
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    kc = new KubeConfig();
-    kc.loadFromOptions({
-      clusters: [{ name: 'c', server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, skipTLSVerify: true }],
-      users: [{ name: 'u' }],
-      contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-      currentContext: 'x',
-    });
+    client = new KubeClient({ server: `http://127.0.0.1:${(server.address() as AddressInfo).port}` });
   });
   afterAll(async () => {
     server.closeAllConnections();
@@ -56,7 +51,7 @@ describe('Informer', () => {
     );
     const upserts: string[] = [];
     const deletes: string[] = [];
-    const informer = new Informer<V1Pod>(kc, { name: 'test', path: '/api/v1/pods', list: () => Promise.resolve(lists.shift() ?? { items: [] }) }, createLogger({ level: 'error' }));
+    const informer = new Informer<V1Pod>(client, { name: 'test', path: '/api/v1/pods', list: () => Promise.resolve(lists.shift() ?? { items: [] }) }, createLogger({ level: 'error' }));
     informer.onUpsert((p) => upserts.push(p.metadata?.name ?? ''));
     informer.onDelete((p) => deletes.push(p.metadata?.name ?? ''));
     await informer.start();
