@@ -37,6 +37,10 @@ testbin: ## Build (or find) etcd, Kubernetes and kwok binaries for the tests.
 test: node_modules ## Type-check, lint, then unit, integration and e2e tests (builds test binaries on first use).
 	npm test
 
+.PHONY: bench-cluster
+bench-cluster: node_modules ## Benchmark the operator at scale under the Deployment's memory limit (root; flags: ARGS=...).
+	npm run bench:cluster -- $(ARGS)
+
 .PHONY: bundle
 bundle: ## Render config/default into config/install.yaml.
 	hack/render-bundle.sh

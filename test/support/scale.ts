@@ -275,6 +275,7 @@ export async function runScale(options: ScaleOptions): Promise<ScaleResult> {
     const alive = (): boolean => proc.running;
 
     log(`admission: ${options.dryRuns} serial dry-run creates on a quiet cluster`);
+    await probeAdmission(api, options.identity, (round) => round >= 20); // warm up connections and code
     const serial = await probeAdmission(api, options.identity, (round) => round >= options.dryRuns);
 
     watch = new VerdictWatch(log);
