@@ -89,8 +89,8 @@ export interface RunningOperator {
   metrics: Metrics;
   /** Graceful stop: in-flight reconciles finish, the Lease is released, servers close. */
   stop(): Promise<void>;
-  /** Resolves when the operator must exit (leadership lost). */
-  readonly lost: Promise<void>;
+  /** Resolves, with the reason, when the operator must exit: leadership lost, or the admission thread ended. */
+  readonly failed: Promise<string>;
 }
 
 /** The query of one page of a list. */
@@ -108,10 +108,12 @@ function part(name: string, start: (signal: AbortSignal) => Promise<void>, stop:
  * started is stopped again), and with the cause when a part cannot start.
  */
 export async function startOperator(flags: OperatorFlags, aws: AwsSettings, options: OperatorOptions, log: Logger, signal: AbortSignal = new AbortController().signal): Promise<RunningOperator> {
+  const manager = new Manager(log);
   const client = loadKubeClient(flags.kubeconfig);
+  // First in, last out: the connection pool closes after every part that uses it.
+  manager.add(part('api-client', () => Promise.resolve(), () => client.close()));
   const metrics = new Metrics({ processMetrics: true });
   const health = new HealthServer();
-  const manager = new Manager(log);
 
   // Servers first, so probes answer while the rest starts.
   let metricsServer: http.Server | undefined;
@@ -300,8 +302,11 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
     for (const pod of pods.list()) enqueuePod(pod);
   };
 
-  let signalLost: () => void = () => undefined;
-  const lost = new Promise<void>((resolve) => (signalLost = resolve));
+  let fail: (reason: string) => void = () => undefined;
+  const failed = new Promise<string>((resolve) => (fail = resolve));
+  void webhook.exited.then((code) => {
+    fail(`the admission thread exited (code ${code})`);
+  });
   const elector = flags.leaderElect
     ? new LeaderElector(
         client,
@@ -312,7 +317,7 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
           onStoppedLeading: () => {
             reconciling = false;
             metrics.leader.set(0);
-            signalLost();
+            fail('leadership lost');
           },
         },
         log,
@@ -340,7 +345,7 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
   await manager.start(signal);
   return {
     metrics,
-    lost,
+    failed,
     stop: async () => {
       await manager.stop();
       log.debug('shutdown steps done');

@@ -26,6 +26,8 @@ export interface LeaderCallbacks {
 export class LeaderElector {
   private leading = false;
   private stopped = false;
+  // Cuts the wait between attempts short when stop() is called.
+  private readonly stopping = new AbortController();
   private loop: Promise<void> | undefined;
   private readonly leaseDurationMs: number;
   private readonly renewDeadlineMs: number;
@@ -53,6 +55,7 @@ export class LeaderElector {
   /** Stops campaigning; a leader releases the Lease so a successor need not wait it out. */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.stopping.abort();
     await this.loop;
     if (this.leading) {
       this.setLeading(false);
@@ -80,7 +83,7 @@ export class LeaderElector {
       } else if (this.leading) {
         // A failed renewal: keep leading until the renew deadline, retry soon.
       }
-      await sleep(this.retryPeriodMs);
+      await sleep(this.retryPeriodMs, undefined, { signal: this.stopping.signal }).catch(() => undefined);
     }
   }
 

@@ -20,7 +20,9 @@ export class AdmissionThread {
   private readonly waiting = new Map<number, { resolve: (port: number) => void; reject: (error: Error) => void }>();
   private nextId = 1;
   private loaded = false;
-  private exited = false;
+  private ended = false;
+  /** Resolves with the exit code when the thread ends, whether by close() or by a crash. */
+  readonly exited: Promise<number>;
 
   constructor(observe: (outcome: string, seconds: number) => void) {
     // The thread needs little memory: it parses one AdmissionReview at a time.
@@ -35,8 +37,9 @@ export class AdmissionThread {
       if (message.error !== undefined) waiter?.reject(new Error(message.error));
       else waiter?.resolve(message.port ?? 0);
     });
+    this.exited = new Promise((resolve) => this.worker.once('exit', resolve));
     this.worker.on('exit', (code) => {
-      this.exited = true;
+      this.ended = true;
       for (const waiter of this.waiting.values()) waiter.reject(new Error(`the admission thread exited with code ${code}`));
       this.waiting.clear();
     });
@@ -51,7 +54,7 @@ export class AdmissionThread {
 
   /** True once a certificate is loaded and while the thread runs. */
   get certificateLoaded(): boolean {
-    return this.loaded && !this.exited;
+    return this.loaded && !this.ended;
   }
 
   listen(port: number, host?: string): Promise<number> {
@@ -60,13 +63,13 @@ export class AdmissionThread {
 
   /** Stops accepting; admissions in flight finish; the thread ends. */
   async close(): Promise<void> {
-    if (this.exited) return;
+    if (this.ended) return;
     await this.call({ type: 'close' }).catch(() => undefined);
     await this.worker.terminate();
   }
 
   private call(request: Request): Promise<number> {
-    if (this.exited) return Promise.reject(new Error('the admission thread has exited'));
+    if (this.ended) return Promise.reject(new Error('the admission thread has exited'));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });

@@ -2,7 +2,8 @@
 // webhook certificate rotated while pods are being created.
 import tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
-import type { CoreV1Api, CustomObjectsApi, V1Pod } from '@kubernetes/client-node';
+import { CoordinationV1Api, type CoreV1Api, type CustomObjectsApi, type V1Pod } from '@kubernetes/client-node';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { annotations, productLabel } from '../../src/api/marketplace-product.js';
 import type { FakeAws } from '../../src/fake-aws/server.js';
 import { createLogger } from '../../src/observability/logger.js';
@@ -209,3 +210,21 @@ it('SIGTERM in a burst: in-flight registrations finish and are recorded, the pro
   }, 120_000);
   expect(registrations(done, 'graceful-code').filter((r) => r.successes !== 1)).toEqual([]);
 }, 240_000);
+
+it('SIGTERM at any moment of start-up ends the process at once, exit 0, the Lease released or never taken', async () => {
+  const leases = controlPlane().kubeConfig().makeApiClient(CoordinationV1Api);
+  // From module loading to after start-up finished. (The first few tens of milliseconds, before
+  // any JavaScript runs, are out of reach of a handler.)
+  for (const delayMs of [120, 400, 800, 1_500, 3_000]) {
+    const name = `early-sigterm-${delayMs}`;
+    const operator = await start({ name, waitReady: false });
+    await sleep(delayMs);
+    const signalled = Date.now();
+    operator.proc.terminate();
+    const code = await operator.proc.exited();
+    const tookMs = Date.now() - signalled;
+    expect({ delayMs, code, withinASecond: tookMs < 1_000 }).toEqual({ delayMs, code: 0, withinASecond: true });
+    const lease = await leases.readNamespacedLease({ name: 'entitlement-operator-leader', namespace: operatorNamespace }).catch(() => undefined);
+    expect(lease?.spec?.holderIdentity === name).toBe(false);
+  }
+}, 120_000);

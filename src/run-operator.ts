@@ -1,0 +1,51 @@
+// The operator process once its signal handlers are in place (see main.ts): flags → settings →
+// operator, until a signal or a failure ends it. Resolves to the exit code.
+import { resolveAwsSettings, SettingsError } from './aws/settings.js';
+import { FlagError, parseFlags, usage } from './config/flags.js';
+import { createLogger } from './observability/logger.js';
+import { StartAborted } from './manager.js';
+import { defaultOperatorOptions, startOperator } from './operator.js';
+
+export async function runOperator(argv: readonly string[], stopping: AbortSignal, stopReason: Promise<string>): Promise<number> {
+  let flags;
+  let aws;
+  try {
+    flags = parseFlags(argv);
+    if (flags.help) {
+      process.stdout.write(usage('entitlement-operator'));
+      return 0;
+    }
+    aws = resolveAwsSettings(flags);
+  } catch (error) {
+    if (!(error instanceof FlagError) && !(error instanceof SettingsError)) throw error;
+    process.stderr.write(`entitlement-operator: ${error.message}\n${error instanceof FlagError ? `\n${usage('entitlement-operator')}` : ''}`);
+    return 2;
+  }
+
+  const log = createLogger();
+  const options = defaultOperatorOptions();
+  log.info('starting', {
+    identity: options.identity,
+    namespace: options.namespace,
+    leaderElect: flags.leaderElect,
+    webhookUrl: flags.webhookUrl,
+    awsRegion: aws.region,
+    awsIdentity: aws.credentials.kind,
+    meteringEndpoint: aws.meteringEndpoint,
+  });
+  let operator;
+  try {
+    operator = await startOperator(flags, aws, options, log, stopping);
+  } catch (error) {
+    if (!(error instanceof StartAborted)) throw error;
+    log.info('start-up aborted', { reason: await stopReason });
+    return 0;
+  }
+  log.info('started');
+
+  const ended = await Promise.race([stopReason.then((signal) => ({ reason: signal, failed: false })), operator.failed.then((why) => ({ reason: why, failed: true }))]);
+  log.info('shutting down', { reason: ended.reason });
+  await operator.stop();
+  log.info('stopped');
+  return ended.failed ? 1 : 0;
+}
