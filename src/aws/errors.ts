@@ -50,13 +50,16 @@ const reasons: Readonly<Record<string, AwsFailureReason>> = {
   IDPRejectedClaim: 'AccessDenied',
   IDPRejectedClaimException: 'AccessDenied',
   RegionDisabledException: 'InvalidRegion',
-  CredentialsProviderError: 'AccessDenied',
 };
 
 const retryableCodes = new Set([
   'ThrottlingException', 'Throttling', 'ThrottledException', 'TooManyRequestsException', 'RequestLimitExceeded',
   'InternalServiceErrorException', 'InternalFailure', 'InternalError', 'ServiceUnavailable', 'IDPCommunicationError', 'IDPCommunicationErrorException',
   'TimeoutError', 'RequestTimeout', 'RequestTimeoutException',
+  // The operator's own credentials could not be loaded (not configured yet, a Secret still
+  // missing): its fault, not the customer's, and it may be fixed at any moment. AccessDenied is
+  // kept for AWS's own refusals.
+  'CredentialsProviderError',
 ]);
 
 const networkCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED', 'UND_ERR_SOCKET']);

@@ -1,5 +1,9 @@
 // The real SDK clients over HTTP against the local fake: every Metering operation, every error
 // class, signatures end to end.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fromIni } from '@aws-sdk/credential-providers';
 import { createMeteringClient, createStsClient } from '../../src/aws/clients.js';
 import { AwsCallError } from '../../src/aws/errors.js';
 import { batchMeterUsage, meterUsage, registerUsage, resolveCustomer } from '../../src/aws/metering.js';
@@ -56,6 +60,26 @@ describe('RegisterUsage', () => {
     const error = await failure(registerUsage(client(), { productCode: product, publicKeyVersion: 1, nonce: newNonce() }));
     expect(error).toMatchObject({ operation: 'RegisterUsage', code, retryable: false, reason });
     expect(fake().calls('RegisterUsage', code)).toHaveLength(1); // terminal: the SDK does not retry
+  });
+
+  it("credentials that cannot be loaded are the operator's own fault: retryable, never a verdict", async () => {
+    // A profile that does not exist, in shared config files that are empty: the SDK's own
+    // CredentialsProviderError, without any network call.
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'aws-config-'));
+    const files = { AWS_CONFIG_FILE: path.join(dir, 'config'), AWS_SHARED_CREDENTIALS_FILE: path.join(dir, 'credentials') };
+    for (const file of Object.values(files)) writeFileSync(file, '');
+    const saved = { ...process.env };
+    Object.assign(process.env, files);
+    try {
+      const before = fake().calls('RegisterUsage').length;
+      const noCredentials = createMeteringClient(fakeSettings(fake()), fromIni({ profile: 'not-configured-yet' }));
+      const error = await failure(registerUsage(noCredentials, { productCode: 'prod-nocreds', publicKeyVersion: 1, nonce: newNonce() }));
+      expect(error).toMatchObject({ code: 'CredentialsProviderError', retryable: true, reason: undefined });
+      expect(fake().calls('RegisterUsage')).toHaveLength(before); // nothing was sent
+    } finally {
+      process.env = saved;
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('throttling is retryable, and the SDK retries it before giving up', async () => {
