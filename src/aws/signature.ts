@@ -2,7 +2,6 @@
 // the product's AWS Marketplace key. The algorithm is pinned, the signature is checked with the
 // product's public key, and the claims must repeat what was sent: productCode,
 // publicKeyVersion and the nonce (which makes a recorded answer useless for another pod).
-import { randomBytes } from 'node:crypto';
 import { compactVerify, errors, importSPKI, type CryptoKey } from 'jose';
 
 export const signatureAlgorithm = 'PS256';
@@ -52,10 +51,6 @@ export interface VerifyOptions {
 }
 
 /** A fresh nonce: 32 bytes from the CSPRNG, base64url (43 characters; RegisterUsage allows 255). */
-export function newNonce(): string {
-  return randomBytes(32).toString('base64url');
-}
-
 const keyCache = new Map<string, Promise<CryptoKey>>();
 
 /** Parses an SPKI PEM public key for PS256, caching by PEM so the pod-start path parses each key once. */

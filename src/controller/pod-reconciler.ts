@@ -4,7 +4,7 @@
 //   watch → queue → here → Registrar (AWS) → verdict → pod patch, Event, product outcome
 import type { V1Pod } from '@kubernetes/client-node';
 import { annotations, productLabel, schedulingGate, type MarketplaceProduct, type NotEntitledReason, type Verdict } from '../api/marketplace-product.js';
-import { newNonce } from '../aws/signature.js';
+import { newNonce } from '../aws/nonce.js';
 import type { EventRecorder } from '../kube/events.js';
 import type { Informer } from '../kube/informer.js';
 import { ApiError, contentTypes, segment, type KubeClient } from '../kube/api.js';

@@ -1,13 +1,16 @@
-// The mutation: add the entitlement scheduling gate to a labelled pod at CREATE. Pure, so it is
-// easy to reason about; idempotent, so a reinvoked or retried admission changes nothing twice.
-import { productLabel, schedulingGate } from '../api/marketplace-product.js';
+// The mutation: add the entitlement scheduling gate to a labelled pod at CREATE, and the nonce its
+// registration will use. The nonce is then stored with the pod before any RegisterUsage (the
+// write-ahead the registration needs, without a write of its own). Pure, so it is easy to reason
+// about; idempotent, so a reinvoked admission (the gate already there) changes nothing twice.
+import { annotations, productLabel, schedulingGate } from '../api/marketplace-product.js';
+import { newNonce } from '../aws/nonce.js';
 
 export interface AdmissionRequest {
   uid: string;
   operation?: string;
   namespace?: string;
   name?: string;
-  object?: { metadata?: { name?: string; generateName?: string; labels?: Record<string, string> }; spec?: { schedulingGates?: { name: string }[] } };
+  object?: { metadata?: { name?: string; generateName?: string; labels?: Record<string, string>; annotations?: Record<string, string> }; spec?: { schedulingGates?: { name: string }[] } };
 }
 
 export interface AdmissionResponse {
@@ -20,19 +23,30 @@ export interface AdmissionResponse {
 
 export type JsonPatch = { op: 'add'; path: string; value: unknown }[];
 
-/** The JSON Patch that gates the pod, or undefined when there is nothing to do. */
-export function gatePatch(request: AdmissionRequest): JsonPatch | undefined {
+/**
+ * The JSON Patch that gates the pod and gives it `nonce`, or undefined when there is nothing to
+ * do. A nonce the pod brought along is replaced: the operator chooses it.
+ */
+export function gatePatch(request: AdmissionRequest, nonce: string): JsonPatch | undefined {
   const pod = request.object;
   if (request.operation !== undefined && request.operation !== 'CREATE') return undefined;
   if (!pod?.metadata?.labels?.[productLabel]) return undefined;
   const gates = pod.spec?.schedulingGates;
   if (gates?.some((g) => g.name === schedulingGate)) return undefined;
-  if (!gates) return [{ op: 'add', path: '/spec/schedulingGates', value: [{ name: schedulingGate }] }];
-  return [{ op: 'add', path: '/spec/schedulingGates/-', value: { name: schedulingGate } }];
+  const nonceAnnotation: JsonPatch[number] = pod.metadata.annotations
+    ? { op: 'add', path: `/metadata/annotations/${pointerEscape(annotations.nonce)}`, value: nonce }
+    : { op: 'add', path: '/metadata/annotations', value: { [annotations.nonce]: nonce } };
+  const gate: JsonPatch[number] = gates ? { op: 'add', path: '/spec/schedulingGates/-', value: { name: schedulingGate } } : { op: 'add', path: '/spec/schedulingGates', value: [{ name: schedulingGate }] };
+  return [gate, nonceAnnotation];
 }
 
-export function admit(request: AdmissionRequest): AdmissionResponse {
-  const patch = gatePatch(request);
+/** A JSON Pointer token (RFC 6901): ~ and / escaped. */
+function pointerEscape(token: string): string {
+  return token.replace(/~/g, '~0').replace(/\//g, '~1');
+}
+
+export function admit(request: AdmissionRequest, nonce: string = newNonce()): AdmissionResponse {
+  const patch = gatePatch(request, nonce);
   if (!patch) return { uid: request.uid, allowed: true };
   return { uid: request.uid, allowed: true, patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(patch)).toString('base64') };
 }

@@ -91,7 +91,8 @@ const { burst, admission, memory, pods, options } = result;
 const figures: [string, string][] = [
   ['operator CPU per gated pod', `${burst.cpuMsPerPod.toFixed(2)} ms (${burst.operatorCpuSeconds.toFixed(2)} s of CPU for ${options.burstPods} pods)`],
   ['API writes per gated pod (pod patches, Events)', burst.writesPerPod.toFixed(2)],
-  [`${options.burstPods} labelled pods, first create → last gate removed`, `${burst.labelledSeconds.toFixed(2)} s, against ${burst.unlabelledSeconds.toFixed(2)} s for ${options.burstPods} unlabelled pods (${burst.ratio.toFixed(2)}×)`],
+  ['CPU of the whole machine in that burst', `${burst.machineCpuSeconds.toFixed(2)} s: operator ${burst.operatorCpuSeconds.toFixed(2)} s, fake AWS and pod creator ${burst.harnessCpuSeconds.toFixed(2)} s, API server, etcd and the rest ${(burst.machineCpuSeconds - burst.operatorCpuSeconds - burst.harnessCpuSeconds).toFixed(2)} s`],
+  [`${options.burstPods} labelled pods, first create → last gate removed`, `${burst.labelledSeconds.toFixed(2)} s, against ${burst.unlabelledSeconds.toFixed(2)} s for ${options.burstPods} unlabelled pods (${burst.ratio.toFixed(2)}×); machine ${(burst.machineBusyShare * 100).toFixed(0)}% busy meanwhile`],
   [`operator RSS with ${options.knownPods} labelled pods`, `${mib(memory.rssAtKnownBytes)}, of which anonymous ${mib(memory.anonymousAtKnownBytes)} (cgroup ${mib(memory.cgroupAtKnownBytes)})`],
   [`${options.totalPods} labelled pods (${options.ratePerSecond}/s after ${options.knownPods}) in a ${mib(options.memoryLimitBytes)} cgroup`, `${result.survived ? 'survived' : 'DIED'}: peak ${mib(memory.peakCgroupBytes)}, RSS at end ${mib(memory.rssAtEndBytes)}, OOM kills ${memory.oomKills}`],
   ['admission overhead, serial dry-run creates', `p50 ${ms(admission.serial.overheadP50)}, p99 ${ms(admission.serial.overheadP99)} (labelled p99 ${ms(admission.serial.labelled.p99)}, unlabelled ${ms(admission.serial.unlabelled.p99)})`],

@@ -4,6 +4,7 @@
 // thousands of pods created over HTTPS. Used by `npm run bench:cluster` (every figure) and by the
 // integration suite (a short form that fails on an OOM kill or a restart).
 import { readFile } from 'node:fs/promises';
+import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { annotations, productLabel, schedulingGate } from '../../src/api/marketplace-product.js';
 import { FakeAws } from '../../src/fake-aws/server.js';
@@ -52,6 +53,11 @@ export interface ScaleResult {
     cpuMsPerPod: number;
     /** Pod patches and Event creates per pod of the burst. */
     writesPerPod: number;
+    /** How busy the whole machine was during the burst (0..1 of all its cores). */
+    machineBusyShare: number;
+    /** CPU the whole machine, and this process (the fake AWS, the pod creator), spent in the burst. */
+    machineCpuSeconds: number;
+    harnessCpuSeconds: number;
   };
   admission: {
     /** Client-side create latency, ms, for serial dry runs on a quiet cluster. */
@@ -198,6 +204,13 @@ function histogramDelta(before: WebhookHistogram, after: WebhookHistogram): Scal
   return { calls, meanMs: calls > 0 ? ((after.sum - before.sum) / calls) * 1000 : 0, p99UpperBoundMs: p99 * 1000 };
 }
 
+/** CPU seconds the whole machine has spent busy (all cores), from /proc/stat. */
+async function machineBusySeconds(): Promise<number> {
+  const line = (await readFile('/proc/stat', 'utf8')).split('\n')[0] ?? '';
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = line.split(/\s+/).slice(1).map(Number);
+  return (user + nice + system + irq + softirq + steal) / 100; // USER_HZ
+}
+
 /** Pod patches and Event creates the API server has served (every client's, the operator's here). */
 async function apiServerWrites(api: ApiHttp): Promise<number> {
   const text = (await api.ok('GET', '/metrics')).body;
@@ -290,10 +303,14 @@ export async function runScale(options: ScaleOptions): Promise<ScaleResult> {
     log(`burst: ${options.burstPods} labelled pods`);
     const cpuBefore = (await group.usage()).cpuSeconds;
     const writesBefore = await apiServerWrites(api);
+    const machineBefore = await machineBusySeconds();
+    const harnessBefore = process.cpuUsage();
     started = Date.now();
     await createPods(api, 'paid', 0, options.burstPods, true, asFastAsTheyGo);
     await watch.until(options.burstPods, 300_000, alive);
     const labelledSeconds = (Date.now() - started) / 1000;
+    const machineBusy = (await machineBusySeconds()) - machineBefore;
+    const harness = process.cpuUsage(harnessBefore);
     const operatorCpuSeconds = (await group.usage()).cpuSeconds - cpuBefore;
     const writesPerPod = ((await apiServerWrites(api)) - writesBefore) / options.burstPods;
 
@@ -328,7 +345,7 @@ export async function runScale(options: ScaleOptions): Promise<ScaleResult> {
     const nonces = new Set(registrations.map((call) => String(call.request.Nonce)));
     return {
       options: settings,
-      burst: { unlabelledSeconds, labelledSeconds, ratio: labelledSeconds / unlabelledSeconds, operatorCpuSeconds, cpuMsPerPod: (operatorCpuSeconds * 1000) / options.burstPods, writesPerPod },
+      burst: { unlabelledSeconds, labelledSeconds, ratio: labelledSeconds / unlabelledSeconds, operatorCpuSeconds, cpuMsPerPod: (operatorCpuSeconds * 1000) / options.burstPods, writesPerPod, machineBusyShare: machineBusy / (labelledSeconds * os.cpus().length), machineCpuSeconds: machineBusy, harnessCpuSeconds: (harness.user + harness.system) / 1e6 },
       admission: { serial: overhead(serial), underLoad: { ...overhead(underLoad), samples: underLoad.labelled.length + underLoad.unlabelled.length }, apiServer: histogramDelta(histogramBefore, histogramAfter) },
       memory: { rssAtKnownBytes, anonymousAtKnownBytes, cgroupAtKnownBytes, rssAtEndBytes, peakCgroupBytes: usage.peakMemoryBytes, oomKills: usage.oomKills },
       survived,

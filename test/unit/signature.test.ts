@@ -1,7 +1,8 @@
 // Every kind of bad RegisterUsage signature is refused with its own reason, and none crashes.
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { SignJWT } from 'jose';
-import { importPublicKey, maxSignatureLength, newNonce, PublicKeyError, SignatureError, verifyRegistrationSignature, type SignatureFailure } from '../../src/aws/signature.js';
+import { newNonce } from '../../src/aws/nonce.js';
+import { importPublicKey, maxSignatureLength, PublicKeyError, SignatureError, verifyRegistrationSignature, type SignatureFailure } from '../../src/aws/signature.js';
 
 const awsKey = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const otherKey = generateKeyPairSync('rsa', { modulusLength: 2048 });

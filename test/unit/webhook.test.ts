@@ -7,6 +7,7 @@ import { gatePatch } from '../../src/webhook/pod-gate.js';
 import { WebhookServer } from '../../src/webhook/server.js';
 
 const gate = 'marketplace.entitlements.io/entitlement';
+const nonceKey = 'marketplace.entitlements.io/nonce';
 const label = { 'marketplace.entitlements.io/product': 'p' };
 let server: WebhookServer;
 let metrics: Metrics;
@@ -43,15 +44,24 @@ const review = (object: unknown, extra: Record<string, unknown> = {}) =>
   JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'u-1', operation: 'CREATE', namespace: 'ns', object, ...extra } });
 
 describe('gatePatch', () => {
+  const nonceOnly = { op: 'add', path: '/metadata/annotations', value: { [nonceKey]: 'n-1' } };
   it('adds the gate list, appends to existing gates, and is idempotent', () => {
-    expect(gatePatch({ uid: 'u', object: { metadata: { labels: label }, spec: {} } })).toEqual([{ op: 'add', path: '/spec/schedulingGates', value: [{ name: gate }] }]);
-    expect(gatePatch({ uid: 'u', object: { metadata: { labels: label }, spec: { schedulingGates: [{ name: 'other' }] } } })).toEqual([{ op: 'add', path: '/spec/schedulingGates/-', value: { name: gate } }]);
-    expect(gatePatch({ uid: 'u', object: { metadata: { labels: label }, spec: { schedulingGates: [{ name: gate }] } } })).toBeUndefined();
+    expect(gatePatch({ uid: 'u', object: { metadata: { labels: label }, spec: {} } }, 'n-1')).toEqual([{ op: 'add', path: '/spec/schedulingGates', value: [{ name: gate }] }, nonceOnly]);
+    expect(gatePatch({ uid: 'u', object: { metadata: { labels: label }, spec: { schedulingGates: [{ name: 'other' }] } } }, 'n-1')).toEqual([{ op: 'add', path: '/spec/schedulingGates/-', value: { name: gate } }, nonceOnly]);
+    expect(gatePatch({ uid: 'u', object: { metadata: { labels: label }, spec: { schedulingGates: [{ name: gate }] } } }, 'n-1')).toBeUndefined();
+  });
+
+  it("writes the registration's nonce with the gate, replacing one the pod brought (an escaped JSON Pointer)", () => {
+    const pod = { metadata: { labels: label, annotations: { [nonceKey]: 'chosen-by-the-user', keep: 'me' } }, spec: {} };
+    expect(gatePatch({ uid: 'u', object: pod }, 'n-2')).toEqual([
+      { op: 'add', path: '/spec/schedulingGates', value: [{ name: gate }] },
+      { op: 'add', path: '/metadata/annotations/marketplace.entitlements.io~1nonce', value: 'n-2' },
+    ]);
   });
 
   it('leaves unlabelled pods and other operations alone', () => {
-    expect(gatePatch({ uid: 'u', object: { metadata: { labels: { app: 'x' } }, spec: {} } })).toBeUndefined();
-    expect(gatePatch({ uid: 'u', operation: 'UPDATE', object: { metadata: { labels: label }, spec: {} } })).toBeUndefined();
+    expect(gatePatch({ uid: 'u', object: { metadata: { labels: { app: 'x' } }, spec: {} } }, 'n')).toBeUndefined();
+    expect(gatePatch({ uid: 'u', operation: 'UPDATE', object: { metadata: { labels: label }, spec: {} } }, 'n')).toBeUndefined();
   });
 });
 
@@ -61,7 +71,10 @@ describe('WebhookServer', () => {
     expect(res.status).toBe(200);
     const answer = JSON.parse(res.body) as { apiVersion: string; kind: string; response: { uid: string; allowed: boolean; patchType: string; patch: string } };
     expect(answer).toMatchObject({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid: 'u-1', allowed: true, patchType: 'JSONPatch' } });
-    expect(JSON.parse(Buffer.from(answer.response.patch, 'base64').toString())).toEqual([{ op: 'add', path: '/spec/schedulingGates', value: [{ name: gate }] }]);
+    expect(JSON.parse(Buffer.from(answer.response.patch, 'base64').toString())).toEqual([
+      { op: 'add', path: '/spec/schedulingGates', value: [{ name: gate }] },
+      { op: 'add', path: '/metadata/annotations', value: { [nonceKey]: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/) as unknown } },
+    ]);
   });
 
   it.each([
