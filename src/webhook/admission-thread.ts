@@ -16,20 +16,25 @@ export type FromWorker = { type: 'done'; id: number; port?: number; error?: stri
 type Request = ToWorker extends infer T ? (T extends { id: number } ? Omit<T, 'id'> : never) : never;
 
 export class AdmissionThread {
-  private readonly worker: Worker;
+  private worker: Worker | undefined;
   private readonly waiting = new Map<number, { resolve: (port: number) => void; reject: (error: Error) => void }>();
   private nextId = 1;
   private loaded = false;
   private ended = false;
+  private markExited: (code: number) => void = () => undefined;
   /** Resolves with the exit code when the thread ends, whether by close() or by a crash. */
-  readonly exited: Promise<number>;
+  readonly exited = new Promise<number>((resolve) => (this.markExited = resolve));
 
-  constructor(observe: (outcome: string, seconds: number) => void) {
+  /** The thread starts with the first call, so an operator that never serves starts none. */
+  constructor(private readonly observe: (outcome: string, seconds: number) => void) {}
+
+  private started(): Worker {
+    if (this.worker) return this.worker;
     // The thread needs little memory: it parses one AdmissionReview at a time.
-    this.worker = new Worker(new URL('./admission-worker.js', import.meta.url), { resourceLimits: { maxOldGenerationSizeMb: 24, maxYoungGenerationSizeMb: 4 } });
-    this.worker.on('message', (message: FromWorker) => {
+    const worker = new Worker(new URL('./admission-worker.js', import.meta.url), { resourceLimits: { maxOldGenerationSizeMb: 24, maxYoungGenerationSizeMb: 4 } });
+    worker.on('message', (message: FromWorker) => {
       if (message.type === 'observed') {
-        observe(message.outcome, message.seconds);
+        this.observe(message.outcome, message.seconds);
         return;
       }
       const waiter = this.waiting.get(message.id);
@@ -37,13 +42,15 @@ export class AdmissionThread {
       if (message.error !== undefined) waiter?.reject(new Error(message.error));
       else waiter?.resolve(message.port ?? 0);
     });
-    this.exited = new Promise((resolve) => this.worker.once('exit', resolve));
-    this.worker.on('exit', (code) => {
+    worker.on('exit', (code) => {
       this.ended = true;
       for (const waiter of this.waiting.values()) waiter.reject(new Error(`the admission thread exited with code ${code}`));
       this.waiting.clear();
+      this.markExited(code);
     });
-    this.worker.on('error', () => undefined); // 'exit' follows and fails what waits
+    worker.on('error', () => undefined); // 'exit' follows and fails what waits
+    this.worker = worker;
+    return worker;
   }
 
   /** Serves with this certificate from now on; open connections keep the old one. */
@@ -63,7 +70,7 @@ export class AdmissionThread {
 
   /** Stops accepting; admissions in flight finish; the thread ends. */
   async close(): Promise<void> {
-    if (this.ended) return;
+    if (this.ended || !this.worker) return;
     await this.call({ type: 'close' }).catch(() => undefined);
     await this.worker.terminate();
   }
@@ -73,7 +80,7 @@ export class AdmissionThread {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
-      this.worker.postMessage({ ...request, id });
+      this.started().postMessage({ ...request, id });
     });
   }
 }
