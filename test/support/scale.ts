@@ -58,6 +58,8 @@ export interface ScaleResult {
     /** CPU the whole machine, and this process (the fake AWS, the pod creator), spent in the burst. */
     machineCpuSeconds: number;
     harnessCpuSeconds: number;
+    /** CPU of the API server, etcd and the rest of the machine per pod, in each burst. */
+    controlPlaneMsPerPod: { labelled: number; unlabelled: number };
   };
   admission: {
     /** Client-side create latency, ms, for serial dry runs on a quiet cluster. */
@@ -211,6 +213,11 @@ async function machineBusySeconds(): Promise<number> {
   return (user + nice + system + irq + softirq + steal) / 100; // USER_HZ
 }
 
+/** The machine's CPU in a phase less this process's (the harness) and the operator's. */
+function controlPlaneCpu(machineSeconds: number, harness: NodeJS.CpuUsage, operatorSeconds: number): number {
+  return machineSeconds - (harness.user + harness.system) / 1e6 - operatorSeconds;
+}
+
 /** Pod patches and Event creates the API server has served (every client's, the operator's here). */
 async function apiServerWrites(api: ApiHttp): Promise<number> {
   const text = (await api.ok('GET', '/metrics')).body;
@@ -295,23 +302,28 @@ export async function runScale(options: ScaleOptions): Promise<ScaleResult> {
     await watch.start(api);
 
     log(`burst baseline: ${options.burstPods} unlabelled pods`);
-    let started = Date.now();
     const asFastAsTheyGo = { concurrency: options.concurrency, identity: options.identity };
+    let machineBefore = await machineBusySeconds();
+    let harnessBefore = process.cpuUsage();
+    let operatorBefore = (await group.usage()).cpuSeconds;
+    let started = Date.now();
     await createPods(api, 'free', 0, options.burstPods, false, asFastAsTheyGo);
     const unlabelledSeconds = (Date.now() - started) / 1000;
+    const unlabelledControlPlaneCpu = controlPlaneCpu(await machineBusySeconds() - machineBefore, process.cpuUsage(harnessBefore), (await group.usage()).cpuSeconds - operatorBefore);
 
     log(`burst: ${options.burstPods} labelled pods`);
-    const cpuBefore = (await group.usage()).cpuSeconds;
     const writesBefore = await apiServerWrites(api);
-    const machineBefore = await machineBusySeconds();
-    const harnessBefore = process.cpuUsage();
+    operatorBefore = (await group.usage()).cpuSeconds;
+    machineBefore = await machineBusySeconds();
+    harnessBefore = process.cpuUsage();
     started = Date.now();
     await createPods(api, 'paid', 0, options.burstPods, true, asFastAsTheyGo);
     await watch.until(options.burstPods, 300_000, alive);
     const labelledSeconds = (Date.now() - started) / 1000;
     const machineBusy = (await machineBusySeconds()) - machineBefore;
     const harness = process.cpuUsage(harnessBefore);
-    const operatorCpuSeconds = (await group.usage()).cpuSeconds - cpuBefore;
+    const operatorCpuSeconds = (await group.usage()).cpuSeconds - operatorBefore;
+    const labelledControlPlaneCpu = controlPlaneCpu(machineBusy, harness, operatorCpuSeconds);
     const writesPerPod = ((await apiServerWrites(api)) - writesBefore) / options.burstPods;
 
     log(`admission under load: serial dry-run creates while ${options.burstPods} more labelled pods are gated`);
@@ -345,7 +357,7 @@ export async function runScale(options: ScaleOptions): Promise<ScaleResult> {
     const nonces = new Set(registrations.map((call) => String(call.request.Nonce)));
     return {
       options: settings,
-      burst: { unlabelledSeconds, labelledSeconds, ratio: labelledSeconds / unlabelledSeconds, operatorCpuSeconds, cpuMsPerPod: (operatorCpuSeconds * 1000) / options.burstPods, writesPerPod, machineBusyShare: machineBusy / (labelledSeconds * os.cpus().length), machineCpuSeconds: machineBusy, harnessCpuSeconds: (harness.user + harness.system) / 1e6 },
+      burst: { unlabelledSeconds, labelledSeconds, ratio: labelledSeconds / unlabelledSeconds, operatorCpuSeconds, cpuMsPerPod: (operatorCpuSeconds * 1000) / options.burstPods, writesPerPod, machineBusyShare: machineBusy / (labelledSeconds * os.cpus().length), machineCpuSeconds: machineBusy, harnessCpuSeconds: (harness.user + harness.system) / 1e6, controlPlaneMsPerPod: { labelled: (labelledControlPlaneCpu * 1000) / options.burstPods, unlabelled: (unlabelledControlPlaneCpu * 1000) / options.burstPods } },
       admission: { serial: overhead(serial), underLoad: { ...overhead(underLoad), samples: underLoad.labelled.length + underLoad.unlabelled.length }, apiServer: histogramDelta(histogramBefore, histogramAfter) },
       memory: { rssAtKnownBytes, anonymousAtKnownBytes, cgroupAtKnownBytes, rssAtEndBytes, peakCgroupBytes: usage.peakMemoryBytes, oomKills: usage.oomKills },
       survived,
