@@ -22,7 +22,7 @@ const usage = `Usage: npm run bench:cluster -- [flags]
   --dry-runs N         serial dry-run creates measuring admission on a quiet cluster (200)
   --identity MODE      the product's identity.mode, Operator or Pod (Operator)
   --json PATH          where to write the figures (a file in the temp directory)
-The operator runs with the NODE_OPTIONS of the bundle's Deployment; OPERATOR_NODE_OPTIONS
+The operator runs with the environment the bundle's Deployment sets (NODE_OPTIONS, ...); OPERATOR_NODE_OPTIONS
 replaces them (for example '--cpu-prof --cpu-prof-dir=/tmp/prof' to profile it).
 `;
 
@@ -81,7 +81,7 @@ const result = await runScale({
   ...(values['cpu-limit'] ? { cpuLimit: number('cpu-limit') } : {}),
   dryRuns: number('dry-runs'),
   identity: values.identity,
-  operatorEnv: { NODE_OPTIONS: process.env.OPERATOR_NODE_OPTIONS ?? runtime.nodeOptions ?? '' },
+  operatorEnv: { ...runtime.env, ...(process.env.OPERATOR_NODE_OPTIONS !== undefined ? { NODE_OPTIONS: process.env.OPERATOR_NODE_OPTIONS } : {}) },
   log,
 });
 
@@ -113,7 +113,7 @@ const targets: [string, boolean][] = [
 ];
 
 const width = Math.max(...figures.map(([name]) => name.length));
-let out = `\nCluster benchmark (${os.cpus().length} cores, AWS latency ${options.awsLatencyMs} ms, concurrency ${options.concurrency}, identity ${options.identity}, NODE_OPTIONS ${JSON.stringify(options.operatorEnv?.NODE_OPTIONS ?? '')})\n\n`;
+let out = `\nCluster benchmark (${os.cpus().length} cores, AWS latency ${options.awsLatencyMs} ms, concurrency ${options.concurrency}, identity ${options.identity}, environment ${JSON.stringify(options.operatorEnv ?? {})})\n\n`;
 for (const [name, value] of figures) out += `  ${name.padEnd(width)}  ${value}\n`;
 out += '\nTargets\n';
 for (const [name, met] of targets) out += `  ${met ? 'met   ' : 'MISSED'}  ${name}\n`;

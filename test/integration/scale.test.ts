@@ -1,5 +1,5 @@
 // The short form of `npm run bench:cluster`: the built operator, as the bundle's Deployment runs
-// it (its memory limit enforced by a memory cgroup, its NODE_OPTIONS), gates and entitles 1,500
+// it (its memory limit enforced by a memory cgroup, its environment), gates and entitles 1,500
 // labelled pods without being OOM-killed or exiting, with exactly one registration per pod.
 import { managerRuntime } from '../support/bundle.js';
 import { cgroupUnavailable, parseBytes } from '../support/cgroup.js';
@@ -22,7 +22,7 @@ if (unavailable) process.stderr.write(`scale test skipped: ${unavailable}\n`);
       memoryLimitBytes: parseBytes(runtime.memoryLimit),
       dryRuns: 20,
       identity: 'Operator',
-      operatorEnv: { NODE_OPTIONS: runtime.nodeOptions ?? '' },
+      operatorEnv: runtime.env,
       log: () => undefined,
     });
     expect({ survived: result.survived, oomKills: result.memory.oomKills, exitCode: result.exitCode }).toEqual({ survived: true, oomKills: 0, exitCode: undefined });

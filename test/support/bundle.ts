@@ -22,13 +22,13 @@ export function bundleObject<T extends KubernetesObject>(kind: string, name?: st
   return found[0] as T;
 }
 
-/** How the bundle's Deployment runs the operator: its memory and CPU limits and its NODE_OPTIONS. */
-export function managerRuntime(): { memoryLimit: string; cpuLimit?: string; nodeOptions?: string } {
+/** How the bundle's Deployment runs the operator: its memory and CPU limits, and the environment it sets literally (NODE_OPTIONS, ...). */
+export function managerRuntime(): { memoryLimit: string; cpuLimit?: string; env: Record<string, string> } {
   const deployment = bundleObject<V1Deployment>('Deployment');
   const manager = deployment.spec?.template.spec?.containers.find((c) => c.name === 'manager');
   const memoryLimit = manager?.resources?.limits?.memory;
   if (!manager || !memoryLimit) throw new Error('the bundle has no manager container with a memory limit');
   const cpuLimit = manager.resources?.limits?.cpu;
-  const nodeOptions = manager.env?.find((e) => e.name === 'NODE_OPTIONS')?.value;
-  return { memoryLimit, ...(cpuLimit ? { cpuLimit } : {}), ...(nodeOptions ? { nodeOptions } : {}) };
+  const env = Object.fromEntries((manager.env ?? []).filter((e) => e.value !== undefined).map((e) => [e.name, e.value ?? '']));
+  return { memoryLimit, ...(cpuLimit ? { cpuLimit } : {}), env };
 }
