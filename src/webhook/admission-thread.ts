@@ -31,7 +31,7 @@ export class AdmissionThread {
   private started(): Worker {
     if (this.worker) return this.worker;
     // The thread needs little memory: it parses one AdmissionReview at a time.
-    const worker = new Worker(new URL('./admission-worker.js', import.meta.url), { resourceLimits: { maxOldGenerationSizeMb: 24, maxYoungGenerationSizeMb: 4 } });
+    const worker = new Worker(new URL('./admission-worker.js', import.meta.url), { resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 2 } });
     worker.on('message', (message: FromWorker) => {
       if (message.type === 'observed') {
         this.observe(message.outcome, message.seconds);

@@ -68,6 +68,8 @@ export interface ScaleResult {
     underLoad: { labelled: Quantiles; unlabelled: Quantiles; overheadP50: number; overheadP99: number; samples: number };
     /** The API server's own webhook histogram over that second burst. */
     apiServer: { calls: number; meanMs: number; p99UpperBoundMs: number };
+    /** The operator's own answer times over that second burst (its webhook histogram). */
+    operator: { calls: number; meanMs: number; p99UpperBoundMs: number };
   };
   memory: {
     rssAtKnownBytes: number;
@@ -176,20 +178,20 @@ class VerdictWatch {
   }
 }
 
-interface WebhookHistogram {
+interface Histogram {
   count: number;
   sum: number;
   buckets: Map<number, number>;
 }
 
-async function apiServerWebhookHistogram(api: ApiHttp): Promise<WebhookHistogram> {
-  const text = (await api.ok('GET', '/metrics')).body;
-  const histogram: WebhookHistogram = { count: 0, sum: 0, buckets: new Map() };
+/** One Prometheus histogram from a /metrics text, summed over the series that contain `filter`. */
+function parseHistogram(text: string, name: string, filter: string): Histogram {
+  const histogram: Histogram = { count: 0, sum: 0, buckets: new Map() };
   for (const line of text.split('\n')) {
-    if (!line.startsWith('apiserver_admission_webhook_admission_duration_seconds') || !line.includes('operation="CREATE"')) continue;
+    if (!line.startsWith(`${name}_`) || !line.includes(filter)) continue;
     const value = Number(line.slice(line.lastIndexOf(' ') + 1));
-    if (line.startsWith('apiserver_admission_webhook_admission_duration_seconds_count')) histogram.count += value;
-    else if (line.startsWith('apiserver_admission_webhook_admission_duration_seconds_sum')) histogram.sum += value;
+    if (line.startsWith(`${name}_count`)) histogram.count += value;
+    else if (line.startsWith(`${name}_sum`)) histogram.sum += value;
     else {
       const le = /le="([^"]+)"/.exec(line)?.[1];
       if (le) histogram.buckets.set(Number(le), (histogram.buckets.get(Number(le)) ?? 0) + value);
@@ -198,7 +200,16 @@ async function apiServerWebhookHistogram(api: ApiHttp): Promise<WebhookHistogram
   return histogram;
 }
 
-function histogramDelta(before: WebhookHistogram, after: WebhookHistogram): ScaleResult['admission']['apiServer'] {
+async function apiServerWebhookHistogram(api: ApiHttp): Promise<Histogram> {
+  return parseHistogram((await api.ok('GET', '/metrics')).body, 'apiserver_admission_webhook_admission_duration_seconds', 'operation="CREATE"');
+}
+
+/** The operator's own answer times to gated admissions (its entitlement_webhook_duration_seconds). */
+async function operatorWebhookHistogram(metricsUrl: string): Promise<Histogram> {
+  return parseHistogram(await (await fetch(metricsUrl)).text(), 'entitlement_webhook_duration_seconds', 'outcome="gated"');
+}
+
+function histogramDelta(before: Histogram, after: Histogram): { calls: number; meanMs: number; p99UpperBoundMs: number } {
   const calls = after.count - before.count;
   const bounds = [...after.buckets.keys()].sort((a, b) => a - b);
   // The smallest bucket bound below which 99% of the calls fell (the histogram's resolution).
@@ -295,7 +306,9 @@ export async function runScale(options: ScaleOptions): Promise<ScaleResult> {
     const alive = (): boolean => proc.running;
 
     log(`admission: ${options.dryRuns} serial dry-run creates on a quiet cluster`);
-    await probeAdmission(api, options.identity, (round) => round >= 20); // warm up connections and code
+    // Let start-up settle, and warm up connections and code, before measuring.
+    await sleep(3_000);
+    await probeAdmission(api, options.identity, (round) => round >= 40);
     const serial = await probeAdmission(api, options.identity, (round) => round >= options.dryRuns);
 
     watch = new VerdictWatch(log);
@@ -328,6 +341,7 @@ export async function runScale(options: ScaleOptions): Promise<ScaleResult> {
 
     log(`admission under load: serial dry-run creates while ${options.burstPods} more labelled pods are gated`);
     const histogramBefore = await apiServerWebhookHistogram(api);
+    const operatorHistogramBefore = await operatorWebhookHistogram(operator.metricsUrl);
     let loadDone = false;
     const probes = probeAdmission(api, options.identity, () => loadDone);
     await createPods(api, 'paid', options.burstPods, 2 * options.burstPods, true, asFastAsTheyGo);
@@ -335,6 +349,7 @@ export async function runScale(options: ScaleOptions): Promise<ScaleResult> {
     loadDone = true;
     const underLoad = await probes;
     const histogramAfter = await apiServerWebhookHistogram(api);
+    const operatorHistogramAfter = await operatorWebhookHistogram(operator.metricsUrl);
 
     log(`memory: up to ${options.knownPods} labelled pods`);
     await createPods(api, 'paid', 2 * options.burstPods, options.knownPods, true, asFastAsTheyGo);
@@ -358,7 +373,7 @@ export async function runScale(options: ScaleOptions): Promise<ScaleResult> {
     return {
       options: settings,
       burst: { unlabelledSeconds, labelledSeconds, ratio: labelledSeconds / unlabelledSeconds, operatorCpuSeconds, cpuMsPerPod: (operatorCpuSeconds * 1000) / options.burstPods, writesPerPod, machineBusyShare: machineBusy / (labelledSeconds * os.cpus().length), machineCpuSeconds: machineBusy, harnessCpuSeconds: (harness.user + harness.system) / 1e6, controlPlaneMsPerPod: { labelled: (labelledControlPlaneCpu * 1000) / options.burstPods, unlabelled: (unlabelledControlPlaneCpu * 1000) / options.burstPods } },
-      admission: { serial: overhead(serial), underLoad: { ...overhead(underLoad), samples: underLoad.labelled.length + underLoad.unlabelled.length }, apiServer: histogramDelta(histogramBefore, histogramAfter) },
+      admission: { serial: overhead(serial), underLoad: { ...overhead(underLoad), samples: underLoad.labelled.length + underLoad.unlabelled.length }, apiServer: histogramDelta(histogramBefore, histogramAfter), operator: histogramDelta(operatorHistogramBefore, operatorHistogramAfter) },
       memory: { rssAtKnownBytes, anonymousAtKnownBytes, cgroupAtKnownBytes, rssAtEndBytes, peakCgroupBytes: usage.peakMemoryBytes, oomKills: usage.oomKills },
       survived,
       exitCode: proc.running ? undefined : await proc.exited(),
