@@ -3,7 +3,7 @@
 // Node. Works on cgroup v1 (separate memory, cpu and cpuacct hierarchies) and v2 (one unified
 // hierarchy). Needs root. remove() takes away what create() made.
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -36,8 +36,21 @@ export class Cgroup {
     private readonly dirs: Record<'memory' | 'cpu' | 'cpuacct', string>,
   ) {}
 
-  static async create(name: string, limits: CgroupLimits): Promise<Cgroup> {
+  /**
+   * Makes a cgroup named `${prefix}-${process.pid}`. Cgroups of the same prefix left by a run
+   * that was killed before it could clean up (its pid gone, no process inside) are removed first.
+   */
+  static async create(prefix: string, limits: CgroupLimits): Promise<Cgroup> {
     const v2 = existsSync(path.join(root, 'cgroup.controllers'));
+    const hierarchies = v2 ? [root] : ['memory', 'cpu', 'cpuacct'].map((h) => path.join(root, h));
+    for (const hierarchy of hierarchies) {
+      for (const entry of await readdir(hierarchy).catch(() => [])) {
+        const pid = Number(entry.slice(prefix.length + 1));
+        if (!entry.startsWith(`${prefix}-`) || !Number.isInteger(pid) || pid === process.pid || isAlive(pid)) continue;
+        await rmdir(path.join(hierarchy, entry)).catch(() => undefined); // fails while a process is inside: left alone
+      }
+    }
+    const name = `${prefix}-${process.pid}`;
     const dirs = v2
       ? { memory: path.join(root, name), cpu: path.join(root, name), cpuacct: path.join(root, name) }
       : { memory: path.join(root, 'memory', name), cpu: path.join(root, 'cpu', name), cpuacct: path.join(root, 'cpuacct', name) };
@@ -112,6 +125,15 @@ export class Cgroup {
       await sleep(100);
     }
     for (const dir of new Set(Object.values(this.dirs))) await rmdir(dir).catch(() => undefined);
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

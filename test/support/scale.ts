@@ -293,7 +293,7 @@ export async function runScale(options: ScaleOptions): Promise<ScaleResult> {
     const product = productManifest(productName, { productCode, publicKey: { pem: fake.publicKeyPem }, identity: { mode: options.identity } });
     await api.ok('POST', `/apis/marketplace.entitlements.io/v1alpha1/namespaces/${namespace}/marketplaceproducts`, { ...product, metadata: { name: productName, namespace } });
 
-    cgroup = await Cgroup.create(`entitlement-operator-scale-${process.pid}`, { memoryBytes: options.memoryLimitBytes, ...(options.cpuLimit ? { cpus: options.cpuLimit } : {}) });
+    cgroup = await Cgroup.create('entitlement-operator-scale', { memoryBytes: options.memoryLimitBytes, ...(options.cpuLimit ? { cpus: options.cpuLimit } : {}) });
     const group = cgroup;
     log(`starting the operator in cgroup ${group.name} (memory limit ${Math.round(options.memoryLimitBytes / 2 ** 20)} MiB${options.cpuLimit ? `, ${options.cpuLimit} CPU` : ''})`);
     operator = await startOperatorProcess(plane, fake, kubeconfig, {
