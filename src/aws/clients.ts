@@ -32,6 +32,9 @@ export function createRequestHandler(settings: AwsSettings): NodeHttpHandler {
 function common(settings: AwsSettings, credentials: ClientCredentials | undefined, requestHandler?: NodeHttpHandler) {
   return {
     requestHandler: requestHandler ?? createRequestHandler(settings),
+    // Resolve each command's middleware chain once per client, not on every call (we never
+    // change a client's middleware stack after it is built).
+    cacheMiddleware: true,
     ...(credentials === 'anonymous' ? { credentials: anonymousIdentity, signer: noopSigner } : credentials ? { credentials } : {}),
   };
 }
