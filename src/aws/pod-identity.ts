@@ -15,6 +15,8 @@ export const stsAudience = 'sts.amazonaws.com';
 /** The shortest expiry the API server grants a TokenRequest. */
 const tokenExpirationSeconds = 600;
 const maxCached = 10_000;
+/** How long a ServiceAccount's role annotation is used before it is read again. */
+const roleCacheMs = 30_000;
 
 export interface PodRef {
   namespace: string;
@@ -32,11 +34,15 @@ export class PodIdentity {
   // One cached, self-refreshing provider per pod and role (cachedCredentials: refresh before
   // expiry, one exchange at a time, failures not cached).
   private readonly providers = new Map<string, AwsCredentialIdentityProvider>();
+  // The role annotation of each ServiceAccount, for a short while: the pods of a Deployment
+  // share one account, and reading it for every pod was a request per pod. Failures are not kept.
+  private readonly roles = new Map<string, { role: Promise<string>; readAt: number }>();
 
   /** `sts` sends unsigned requests: the web-identity token is the credential. */
   constructor(
     private readonly client: KubeClient,
     private readonly sts: STSClient,
+    private readonly now: () => number = Date.now,
   ) {}
 
   async credentials(pod: PodRef, productRoleArn?: string): Promise<AwsCredentialIdentity> {
@@ -58,7 +64,21 @@ export class PodIdentity {
     return provider();
   }
 
-  private async serviceAccountRole(namespace: string, name: string): Promise<string> {
+  private serviceAccountRole(namespace: string, name: string): Promise<string> {
+    const key = `${namespace}/${name}`;
+    const now = this.now();
+    const cached = this.roles.get(key);
+    if (cached && now - cached.readAt < roleCacheMs) return cached.role;
+    const role = this.readServiceAccountRole(namespace, name);
+    if (this.roles.size >= maxCached) this.roles.clear();
+    this.roles.set(key, { role, readAt: now });
+    role.catch(() => {
+      if (this.roles.get(key)?.role === role) this.roles.delete(key);
+    });
+    return role;
+  }
+
+  private async readServiceAccountRole(namespace: string, name: string): Promise<string> {
     try {
       const account = await this.client.request<V1ServiceAccount>('GET', `/api/v1/namespaces/${segment(namespace)}/serviceaccounts/${segment(name)}`);
       const role = account.metadata?.annotations?.[roleArnAnnotation];

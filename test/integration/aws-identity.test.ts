@@ -2,7 +2,7 @@
 // at the fake STS, which verifies it with the cluster's service-account key) and operator
 // credentials from a Secret.
 import { readFile } from 'node:fs/promises';
-import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 import { createMeteringClient, createStsClient } from '../../src/aws/clients.js';
 import { baseCredentials } from '../../src/aws/credentials.js';
 import { AwsCallError } from '../../src/aws/errors.js';
@@ -60,6 +60,25 @@ describe('Pod identity', () => {
     const again = await identity.credentials(podRef(pod), productRole);
     expect(again).toBe(first);
     expect(fake.calls('AssumeRoleWithWebIdentity').filter((c) => c.roleArn === productRole)).toHaveLength(1);
+  });
+
+  it("reads a ServiceAccount's role once for a while, then again (a changed annotation takes effect)", async () => {
+    await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name: 'moving', annotations: { [roleArnAnnotation]: 'arn:aws:iam::123456789012:role/before' } } } });
+    const moving = await core.createNamespacedPod({ namespace, body: { metadata: { name: 'moving-0' }, spec: { serviceAccountName: 'moving', containers: [{ name: 'app', image: 'registry.invalid/app:1' }] } } });
+    let now = 1_000_000;
+    const identity = new PodIdentity(controlPlane().client(), createStsClient(fakeSettings(fake), 'anonymous'), () => now);
+    await identity.credentials(podRef(moving));
+    await core.patchNamespacedServiceAccount(
+      { name: 'moving', namespace, body: { metadata: { annotations: { [roleArnAnnotation]: 'arn:aws:iam::123456789012:role/after' } } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    now += 10_000;
+    await identity.credentials(podRef(moving));
+    const roles = () => fake.calls('AssumeRoleWithWebIdentity').map((c) => c.roleArn).filter((r) => r?.includes('/before') || r?.includes('/after'));
+    expect(roles()).toEqual(['arn:aws:iam::123456789012:role/before']); // still the cached role, credentials cached too
+    now += 30_000;
+    await identity.credentials(podRef(moving));
+    expect(roles()).toEqual(['arn:aws:iam::123456789012:role/before', 'arn:aws:iam::123456789012:role/after']);
   });
 
   it('no role anywhere: IdentityUnavailable', async () => {
