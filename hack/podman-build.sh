@@ -18,7 +18,11 @@ printf '[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = "cgroupfs
 
 if ! "${podman[@]}" image exists "$base"; then
   root=$work/rootfs
-  [ -x "$root/bin/sh" ] || debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian
+  # The Debian mirror this machine's apt uses (deb822 .sources or a one-line sources.list).
+  mirror=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '/^URIs:/ {print $2; exit}')
+  [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" {print ($2 ~ /^\[/ ? $3 : $2); exit}' /etc/apt/sources.list 2>/dev/null)
+  [ -n "$mirror" ] || { echo "podman-build: no Debian mirror in /etc/apt/sources.list(.d)" >&2; exit 1; }
+  [ -x "$root/bin/sh" ] || debootstrap --variant=minbase bookworm "$root" "$mirror"
   install -m 0755 node_modules/node/bin/node "$root/usr/local/bin/node"
   mkdir -p "$root/usr/local/lib/node_modules"
   cp -r "$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")" "$root/usr/local/lib/node_modules/npm"
