@@ -210,9 +210,14 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       io.stderr(`${program} ${name}: ${error.message}\n\n${commandHelp(name, command)}`);
       return 2;
     }
+    // A bad setting (a flag's value or the config file) is bad usage too, as the contract says.
+    if (error instanceof SettingsError) {
+      io.stderr(`${program} ${name}: ${error.message}\n`);
+      return 2;
+    }
     if (error instanceof SignatureError) io.stderr(`${program} ${name}: invalid signature (${error.failure}): ${error.message}\n`);
     else if (error instanceof AwsCallError) io.stderr(`${program} ${name}: ${error.message}${error.retryable ? ' (retryable)' : ''}\n`);
-    else if (error instanceof SettingsError || error instanceof PublicKeyError) io.stderr(`${program} ${name}: ${error.message}\n`);
+    else if (error instanceof PublicKeyError) io.stderr(`${program} ${name}: ${error.message}\n`);
     else io.stderr(`${program} ${name}: ${error instanceof Error ? error.message : String(error)}\n`);
     return 1;
   }

@@ -80,12 +80,17 @@ describe('marketplace-metering', () => {
     expect(out.stderr).toMatch(/^marketplace-metering register-usage: RegisterUsage: CustomerNotEntitledException: /);
   });
 
-  it('a bad config file is exit code 1 naming the setting', async () => {
+  it('a bad config file is bad usage, exit code 2, naming the setting or the file', async () => {
     const bad = path.join(dir, 'bad.yaml');
     await writeFile(bad, 'timeout: 0\n');
     const out = await cli('resolve-customer', '--config', bad, '--registration-token', 't');
-    expect(out.code).toBe(1);
+    expect(out.code).toBe(2);
     expect(out.stderr).toMatch(/timeout: 0 is not a positive number/);
+    const broken = path.join(dir, 'broken.yaml');
+    await writeFile(broken, 'foo: [\n');
+    const unparsable = await cli('resolve-customer', '--config', broken, '--registration-token', 't');
+    expect(unparsable.code).toBe(2);
+    expect(unparsable.stderr).toMatch(/config file .*broken\.yaml: not valid YAML/);
   });
 
   it('usage errors are exit code 2 with the command help', async () => {
