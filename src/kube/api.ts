@@ -26,6 +26,9 @@ export class ApiError extends Error {
     readonly code: number,
     message: string,
     readonly body: string,
+    /** The request: method and path without the query. */
+    readonly method = '',
+    readonly path = '',
   ) {
     super(message);
   }
@@ -85,7 +88,8 @@ export class KubeClient {
     });
     const text = await response.body.text();
     if (response.statusCode >= 200 && response.statusCode < 300) return text;
-    throw new ApiError(response.statusCode, `HTTP ${response.statusCode} from ${method} ${path.split('?')[0] ?? path}: ${statusMessage(text)}`, text);
+    const bare = path.split('?')[0] ?? path;
+    throw new ApiError(response.statusCode, `HTTP ${response.statusCode} from ${method} ${bare}: ${statusMessage(text)}`, text, method, bare);
   }
 
   /**
@@ -103,7 +107,8 @@ export class KubeClient {
     }
     if (response.statusCode !== 200) {
       const text = await response.body.text();
-      throw new ApiError(response.statusCode, `HTTP ${response.statusCode} from watch ${path.split('?')[0] ?? path}: ${statusMessage(text)}`, text);
+      const bare = path.split('?')[0] ?? path;
+      throw new ApiError(response.statusCode, `HTTP ${response.statusCode} from watch ${bare}: ${statusMessage(text)}`, text, 'GET', bare);
     }
     let buffered = '';
     try {

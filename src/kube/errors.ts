@@ -1,7 +1,24 @@
-// A short, log-friendly description of an error: for an API server answer, its status and message.
+// A short, log-friendly description of an error: for an API server answer, its status and
+// message, and for the answers a missing install gives, what to apply.
+import { group } from '../api/marketplace-product.js';
 import { ApiError } from './api.js';
 
 export function describeError(error: unknown): string {
-  if (error instanceof ApiError) return error.message;
+  if (error instanceof ApiError) {
+    const hint = installHint(error);
+    return hint ? `${error.message} (${hint})` : error.message;
+  }
   return error instanceof Error ? error.message : String(error);
+}
+
+/** What to do about an answer that means part of the install bundle is missing. */
+function installHint(error: ApiError): string | undefined {
+  if (error.code === 404) {
+    if (error.path.startsWith(`/apis/${group}/`)) return 'the MarketplaceProduct CRD is not installed: kubectl apply -f crds/';
+    if (error.path.includes('/mutatingwebhookconfigurations/')) return 'the webhook configuration is not installed: kubectl apply -f config/install.yaml';
+    const namespace = /namespaces "([^"]+)" not found/.exec(error.message)?.[1];
+    if (namespace) return `namespace ${namespace} does not exist: kubectl apply -f config/install.yaml creates the operator's, or set POD_NAMESPACE`;
+  }
+  if (error.code === 403) return "the operator's ServiceAccount lacks this permission: kubectl apply -f config/install.yaml installs its RBAC";
+  return undefined;
 }
