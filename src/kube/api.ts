@@ -73,16 +73,20 @@ export class KubeClient {
     return this.config.server;
   }
 
-  /** Sends `body` as JSON and parses the JSON answer; a non-2xx answer throws ApiError. */
-  async request<T>(method: Method, path: string, body?: unknown, contentType: string = contentTypes.json): Promise<T> {
-    return JSON.parse(await this.send(method, path, body, contentType)) as T;
+  /**
+   * Sends `body` as JSON and parses the JSON answer; a non-2xx answer throws ApiError. `signal`
+   * abandons the request (for a deadline).
+   */
+  async request<T>(method: Method, path: string, body?: unknown, contentType: string = contentTypes.json, signal?: AbortSignal): Promise<T> {
+    return JSON.parse(await this.send(method, path, body, contentType, signal)) as T;
   }
 
   /** Like request(), but resolves to the answer's text, unparsed. */
-  async send(method: Method, path: string, body?: unknown, contentType: string = contentTypes.json): Promise<string> {
+  async send(method: Method, path: string, body?: unknown, contentType: string = contentTypes.json, signal?: AbortSignal): Promise<string> {
     const response = await request(`${this.config.server}${path}`, {
       method,
       dispatcher: this.dispatcher,
+      ...(signal ? { signal } : {}),
       headers: { ...(await this.headers()), ...(body === undefined ? {} : { 'content-type': contentType }) },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });

@@ -2,6 +2,10 @@
 // the Lease every retry period; others take it over once it has not been renewed for the lease
 // duration. Updates carry the resourceVersion, so two candidates can never both win. A leader that
 // cannot renew within the renew deadline steps down before anyone else may take over.
+// Time is only ever this replica's own: a Lease counts as expired when this replica has seen its
+// record unchanged for the lease duration, never by the renewTime another replica wrote (clock
+// skew would give two leaders). Each attempt is bounded by the renew deadline, so a hung request
+// cannot keep a stale leader; candidates retry with jitter.
 import type { V1Lease } from '@kubernetes/client-node';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../observability/logger.js';
@@ -16,6 +20,8 @@ export interface LeaderElectionOptions {
   leaseDurationMs?: number;
   renewDeadlineMs?: number;
   retryPeriodMs?: number;
+  /** This replica's clock (tests move it). */
+  now?: () => number;
 }
 
 export interface LeaderCallbacks {
@@ -32,6 +38,9 @@ export class LeaderElector {
   private readonly leaseDurationMs: number;
   private readonly renewDeadlineMs: number;
   private readonly retryPeriodMs: number;
+  private readonly now: () => number;
+  /** The Lease record as last seen, and when (by our clock) it was first seen like that. */
+  private observed: { record: string; at: number } | undefined;
 
   constructor(
     private readonly client: KubeClient,
@@ -42,6 +51,7 @@ export class LeaderElector {
     this.leaseDurationMs = options.leaseDurationMs ?? 15_000;
     this.renewDeadlineMs = options.renewDeadlineMs ?? 10_000;
     this.retryPeriodMs = options.retryPeriodMs ?? 2_000;
+    this.now = options.now ?? Date.now;
   }
 
   get isLeader(): boolean {
@@ -68,22 +78,28 @@ export class LeaderElector {
   private async run(): Promise<void> {
     let lastRenew = 0;
     while (!this.stopped) {
+      // A leader has until its renew deadline; a candidate's attempt gets the same bound.
+      const budget = this.leading ? lastRenew + this.renewDeadlineMs - this.now() : this.renewDeadlineMs;
       let acquired = false;
-      try {
-        acquired = await this.tryAcquireOrRenew();
-      } catch (error) {
-        this.log.debug('leader election attempt failed', { error: describeError(error) });
+      if (budget > 0) {
+        try {
+          acquired = await this.tryAcquireOrRenew(AbortSignal.any([AbortSignal.timeout(budget), this.stopping.signal]));
+        } catch (error) {
+          this.log.debug('leader election attempt failed', { error: describeError(error) });
+        }
       }
+      if (this.stopping.signal.aborted) break;
       if (acquired) {
-        lastRenew = Date.now();
+        lastRenew = this.now();
         if (!this.leading) this.setLeading(true);
-      } else if (this.leading && Date.now() - lastRenew > this.renewDeadlineMs) {
+      } else if (this.leading && this.now() - lastRenew >= this.renewDeadlineMs) {
         this.log.warn('lost the leader Lease: could not renew it in time', { lease: this.options.name });
         this.setLeading(false);
-      } else if (this.leading) {
-        // A failed renewal: keep leading until the renew deadline, retry soon.
       }
-      await sleep(this.retryPeriodMs, undefined, { signal: this.stopping.signal }).catch(() => undefined);
+      // A leader renews every retry period; candidates wait up to 20% longer, so that they do
+      // not all ask at once.
+      const wait = this.leading ? this.retryPeriodMs : this.retryPeriodMs * (1 + Math.random() * 0.2);
+      await sleep(wait, undefined, { signal: this.stopping.signal }).catch(() => undefined);
     }
   }
 
@@ -94,27 +110,32 @@ export class LeaderElector {
     else this.callbacks.onStoppedLeading();
   }
 
-  private async tryAcquireOrRenew(): Promise<boolean> {
+  private async tryAcquireOrRenew(signal: AbortSignal): Promise<boolean> {
     const { namespace, name, identity } = this.options;
-    const now = new Date();
+    const now = this.now();
     let lease: V1Lease;
     try {
-      lease = await this.client.request<V1Lease>('GET', this.path(name));
+      lease = await this.client.request<V1Lease>('GET', this.path(name), undefined, undefined, signal);
     } catch (error) {
       if (!(error instanceof ApiError) || error.code !== 404) throw error;
-      await this.client.send('POST', this.path(), { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name, namespace }, spec: this.spec(now, now, 0) });
+      const spec = this.spec(new Date(now), new Date(now), 0);
+      await this.client.send('POST', this.path(), { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name, namespace }, spec }, undefined, signal);
+      this.observed = { record: recordOf(spec), at: now };
       return true;
     }
     const spec = lease.spec ?? {};
+    const record = recordOf(spec);
+    if (this.observed?.record !== record) this.observed = { record, at: now };
     const holder = spec.holderIdentity;
-    const renewedAt = spec.renewTime ? new Date(spec.renewTime).getTime() : 0;
     const durationMs = (spec.leaseDurationSeconds ?? this.leaseDurationMs / 1000) * 1000;
-    const expired = !holder || renewedAt + durationMs < now.getTime();
+    const expired = !holder || this.observed.at + durationMs <= now;
     if (holder !== identity && !expired) return false;
     const transitions = (spec.leaseTransitions ?? 0) + (holder === identity ? 0 : 1);
-    const acquiredAt = holder === identity && spec.acquireTime ? new Date(spec.acquireTime) : now;
+    const acquiredAt = holder === identity && spec.acquireTime ? new Date(spec.acquireTime) : new Date(now);
+    const next = this.spec(acquiredAt, new Date(now), transitions);
     // replace carries metadata.resourceVersion: a concurrent winner makes this fail with 409.
-    await this.client.send('PUT', this.path(name), { ...lease, spec: this.spec(acquiredAt, now, transitions) });
+    await this.client.send('PUT', this.path(name), { ...lease, spec: next }, undefined, signal);
+    this.observed = { record: recordOf(next), at: now };
     return true;
   }
 
@@ -139,4 +160,9 @@ export class LeaderElector {
       leaseTransitions: transitions,
     };
   }
+}
+
+/** What identifies one state of a Lease: a change in any of it means its holder is alive. */
+function recordOf(spec: V1Lease['spec']): string {
+  return JSON.stringify([spec?.holderIdentity, spec?.renewTime, spec?.acquireTime, spec?.leaseTransitions, spec?.leaseDurationSeconds]);
 }

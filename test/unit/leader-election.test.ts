@@ -1,0 +1,116 @@
+// Leader election against a small Lease endpoint that behaves as the API server does
+// (resourceVersion checks, 404 and 409), and can be told to hang: another replica whose clock
+// is behind never loses its Lease to us while it renews, and a leader whose API calls hang steps
+// down before anyone else may take over.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { KubeClient } from '../../src/kube/api.js';
+import { LeaderElector } from '../../src/kube/leader-election.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { waitFor } from '../support/wait.js';
+
+interface Lease {
+  metadata: { name: string; namespace: string; resourceVersion: string };
+  spec?: { holderIdentity?: string; renewTime?: string; leaseDurationSeconds?: number };
+}
+let lease: Lease | undefined;
+const holder = (): string | undefined => lease?.spec?.holderIdentity;
+let version = 0;
+let hang = false;
+let server: http.Server;
+let client: KubeClient;
+
+beforeAll(async () => {
+  server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+    req.on('end', () => {
+      if (hang) return; // never answered
+      const reply = (status: number, object: unknown): void => {
+        res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(object));
+      };
+      if (req.method === 'GET') {
+        if (lease) reply(200, lease);
+        else reply(404, { kind: 'Status', code: 404 });
+      } else if (req.method === 'POST') {
+        if (lease) {
+          reply(409, { kind: 'Status', code: 409 });
+          return;
+        }
+        lease = { ...(JSON.parse(body) as Lease), metadata: { name: 'lease', namespace: 'ns', resourceVersion: String(++version) } };
+        reply(201, lease);
+      } else {
+        const next = JSON.parse(body) as Lease;
+        if (next.metadata.resourceVersion !== lease?.metadata.resourceVersion) {
+          reply(409, { kind: 'Status', code: 409 });
+          return;
+        }
+        lease = { ...next, metadata: { ...next.metadata, resourceVersion: String(++version) } };
+        reply(200, lease);
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  client = new KubeClient({ server: `http://127.0.0.1:${(server.address() as AddressInfo).port}` });
+});
+afterAll(async () => {
+  await client.close();
+  server.closeAllConnections();
+  await new Promise((resolve) => server.close(resolve));
+});
+beforeEach(() => {
+  lease = undefined;
+  hang = false;
+});
+
+function elector(identity: string, events: string[]): LeaderElector {
+  return new LeaderElector(
+    client,
+    { namespace: 'ns', name: 'lease', identity, leaseDurationMs: 1_500, renewDeadlineMs: 600, retryPeriodMs: 100 },
+    { onStartedLeading: () => events.push('started'), onStoppedLeading: () => events.push('stopped') },
+    createLogger({ level: 'error' }),
+  );
+}
+
+it("never takes a Lease that is being renewed, whatever the renewTime the other replica's clock writes", async () => {
+  // Another replica, its clock an hour behind ours, renews every 200 ms.
+  lease = { metadata: { name: 'lease', namespace: 'ns', resourceVersion: String(++version) }, spec: { holderIdentity: 'other', leaseDurationSeconds: 1 } };
+  const other = { renewing: true };
+  const renewals = (async () => {
+    while (other.renewing) {
+      const renewTime = new Date(Date.now() - 3_600_000).toISOString().replace('Z', '000Z');
+      lease = { metadata: { name: 'lease', namespace: 'ns', resourceVersion: String(++version) }, spec: { holderIdentity: 'other', leaseDurationSeconds: 1, renewTime } };
+      await sleep(200);
+    }
+  })();
+  const events: string[] = [];
+  const candidate = elector('us', events);
+  candidate.start();
+  await sleep(3_000); // two lease durations of ours
+  expect(events).toEqual([]);
+  expect(holder()).toBe('other');
+
+  // The other replica stops renewing: once we have seen the record unchanged for the lease
+  // duration (1 s, the Lease's own), we take over.
+  other.renewing = false;
+  await renewals;
+  await waitFor('the candidate to lead', () => Promise.resolve(events.includes('started') ? true : undefined), 5_000, 50);
+  expect(holder()).toBe('us');
+  await candidate.stop();
+});
+
+it('a leader whose API calls hang steps down within its renew deadline, before the Lease can expire for others', async () => {
+  const events: string[] = [];
+  const leader = elector('us', events);
+  leader.start();
+  await waitFor('the elector to lead', () => Promise.resolve(events.includes('started') ? true : undefined), 5_000, 50);
+  const renewedAt = Date.now();
+  hang = true;
+  await waitFor('the leader to step down', () => Promise.resolve(events.includes('stopped') ? true : undefined), 5_000, 20);
+  // Another replica may take over once it has seen no renewal for the lease duration (1.5 s);
+  // this one stopped leading before that, bounded by its renew deadline (0.6 s), not by the hang.
+  expect(Date.now() - renewedAt).toBeLessThan(1_500);
+  hang = false;
+  await leader.stop();
+});
