@@ -1,7 +1,7 @@
 // The install bundle's shape: what a reviewer would otherwise check by eye.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { V1ClusterRole, V1CustomResourceDefinition, V1Deployment, V1MutatingWebhookConfiguration, V1PodDisruptionBudget, V1Role, V1Service } from '@kubernetes/client-node';
+import type { V1ClusterRole, V1CustomResourceDefinition, V1Deployment, V1MutatingWebhookConfiguration, V1NetworkPolicy, V1PodDisruptionBudget, V1Role, V1Service } from '@kubernetes/client-node';
 import { load } from 'js-yaml';
 import { bundleObject, bundleObjects, operatorNamespace } from '../support/bundle.js';
 import { repoRoot } from '../support/testbin.js';
@@ -18,6 +18,7 @@ describe('install bundle', () => {
       'Deployment/entitlement-operator-controller-manager',
       'MutatingWebhookConfiguration/entitlement-operator-mutating-webhook-configuration',
       `Namespace/${operatorNamespace}`,
+      'NetworkPolicy/entitlement-operator-controller-manager',
       'PodDisruptionBudget/entitlement-operator-controller-manager',
       'Role/entitlement-operator-leader-election-role',
       'RoleBinding/entitlement-operator-leader-election-rolebinding',
@@ -43,13 +44,20 @@ describe('install bundle', () => {
     expect(pod?.containers).toHaveLength(1);
     const container = pod?.containers[0];
     expect(container?.securityContext).toEqual({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
-    expect(Object.keys(container?.resources?.requests ?? {}).sort()).toEqual(['cpu', 'memory']);
-    expect(Object.keys(container?.resources?.limits ?? {}).sort()).toEqual(['cpu', 'memory']);
+    expect(Object.keys(container?.resources?.requests ?? {}).sort()).toEqual(['cpu', 'ephemeral-storage', 'memory']);
+    expect(Object.keys(container?.resources?.limits ?? {}).sort()).toEqual(['cpu', 'ephemeral-storage', 'memory']);
     expect(container?.livenessProbe?.httpGet).toEqual({ path: '/healthz', port: 'health' });
     expect(container?.readinessProbe?.httpGet).toEqual({ path: '/readyz', port: 'health' });
     expect(container?.image).toMatch(/^ghcr\.io\/entitlement-operator\/entitlement-operator:/);
     expect(Object.fromEntries((container?.ports ?? []).map((p) => [p.name, p.containerPort]))).toEqual({ webhook: 9443, metrics: 8080, health: 8081 });
     expect(container?.args).toEqual(expect.arrayContaining(['--leader-elect', '--webhook-port=9443', '--metrics-port=8080', '--health-port=8081']));
+  });
+
+  it("admits only the webhook, metrics and health ports of the operator's pods", () => {
+    const policy = bundleObject<V1NetworkPolicy>('NetworkPolicy');
+    expect(policy.spec?.podSelector?.matchLabels).toEqual(bundleObject<V1Deployment>('Deployment').spec?.selector.matchLabels);
+    expect(policy.spec?.policyTypes).toEqual(['Ingress']);
+    expect(policy.spec?.ingress?.flatMap((rule) => [(rule as { from?: unknown }).from === undefined, ...(rule.ports ?? []).map((p) => p.port)])).toEqual([true, 'webhook', 'metrics', 'health']);
   });
 
   it('keeps a replica through voluntary disruptions', () => {
