@@ -4,7 +4,9 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { controlPlaneForSuite } from '../support/control-plane.js';
-import { bundleObject, bundleObjects, bundlePath, operatorNamespace } from '../support/bundle.js';
+import type { V1Deployment } from '@kubernetes/client-node';
+import { loadAll } from 'js-yaml';
+import { bundleObject, bundleObjects, bundlePath, operatorNamespace, type BundleObject } from '../support/bundle.js';
 import { binary, repoRoot } from '../support/testbin.js';
 
 const controlPlane = controlPlaneForSuite();
@@ -85,4 +87,24 @@ describe('the operator ServiceAccount has exactly the reviewed permissions', () 
   it('in its own namespace', async () => {
     expect(await granted(operatorNamespace)).toEqual(await reviewed('operator'));
   });
+});
+
+it('the example overlay configures image and region in one apply, and its Role lets the operator read one Secret', async () => {
+  const plane = controlPlane();
+  const overlay = path.join(repoRoot, 'config/overlays/example');
+  const rendered = await plane.kubectlOk(['kustomize', '--load-restrictor', 'LoadRestrictionsNone', overlay]);
+  const objects = loadAll(rendered) as BundleObject[];
+  // The bundle unchanged but for what users set.
+  expect(objects.map((o) => `${o.kind}/${o.metadata.name}`).sort()).toEqual(bundleObjects().map((o) => `${o.kind}/${o.metadata.name}`).sort());
+  const manager = (objects.find((o) => o.kind === 'Deployment') as unknown as V1Deployment).spec?.template.spec?.containers[0];
+  expect(manager?.image).toBe('localhost/entitlement-operator:dev');
+  expect(manager?.env).toEqual(expect.arrayContaining([{ name: 'AWS_REGION', value: 'us-east-1' }]));
+  expect((await plane.kubectl(['apply', '--dry-run=server', '-f', '-'], rendered)).code).toBe(0);
+
+  await plane.kubectlOk(['apply', '-f', path.join(overlay, 'aws-credentials-access.yaml')]);
+  const as = `--as=system:serviceaccount:${operatorNamespace}:entitlement-operator-controller-manager`;
+  const can = async (...args: string[]) => (await plane.kubectl(['auth', 'can-i', as, ...args])).stdout.trim();
+  expect(await can('get', 'secrets/aws-keys', '-n', operatorNamespace)).toBe('yes');
+  expect(await can('get', 'secrets/other', '-n', operatorNamespace)).toBe('no');
+  await plane.kubectlOk(['delete', '-f', path.join(overlay, 'aws-credentials-access.yaml')]);
 });
