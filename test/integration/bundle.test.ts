@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { controlPlaneForSuite } from '../support/control-plane.js';
 import type { V1Deployment } from '@kubernetes/client-node';
 import { loadAll } from 'js-yaml';
+import { contentTypes, fromKubeconfigFile, KubeClient } from '../../src/kube/api.js';
 import { bundleObject, bundleObjects, bundlePath, operatorNamespace, type BundleObject } from '../support/bundle.js';
 import { binary, repoRoot } from '../support/testbin.js';
 
@@ -107,4 +108,73 @@ it('the example overlay configures image and region in one apply, and its Role l
   expect(await can('get', 'secrets/aws-keys', '-n', operatorNamespace)).toBe('yes');
   expect(await can('get', 'secrets/other', '-n', operatorNamespace)).toBe('no');
   await plane.kubectlOk(['delete', '-f', path.join(overlay, 'aws-credentials-access.yaml')]);
+});
+
+describe("the API server's limits on the operator's account (ValidatingAdmissionPolicy)", () => {
+  const operatorUser = `system:serviceaccount:${operatorNamespace}:entitlement-operator-controller-manager`;
+  const as = `--as=${operatorUser}`;
+  const podSpec = (labels: Record<string, string>, gated: boolean) => ({
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { labels },
+    spec: {
+      // The operator's namespace enforces the restricted Pod Security level, and the webhook
+      // leaves it alone, so these pods are created as they are.
+      securityContext: { runAsNonRoot: true, runAsUser: 1000, seccompProfile: { type: 'RuntimeDefault' } },
+      serviceAccountName: 'app',
+      ...(gated ? { schedulingGates: [{ name: 'marketplace.entitlements.io/entitlement' }] } : {}),
+      containers: [{ name: 'app', image: 'registry.invalid/app:1', securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } } }],
+    },
+  });
+  let uid = '';
+
+  beforeAll(async () => {
+    const plane = controlPlane();
+    await plane.kubectlOk(['create', 'serviceaccount', 'app', '-n', operatorNamespace]);
+    await plane.kubectlOk(['create', 'serviceaccount', 'powerful', '-n', 'kube-system']);
+    const labelled = { ...podSpec({ 'marketplace.entitlements.io/product': 'p' }, true), metadata: { name: 'labelled', namespace: operatorNamespace, labels: { 'marketplace.entitlements.io/product': 'p' } } };
+    const plain = { ...podSpec({ app: 'plain' }, false), metadata: { name: 'plain', namespace: operatorNamespace, labels: { app: 'plain' } } };
+    await plane.kubectlOk(['create', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [labelled, plain] }));
+    uid = await plane.kubectlOk(['get', 'pod', 'labelled', '-n', operatorNamespace, '-o', 'jsonpath={.metadata.uid}']);
+  });
+
+  const run = (...args: string[]) => controlPlane().kubectl([as, ...args]);
+  // The operator patches pods without reading them (kubectl would GET first, which it may not).
+  const patchAsOperator = async (pod: string, patch: unknown, type: string): Promise<string> => {
+    const admin = fromKubeconfigFile(controlPlane().kubeconfigPath);
+    const operator = new KubeClient({ ...admin, authorization: () => Promise.resolve({ 'impersonate-user': operatorUser }) });
+    try {
+      await operator.send('PATCH', `/api/v1/namespaces/${operatorNamespace}/pods/${pod}`, patch, type);
+      return 'patched';
+    } catch (error) {
+      return error instanceof Error ? error.message : String(error);
+    } finally {
+      await operator.close();
+    }
+  };
+
+  it('allows what the operator does: a pod-bound STS token, its annotations, the gate removed', async () => {
+    const token = await run('create', 'token', 'app', '-n', operatorNamespace, '--audience', 'sts.amazonaws.com', '--bound-object-kind', 'Pod', '--bound-object-name', 'labelled', '--bound-object-uid', uid, '--duration', '10m');
+    expect(token.stderr).toBe('');
+    const patch = { metadata: { annotations: { 'marketplace.entitlements.io/status': 'Entitled' } }, spec: { schedulingGates: [{ $patch: 'delete', name: 'marketplace.entitlements.io/entitlement' }] } };
+    expect(await patchAsOperator('labelled', patch, contentTypes.strategicMergePatch)).toBe('patched');
+  });
+
+  it.each([
+    ['a default-audience token for a kube-system account', ['create', 'token', 'powerful', '-n', 'kube-system'], /audience sts\.amazonaws\.com/],
+    ['an STS token bound to nothing', ['create', 'token', 'app', '-n', operatorNamespace, '--audience', 'sts.amazonaws.com', '--duration', '10m'], /bound to a Pod/],
+    ['a long-lived STS token', ['create', 'token', 'app', '-n', operatorNamespace, '--audience', 'sts.amazonaws.com', '--bound-object-kind', 'Pod', '--bound-object-name', 'labelled', '--duration', '48h'], /expire within an hour/],
+  ])('refuses %s', async (_what, args, message) => {
+    const result = await run(...args);
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toMatch(message);
+  });
+
+  it.each([
+    ["a labelled pod's container image", 'labelled', [{ op: 'replace', path: '/spec/containers/0/image', value: 'registry.invalid/evil:1' }], /change nothing in a pod's spec/],
+    ["a labelled pod's other annotations", 'labelled', [{ op: 'add', path: '/metadata/annotations', value: { 'other.example/x': 'y' } }], /only the marketplace\.entitlements\.io\/ annotations/],
+    ['an unlabelled pod', 'plain', [{ op: 'add', path: '/metadata/annotations', value: { 'marketplace.entitlements.io/status': 'Entitled' } }], /only pods labelled marketplace\.entitlements\.io\/product/],
+  ])('refuses a patch of %s', async (_what, pod, patch, message) => {
+    expect(await patchAsOperator(pod, patch, contentTypes.jsonPatch)).toMatch(message);
+  });
 });

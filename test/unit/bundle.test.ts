@@ -6,7 +6,7 @@ import { load } from 'js-yaml';
 import { bundleObject, bundleObjects, operatorNamespace } from '../support/bundle.js';
 import { repoRoot } from '../support/testbin.js';
 
-const clusterScoped = new Set(['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding', 'MutatingWebhookConfiguration']);
+const clusterScoped = new Set(['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding', 'MutatingWebhookConfiguration', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding']);
 
 describe('install bundle', () => {
   it('holds exactly the objects an install needs, namespaced ones in the operator namespace', () => {
@@ -25,6 +25,8 @@ describe('install bundle', () => {
       'Service/entitlement-operator-metrics-service',
       'Service/entitlement-operator-webhook-service',
       'ServiceAccount/entitlement-operator-controller-manager',
+      'ValidatingAdmissionPolicy/entitlement-operator-limits',
+      'ValidatingAdmissionPolicyBinding/entitlement-operator-limits',
     ]);
     const misplaced = bundleObjects().filter((o) => !clusterScoped.has(o.kind) && o.metadata.namespace !== operatorNamespace);
     expect(misplaced).toEqual([]);
