@@ -13,7 +13,6 @@ import { Agent, request, type Dispatcher } from 'undici';
 export const contentTypes = {
   json: 'application/json',
   jsonPatch: 'application/json-patch+json',
-  mergePatch: 'application/merge-patch+json',
   strategicMergePatch: 'application/strategic-merge-patch+json',
 } as const;
 
@@ -69,10 +68,6 @@ export class KubeClient {
     });
   }
 
-  get server(): string {
-    return this.config.server;
-  }
-
   /**
    * Sends `body` as JSON and parses the JSON answer; a non-2xx answer throws ApiError. `signal`
    * abandons the request (for a deadline).
@@ -92,8 +87,7 @@ export class KubeClient {
     });
     const text = await response.body.text();
     if (response.statusCode >= 200 && response.statusCode < 300) return text;
-    const bare = path.split('?')[0] ?? path;
-    throw new ApiError(response.statusCode, `HTTP ${response.statusCode} from ${method} ${bare}: ${statusMessage(text)}`, text, method, bare);
+    throw answerError(response.statusCode, method, path, text);
   }
 
   /**
@@ -109,11 +103,7 @@ export class KubeClient {
       if (signal.aborted) return;
       throw error;
     }
-    if (response.statusCode !== 200) {
-      const text = await response.body.text();
-      const bare = path.split('?')[0] ?? path;
-      throw new ApiError(response.statusCode, `HTTP ${response.statusCode} from watch ${bare}: ${statusMessage(text)}`, text, 'GET', bare);
-    }
+    if (response.statusCode !== 200) throw answerError(response.statusCode, 'GET', path, await response.body.text());
     let buffered = '';
     try {
       for await (const chunk of response.body) {
@@ -234,6 +224,12 @@ function pluginAuthorization(file: string): () => Promise<Record<string, string>
     if (typeof value === 'string') headers.authorization = value;
     return headers;
   };
+}
+
+/** An ApiError for an answer of `status` to `method path`, naming the path without its query. */
+function answerError(status: number, method: Method, path: string, text: string): ApiError {
+  const bare = path.split('?')[0] ?? path;
+  return new ApiError(status, `HTTP ${status} from ${method} ${bare}: ${statusMessage(text)}`, text, method, bare);
 }
 
 /** The message of a Kubernetes Status answer, or the start of the text. */
