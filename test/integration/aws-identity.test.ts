@@ -12,8 +12,8 @@ import { IdentityUnavailableError, PodIdentity, roleArnAnnotation } from '../../
 import { loadPublicKey } from '../../src/aws/public-key.js';
 import { PublicKeyError, verifyRegistrationSignature } from '../../src/aws/signature.js';
 import { kubeConfigMapReader } from '../../src/kube/config-maps.js';
-import { FakeAws } from '../../src/fake-aws/server.js';
 import { kubeSecretReader } from '../../src/kube/secrets.js';
+import { FakeAws } from '../fake-aws/server.js';
 import { controlPlaneForSuite } from '../support/control-plane.js';
 import { fakeCredentials, fakeSettings } from '../support/fake-aws.js';
 

@@ -1,7 +1,7 @@
 // The operator started before its install: it says what is missing and what to apply, one piece
 // at a time as they appear, and starts once everything is there.
 import { readFile } from 'node:fs/promises';
-import { FakeAws } from '../../src/fake-aws/server.js';
+import { FakeAws } from '../fake-aws/server.js';
 import { bundleObjects, operatorNamespace } from '../support/bundle.js';
 import { controlPlaneForSuite } from '../support/control-plane.js';
 import { startOperatorProcess } from '../support/operator.js';

@@ -3,7 +3,7 @@
 import { CoordinationV1Api, EventsV1Api, type CoreV1Api, type CustomObjectsApi } from '@kubernetes/client-node';
 import { readFile } from 'node:fs/promises';
 import { annotations } from '../../src/api/marketplace-product.js';
-import type { FakeAws } from '../../src/fake-aws/server.js';
+import type { FakeAws } from '../fake-aws/server.js';
 import { controlPlaneForSuite } from '../support/control-plane.js';
 import { fakeCredentials } from '../support/fake-aws.js';
 import { prepareOperatorEnvironment, startOperatorProcess, waitForPod, type OperatorProcess } from '../support/operator.js';

@@ -1,6 +1,6 @@
 // Starts the local fake AWS around a jest suite, with settings for SDK clients that reach it.
-import { FakeAws, fakeCredentials, type FakeAwsOptions } from '../../src/fake-aws/server.js';
 import { resolveAwsSettings, type AwsSettings } from '../../src/aws/settings.js';
+import { FakeAws, fakeCredentials, type FakeAwsOptions } from '../fake-aws/server.js';
 
 export { fakeCredentials };
 

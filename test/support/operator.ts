@@ -5,7 +5,7 @@ import path from 'node:path';
 import { readFile } from 'node:fs/promises';
 import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { productLabel, schedulingGate } from '../../src/api/marketplace-product.js';
-import { FakeAws } from '../../src/fake-aws/server.js';
+import { FakeAws } from '../fake-aws/server.js';
 import { bundlePath, operatorNamespace } from './bundle.js';
 import type { ControlPlane } from './control-plane.js';
 import { fakeCredentials } from './fake-aws.js';

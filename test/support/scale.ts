@@ -7,8 +7,8 @@ import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { annotations, productLabel, schedulingGate } from '../../src/api/marketplace-product.js';
-import { FakeAws } from '../../src/fake-aws/server.js';
 import { roleArnAnnotation } from '../../src/aws/pod-identity.js';
+import { FakeAws } from '../fake-aws/server.js';
 import { ApiHttp } from './api-http.js';
 import { Cgroup, residentBytes } from './cgroup.js';
 import { ControlPlane } from './control-plane.js';
@@ -109,7 +109,12 @@ function podBody(name: string, labelled: boolean, identity: ScaleOptions['identi
 }
 
 /** Creates pods named prefix-N for N in [from, to), `concurrency` at a time, at most `ratePerSecond`. */
-async function createPods(api: ApiHttp, prefix: string, from: number, to: number, labelled: boolean, options: Pick<ScaleOptions, "concurrency" | "identity"> & { ratePerSecond?: number }): Promise<number[]> {
+function createPods(api: ApiHttp, prefix: string, from: number, to: number, labelled: boolean, options: Pick<ScaleOptions, 'concurrency' | 'identity'> & { ratePerSecond?: number }): Promise<number[]> {
+  return createMany(api, namespace, from, to, options, (index) => podBody(`${prefix}-${String(index).padStart(5, '0')}`, labelled, options.identity));
+}
+
+/** Creates the pods body(N) for N in [from, to) in a namespace, `concurrency` at a time, at most `ratePerSecond`; returns each create's latency. */
+export async function createMany(api: ApiHttp, podNamespace: string, from: number, to: number, options: { concurrency: number; ratePerSecond?: number }, body: (index: number) => object): Promise<number[]> {
   const latencies: number[] = [];
   let next = from;
   const started = Date.now();
@@ -120,8 +125,7 @@ async function createPods(api: ApiHttp, prefix: string, from: number, to: number
         const due = started + ((index - from) * 1000) / options.ratePerSecond;
         if (due > Date.now()) await sleep(due - Date.now());
       }
-      const name = `${prefix}-${String(index).padStart(5, '0')}`;
-      const response = await api.ok('POST', `/api/v1/namespaces/${namespace}/pods`, podBody(name, labelled, options.identity));
+      const response = await api.ok('POST', `/api/v1/namespaces/${podNamespace}/pods`, body(index));
       latencies.push(response.ms);
     }
   };
@@ -129,18 +133,21 @@ async function createPods(api: ApiHttp, prefix: string, from: number, to: number
   return latencies;
 }
 
-/** Follows labelled pods through a watch and counts those that got their verdict. */
-class VerdictWatch {
+/** Follows labelled pods of a namespace through a watch and counts those that got their verdict. */
+export class VerdictWatch {
   readonly entitled = new Set<string>();
   readonly notEntitled = new Set<string>();
   private waiters: { count: number; resolve: () => void }[] = [];
   private stream: { stop: () => void } | undefined;
 
-  constructor(private readonly progress: (line: string) => void) {}
+  constructor(
+    private readonly progress: (line: string) => void,
+    private readonly podNamespace = namespace,
+  ) {}
 
   async start(api: ApiHttp): Promise<void> {
-    const list = JSON.parse((await api.ok('GET', `/api/v1/namespaces/${namespace}/pods?limit=1`)).body) as { metadata: { resourceVersion: string } };
-    this.stream = api.watch(`/api/v1/namespaces/${namespace}/pods?labelSelector=${encodeURIComponent(productLabel)}`, list.metadata.resourceVersion, (type, object) => {
+    const list = JSON.parse((await api.ok('GET', `/api/v1/namespaces/${this.podNamespace}/pods?limit=1`)).body) as { metadata: { resourceVersion: string } };
+    this.stream = api.watch(`/api/v1/namespaces/${this.podNamespace}/pods?labelSelector=${encodeURIComponent(productLabel)}`, list.metadata.resourceVersion, (type, object) => {
       if (type !== 'ADDED' && type !== 'MODIFIED') return;
       const pod = object as { metadata: { name: string; annotations?: Record<string, string> }; spec: { schedulingGates?: { name: string }[] } };
       const gated = (pod.spec.schedulingGates ?? []).some((g) => g.name === schedulingGate);

@@ -7,7 +7,7 @@ import type { AwsCredentialIdentity } from '@smithy/types';
 import { createMeteringClient, createStsClient } from '../../src/aws/clients.js';
 import { assumeRoleCredentials, baseCredentials, cachedCredentials } from '../../src/aws/credentials.js';
 import { registerUsage } from '../../src/aws/metering.js';
-import { FakeAws } from '../../src/fake-aws/server.js';
+import { FakeAws } from '../fake-aws/server.js';
 import { fakeAwsForSuite, fakeCredentials, fakeSettings } from '../support/fake-aws.js';
 
 const fake = fakeAwsForSuite();

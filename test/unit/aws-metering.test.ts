@@ -9,7 +9,7 @@ import { AwsCallError } from '../../src/aws/errors.js';
 import { batchMeterUsage, meterUsage, registerUsage, resolveCustomer } from '../../src/aws/metering.js';
 import { newNonce } from '../../src/aws/nonce.js';
 import { importPublicKey, verifyRegistrationSignature } from '../../src/aws/signature.js';
-import { demoCustomer } from '../../src/fake-aws/server.js';
+import { demoCustomer } from '../fake-aws/server.js';
 import { fakeAwsForSuite, fakeCredentials, fakeSettings } from '../support/fake-aws.js';
 import { freePort } from '../support/wait.js';
 

@@ -4,7 +4,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { runCli } from '../../src/cli/marketplace-metering.js';
-import { demoCustomer } from '../../src/fake-aws/server.js';
+import { demoCustomer } from '../fake-aws/server.js';
 import { fakeAwsForSuite, fakeCredentials } from '../support/fake-aws.js';
 
 const fake = fakeAwsForSuite();

@@ -1,10 +1,9 @@
-#!/usr/bin/env node
 // Starts the local fake of AWS Marketplace Metering and STS:
-//   node dist/fake-aws/main.js --port 4566 [--allow-unsigned] [--config fake.yaml]
+//   npm run fake-aws -- --port 4566 [--allow-unsigned] [--config fake.yaml]
 // and prints its URL and the public key that verifies its RegisterUsage signatures.
 import { readFileSync } from 'node:fs';
 import { load } from 'js-yaml';
-import { FlagError, helpFlagSpec, parseFlagsWith, usage, type FlagSpecs } from '../config/flags.js';
+import { FlagError, helpFlagSpec, parseFlagsWith, usage, type FlagSpecs } from '../../src/config/flags.js';
 import { FakeAws, fakeCredentials, type FakeAwsOptions } from './server.js';
 
 const specs: FlagSpecs = {

@@ -5,7 +5,7 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { close, listen, readBody } from '../net/servers.js';
+import { close, listen, readBody } from '../../src/net/servers.js';
 import { handleMetering, type SigningKeys } from './metering.js';
 import { AuthError, verifySigV4, type KnownCredentials, type SignedRequest } from './sigv4.js';
 import { AwsFault, FakeState, type CallRecord, type Customer, type ProductBehaviour } from './state.js';

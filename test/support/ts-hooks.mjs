@@ -1,6 +1,6 @@
-// Lets Node run the TypeScript test harness directly (with --experimental-transform-types): the
-// sources import each other as './x.js', as tsc wants, and this maps such an import to the
-// './x.ts' beside it when no .js file exists.
+// Lets Node run the TypeScript test tools directly (with --experimental-transform-types; npm run
+// bench:cluster and npm run fake-aws): the sources import each other as './x.js', as tsc wants,
+// and this maps such an import to the './x.ts' beside it when no .js file exists.
 import { existsSync } from 'node:fs';
 import { registerHooks } from 'node:module';
 import { fileURLToPath } from 'node:url';
