@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds the control-plane binaries the tests run (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, kwok, kwokctl) from Go modules at pinned versions, caches them by
-# version outside the work tree, and prints the directory that holds them as the last line of
-# stdout. Binaries found in $KUBEBUILDER_ASSETS are used instead of building them.
+# Builds the cluster binaries the tests run (etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler, kubectl, kubelet, kube-proxy, kwok, kwokctl) from Go modules at pinned
+# versions, caches them by version outside the work tree, and prints the directory that holds
+# them as the last line of stdout. Binaries found in $KUBEBUILDER_ASSETS are used instead of
+# building them.
 # Progress goes to stderr: the first build takes tens of minutes on 2 cores.
 set -euo pipefail
 
@@ -44,7 +45,7 @@ have() {
 }
 
 k8s_cmds=()
-for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; do
   have "$cmd" || k8s_cmds+=("k8s.io/kubernetes/cmd/$cmd")
 done
 if [ ${#k8s_cmds[@]} -gt 0 ]; then

@@ -20,6 +20,13 @@ const day = 24 * 60 * 60 * 1000;
 export interface ControlPlaneOptions {
   /** Enable the ServiceAccount admission plugin (needs a controller-manager to create accounts). */
   serviceAccountAdmission?: boolean;
+  /**
+   * The address the API server binds and advertises (127.0.0.1). A real node's pods reach it
+   * through the `kubernetes` Service, so there it is an address of the harness's own interface.
+   */
+  address?: string;
+  /** Service IPs (10.0.0.0/24); the first one is the `kubernetes` Service's, in the serving certificate. */
+  serviceCidr?: string;
 }
 
 export interface CommandResult {
@@ -57,10 +64,11 @@ export class ControlPlane {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'control-plane-'));
     const [etcdPort, etcdPeerPort, apiPort] = [await freePort(), await freePort(), await freePort()];
     const ca = await createCertificateAuthority('test-control-plane-ca', day);
-    const server = `https://127.0.0.1:${apiPort}`;
+    const address = options.address ?? '127.0.0.1';
+    const server = `https://${address}:${apiPort}`;
     const plane = new ControlPlane(dir, ca, server, path.join(dir, 'admin.kubeconfig'));
     try {
-      await plane.writeCredentials();
+      await plane.writeCredentials([address, firstServiceIp(options.serviceCidr ?? defaultServiceCidr)]);
       await plane.startEtcd(etcdPort, etcdPeerPort);
       await plane.startApiServer(apiPort, etcdPort, options);
       return plane;
@@ -129,16 +137,32 @@ export class ControlPlane {
     if (!process.env.KEEP_CONTROL_PLANE_DIR) await rm(this.dir, { recursive: true, force: true });
   }
 
-  private async writeCredentials(): Promise<void> {
+  /** A client certificate from the cluster's CA, for a user or a node. */
+  issueClientCertificate(commonName: string, organizations: string[] = []): Promise<IssuedCertificate> {
+    return issueCertificate(this.ca, { commonName, organizations, usage: 'client', validForMs: day });
+  }
+
+  /** A kubeconfig file of this cluster for a client certificate; returns its path. */
+  async writeKubeconfig(name: string, user: IssuedCertificate): Promise<string> {
+    await writeFile(this.file(`${name}.crt`), user.certPem, { mode: 0o600 });
+    await writeFile(this.file(`${name}.key`), user.keyPem, { mode: 0o600 });
+    const file = this.file(`${name}.kubeconfig`);
+    await writeFile(file, kubeconfigYaml(this.server, this.file('ca.crt'), this.file(`${name}.crt`), this.file(`${name}.key`)), { mode: 0o600 });
+    return file;
+  }
+
+  private async writeCredentials(ipAddresses: string[]): Promise<void> {
     const serving = await issueCertificate(this.ca, {
       commonName: 'kube-apiserver',
       dnsNames: ['localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc', 'kubernetes.default.svc.cluster.local'],
-      ipAddresses: ['127.0.0.1', '10.0.0.1'],
+      ipAddresses: [...new Set(['127.0.0.1', ...ipAddresses])],
       usage: 'server',
       validForMs: day,
     });
-    const admin = await issueCertificate(this.ca, { commonName: 'admin', organizations: ['system:masters'], usage: 'client', validForMs: day });
+    const admin = await this.issueClientCertificate('admin', ['system:masters']);
     this.admin = admin;
+    // How the API server authenticates to kubelets (logs, exec).
+    const kubeletClient = await this.issueClientCertificate('kube-apiserver-kubelet-client', ['system:masters']);
     const serviceAccountKey = generateKeyPairSync('rsa', { modulusLength: 2048 });
     const files: Record<string, string> = {
       'ca.crt': this.ca.certPem,
@@ -146,6 +170,8 @@ export class ControlPlane {
       'apiserver.key': serving.keyPem,
       'admin.crt': admin.certPem,
       'admin.key': admin.keyPem,
+      'kubelet-client.crt': kubeletClient.certPem,
+      'kubelet-client.key': kubeletClient.keyPem,
       'sa.key': serviceAccountKey.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
       'sa.pub': serviceAccountKey.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
     };
@@ -166,13 +192,18 @@ export class ControlPlane {
   }
 
   private async startApiServer(port: number, etcdPort: number, options: ControlPlaneOptions): Promise<void> {
+    const address = new URL(this.server).hostname;
     const apiserver = this.startProcess('kube-apiserver', await binary('kube-apiserver'), [
       `--etcd-servers=http://127.0.0.1:${etcdPort}`,
       `--cert-dir=${this.file('apiserver-certs')}`,
       `--tls-cert-file=${this.file('apiserver.crt')}`, `--tls-private-key-file=${this.file('apiserver.key')}`,
       `--client-ca-file=${this.file('ca.crt')}`,
-      `--secure-port=${port}`, '--bind-address=127.0.0.1',
-      '--service-cluster-ip-range=10.0.0.0/24',
+      `--secure-port=${port}`, `--bind-address=${address}`, `--advertise-address=${address}`,
+      `--service-cluster-ip-range=${options.serviceCidr ?? defaultServiceCidr}`,
+      // Webhooks reached by endpoint IP (no route to Service IPs from the host without kube-proxy),
+      // kubelets by their InternalIP (a node name would go to the host's resolver).
+      '--enable-aggregator-routing=true', '--kubelet-preferred-address-types=InternalIP',
+      `--kubelet-client-certificate=${this.file('kubelet-client.crt')}`, `--kubelet-client-key=${this.file('kubelet-client.key')}`,
       '--authorization-mode=Node,RBAC', '--allow-privileged=true',
       '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
       `--service-account-key-file=${this.file('sa.pub')}`, `--service-account-signing-key-file=${this.file('sa.key')}`,
@@ -199,6 +230,15 @@ export class ControlPlane {
       });
     });
   }
+}
+
+const defaultServiceCidr = '10.0.0.0/24';
+
+/** The first usable address of an IPv4 CIDR: the `kubernetes` Service's cluster IP. */
+function firstServiceIp(cidr: string): string {
+  const octets = (cidr.split('/')[0] ?? '').split('.').map(Number);
+  octets[3] = (octets[3] ?? 0) + 1;
+  return octets.join('.');
 }
 
 function kubeconfigYaml(server: string, caFile: string, certFile: string, keyFile: string): string {

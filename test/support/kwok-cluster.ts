@@ -1,17 +1,23 @@
 // A whole local cluster without a kubelet: etcd and kube-apiserver (ControlPlane), plus
 // kube-controller-manager, kube-scheduler and kwok, which fakes Nodes and moves pods bound to
 // them to Running. Deployments, ReplicaSets and real scheduling work as in a real cluster.
-import { ControlPlane } from './control-plane.js';
+import { ControlPlane, type ControlPlaneOptions } from './control-plane.js';
 import { binary } from './testbin.js';
 import { freePort, waitFor } from './wait.js';
 
 const fakeNodeAnnotation = 'kwok.x-k8s.io/node';
 
+export interface KwokClusterOptions {
+  /** Fake nodes made at start (2). */
+  nodes?: number;
+  controlPlane?: Omit<ControlPlaneOptions, 'serviceAccountAdmission'>;
+}
+
 export class KwokCluster {
   private constructor(readonly controlPlane: ControlPlane) {}
 
   /** Starts the cluster; tries new ports when one it picked was taken before it was bound. */
-  static async start(options: { nodes?: number } = {}): Promise<KwokCluster> {
+  static async start(options: KwokClusterOptions = {}): Promise<KwokCluster> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await KwokCluster.startOnce(options);
@@ -21,8 +27,8 @@ export class KwokCluster {
     }
   }
 
-  private static async startOnce(options: { nodes?: number }): Promise<KwokCluster> {
-    const plane = await ControlPlane.start({ serviceAccountAdmission: true });
+  private static async startOnce(options: KwokClusterOptions): Promise<KwokCluster> {
+    const plane = await ControlPlane.start({ ...options.controlPlane, serviceAccountAdmission: true });
     try {
       const cluster = new KwokCluster(plane);
       await cluster.startComponents();
@@ -35,7 +41,7 @@ export class KwokCluster {
   }
 
   /** Creates a fake Node that kwok keeps Ready, and waits until it is. */
-  async addNode(name: string): Promise<void> {
+  async addNode(name: string, taints: readonly { key: string; value: string; effect: string }[] = []): Promise<void> {
     const node = {
       apiVersion: 'v1',
       kind: 'Node',
@@ -44,6 +50,7 @@ export class KwokCluster {
         annotations: { [fakeNodeAnnotation]: 'fake', 'node.alpha.kubernetes.io/ttl': '0' },
         labels: { 'kubernetes.io/hostname': name, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64', type: 'kwok' },
       },
+      spec: { taints },
       status: { allocatable: { cpu: '32', memory: '256Gi', pods: '110' }, capacity: { cpu: '32', memory: '256Gi', pods: '110' } },
     };
     await this.controlPlane.kubectlOk(['apply', '-f', '-'], JSON.stringify(node));
