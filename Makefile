@@ -37,6 +37,10 @@ testbin: ## Build (or find) etcd, Kubernetes and kwok binaries for the tests.
 test: node_modules ## Type-check, lint, then unit, integration and e2e tests (builds test binaries on first use).
 	npm test
 
+.PHONY: e2e-cluster
+e2e-cluster: node_modules ## The shipped image in a real single-node cluster (root, containerd, podman; see README).
+	npm run test:cluster
+
 .PHONY: bench-cluster
 bench-cluster: node_modules ## Benchmark the operator at scale under the Deployment's memory limit (root; flags: ARGS=...).
 	npm run bench:cluster -- $(ARGS)

@@ -1,0 +1,302 @@
+// The shipped image as users run it: built from the Dockerfile, imported into a real node's
+// containerd, installed with the README's overlay in one apply, two replicas behind the webhook
+// Service. Tests run in order and share the cluster; the last one stops it and checks that the
+// host is as it was.
+import { AppsV1Api, CoordinationV1Api, CoreV1Api, CustomObjectsApi, EventsV1Api, type V1Pod, type V1PodSpec } from '@kubernetes/client-node';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { productLabel } from '../../src/api/marketplace-product.js';
+import { roleArnAnnotation, roleSessionName } from '../../src/aws/pod-identity.js';
+import { leaseName, webhookSecretName } from '../../src/operator.js';
+import { FakeAws, fakeCredentials } from '../fake-aws/server.js';
+import { operatorNamespace } from '../support/bundle.js';
+import { hostStateChanges, readHostState, type HostState } from '../support/host-state.js';
+import { buildImages, images, imagesUnavailable } from '../support/images.js';
+import { installWithOverlay } from '../support/overlay-install.js';
+import { createProduct, gated, reason, verdict } from '../support/pods.js';
+import { ApiHttp } from '../support/api-http.js';
+import { fakeNodeTaint, nodeName, nodeNetwork, RealCluster, realNodeUnavailable } from '../support/real-cluster.js';
+import { createMany, VerdictWatch } from '../support/scale.js';
+import { waitFor } from '../support/wait.js';
+
+const deployment = 'entitlement-operator-controller-manager';
+const scalePods = 3_000;
+const operatorPods = 'app.kubernetes.io/name=entitlement-operator';
+const unavailable = realNodeUnavailable() ?? imagesUnavailable();
+if (unavailable) process.stderr.write(`real-node cluster suite skipped: ${unavailable}\n`);
+
+let hostBefore: HostState;
+let cluster: RealCluster | undefined;
+let fakeAws: FakeAws | undefined;
+let workDir: string;
+let core: CoreV1Api;
+let apps: AppsV1Api;
+let custom: CustomObjectsApi;
+let leases: CoordinationV1Api;
+let events: EventsV1Api;
+
+const timings: Record<string, number> = {};
+async function timed<T>(what: string, step: () => Promise<T>): Promise<T> {
+  const started = Date.now();
+  try {
+    return await step();
+  } finally {
+    timings[what] = Date.now() - started;
+  }
+}
+
+(unavailable ? describe.skip : describe)('the shipped image in a real single-node cluster', () => {
+  beforeAll(async () => {
+    hostBefore = await readHostState();
+    const built = await timed('images', buildImages);
+    const started = await timed('cluster', () => RealCluster.start());
+    cluster = started;
+    const plane = started.controlPlane;
+    const toImport = [built.archives.pause, built.archives.busybox, built.archives.operator];
+    await timed('image import', async () => {
+      for (const archive of toImport) await started.node.importImage(archive);
+    });
+    const fake = await FakeAws.start({ serviceAccountKeyPems: [await readFile(plane.file('sa.pub'), 'utf8')] }, 0, nodeNetwork.hostAddress);
+    fakeAws = fake;
+    const kc = plane.kubeConfig();
+    [core, apps, custom, leases, events] = [kc.makeApiClient(CoreV1Api), kc.makeApiClient(AppsV1Api), kc.makeApiClient(CustomObjectsApi), kc.makeApiClient(CoordinationV1Api), kc.makeApiClient(EventsV1Api)];
+    workDir = await mkdtemp(path.join(os.tmpdir(), 'real-cluster-install-'));
+    await timed('install to 2 Ready replicas', async () => {
+      await plane.kubectlOk(['create', 'namespace', operatorNamespace]);
+      await plane.kubectlOk(['-n', operatorNamespace, 'create', 'secret', 'generic', 'aws-keys', `--from-literal=access_key_id=${fakeCredentials.accessKeyId}`, `--from-literal=secret_access_key=${fakeCredentials.secretAccessKey}`]);
+      const [name, tag] = images.operator.split(':') as [string, string];
+      await installWithOverlay(plane, workDir, { image: { name, tag }, region: 'us-east-1', endpoint: fake.url, credentialsSecret: 'aws-keys' });
+      await plane.kubectlOk(['-n', operatorNamespace, 'rollout', 'status', `deployment/${deployment}`, '--timeout=180s']);
+    });
+  }, 1_200_000);
+
+  afterAll(async () => {
+    process.stderr.write(`real-node cluster timings (ms): ${JSON.stringify(timings)}\n`);
+    await fakeAws?.close();
+    await cluster?.stop();
+    if (workDir) await rm(workDir, { recursive: true, force: true });
+  }, 120_000);
+
+  const aws = (): FakeAws => {
+    if (!fakeAws) throw new Error('the fake AWS did not start');
+    return fakeAws;
+  };
+  const cluster_ = (): RealCluster => {
+    if (!cluster) throw new Error('the cluster did not start');
+    return cluster;
+  };
+  const kubectl = (args: string[]): Promise<string> => cluster_().controlPlane.kubectlOk(args);
+  const operatorPodList = async (): Promise<V1Pod[]> => (await core.listNamespacedPod({ namespace: operatorNamespace, labelSelector: operatorPods })).items;
+  const leader = async (): Promise<string | undefined> => (await leases.readNamespacedLease({ name: leaseName, namespace: operatorNamespace })).spec?.holderIdentity ?? undefined;
+  const podsOf = async (namespace: string, app: string): Promise<V1Pod[]> => (await core.listNamespacedPod({ namespace, labelSelector: `app=${app}` })).items;
+
+  /** A pod spec of the busybox image that the `restricted` Pod Security level admits. */
+  const busyboxSpec = (command: string[], serviceAccountName?: string): V1PodSpec => ({
+    ...(serviceAccountName ? { serviceAccountName } : {}),
+    automountServiceAccountToken: false,
+    terminationGracePeriodSeconds: 1,
+    securityContext: { runAsNonRoot: true, runAsUser: 65534, seccompProfile: { type: 'RuntimeDefault' } },
+    containers: [{
+      name: 'app',
+      image: images.busybox,
+      imagePullPolicy: 'Never',
+      command: ['/bin/busybox', ...command],
+      securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
+    }],
+  });
+  const sleeper = (name: string, labels: Record<string, string> = {}): V1Pod => ({ metadata: { name, labels }, spec: busyboxSpec(['sleep', '3600']) });
+
+  async function deployBusybox(namespace: string, name: string, product: string | undefined, extra: { serviceAccountName?: string; replicas?: number } = {}): Promise<void> {
+    await apps.createNamespacedDeployment({
+      namespace,
+      body: {
+        metadata: { name },
+        spec: {
+          replicas: extra.replicas ?? 2,
+          selector: { matchLabels: { app: name } },
+          template: {
+            metadata: { labels: { app: name, ...(product ? { [productLabel]: product } : {}) } },
+            spec: busyboxSpec(['httpd', '-f', '-p', '8080', '-h', '/'], extra.serviceAccountName),
+          },
+        },
+      },
+    });
+  }
+
+  async function runningContainers(namespace: string, app: string, count: number): Promise<V1Pod[]> {
+    return waitFor(`${count} pods of ${app} with running containers`, async () => {
+      const pods = await podsOf(namespace, app);
+      const running = pods.filter((p) => p.status?.containerStatuses?.every((c) => c.state?.running && c.ready));
+      return running.length === count ? running : undefined;
+    }, 120_000, 500);
+  }
+
+  async function namespace(name: string): Promise<string> {
+    await core.createNamespace({ body: { metadata: { name } } });
+    await waitFor(`the default ServiceAccount in ${name}`, async () => ((await core.listNamespacedServiceAccount({ namespace: name })).items.some((sa) => sa.metadata?.name === 'default') ? true : undefined));
+    return name;
+  }
+
+  it('runs two Ready replicas of the shipped image on the real node, exactly one of them the leader', async () => {
+    const pods = await operatorPodList();
+    expect(pods).toHaveLength(2);
+    for (const pod of pods) {
+      expect(pod.spec?.nodeName).toBe(nodeName);
+      expect(pod.spec?.containers[0]?.image).toBe(images.operator);
+      expect(pod.status?.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
+    }
+    const holder = await waitFor('a leader', leader);
+    expect(pods.map((p) => p.metadata?.name)).toContain(holder);
+  });
+
+  it('entitles a Deployment of a real image, whose containers then run', async () => {
+    const ns = await namespace('paid');
+    await createProduct(custom, ns, 'paid', { publicKey: { pem: aws().publicKeyPem }, identity: { mode: 'Operator' }, productCode: 'paid-code' });
+    await deployBusybox(ns, 'paid', 'paid');
+    const pods = await timed('entitled Deployment to running containers', () => runningContainers(ns, 'paid', 2));
+    for (const pod of pods) expect([verdict(pod), gated(pod), pod.spec?.nodeName]).toEqual(['Entitled', false, nodeName]);
+    expect(aws().calls('RegisterUsage').filter((c) => c.productCode === 'paid-code' && c.status === 200)).toHaveLength(2);
+    let table = '';
+    await waitFor('the product status in kubectl get mpp', async () => {
+      table = await kubectl(['get', 'mpp', '-n', ns]);
+      return /^paid\s+paid-code\s+True\s+SignatureVerified\s+2\s+0\s+\S+$/m.test(table) ? true : undefined;
+    }).catch((error: unknown) => {
+      throw new Error(`${String(error)}; it printed:\n${table}`);
+    });
+    expect(table.split('\n')[0]).toMatch(/^NAME\s+PRODUCT CODE\s+ENTITLED\s+REASON\s+ENTITLED PODS\s+BLOCKED\s+AGE$/);
+  });
+
+  it('keeps the pods of a product that is not entitled gated, with annotations and Events', async () => {
+    const ns = await namespace('unpaid');
+    aws().setBehaviour('unpaid-code', { error: 'CustomerNotEntitledException' });
+    await createProduct(custom, ns, 'unpaid', { publicKey: { pem: aws().publicKeyPem }, identity: { mode: 'Operator' }, productCode: 'unpaid-code' });
+    await deployBusybox(ns, 'unpaid', 'unpaid');
+    const pods = await waitFor('2 verdicts', async () => {
+      const list = await podsOf(ns, 'unpaid');
+      return list.length === 2 && list.every((p) => verdict(p) === 'NotEntitled') ? list : undefined;
+    }, 120_000, 500);
+    for (const pod of pods) {
+      expect([reason(pod), gated(pod), pod.spec?.nodeName, pod.status?.phase]).toEqual(['CustomerNotEntitled', true, undefined, 'Pending']);
+      expect(pod.status?.conditions?.find((c) => c.type === 'PodScheduled')).toMatchObject({ status: 'False', reason: 'SchedulingGated' });
+      const podEvents = await waitFor('the NotEntitled Event', async () => {
+        const list = (await events.listNamespacedEvent({ namespace: ns, fieldSelector: `regarding.name=${pod.metadata?.name ?? ''}` })).items;
+        return list.some((e) => e.reason === 'NotEntitled') ? list : undefined;
+      });
+      expect(podEvents.find((e) => e.reason === 'NotEntitled')).toMatchObject({ type: 'Warning' });
+    }
+  });
+
+  it("Pod identity: the pod's ServiceAccount token, verified by the fake's STS against the cluster's key", async () => {
+    const ns = await namespace('podid');
+    const role = 'arn:aws:iam::123456789012:role/podid-metering';
+    await core.createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name: 'app', annotations: { [roleArnAnnotation]: role } } } });
+    await createProduct(custom, ns, 'podid', { publicKey: { pem: aws().publicKeyPem }, identity: { mode: 'Pod' }, productCode: 'podid-code' });
+    await deployBusybox(ns, 'podid', 'podid', { serviceAccountName: 'app' });
+    const pods = await runningContainers(ns, 'podid', 2);
+    for (const pod of pods) {
+      const session = roleSessionName({ namespace: ns, name: pod.metadata?.name ?? '' });
+      expect(aws().calls('AssumeRoleWithWebIdentity').find((c) => c.roleSessionName === session)).toMatchObject({ status: 200, roleArn: role });
+      expect(aws().calls('RegisterUsage').find((c) => c.roleSessionName === session)).toMatchObject({ status: 200, productCode: 'podid-code', roleArn: role });
+    }
+  });
+
+  it('deleting the leader pod: the other replica leads, and a new labelled pod is entitled', async () => {
+    const old = await waitFor('a leader', leader);
+    await timed('failover', async () => {
+      await core.deleteNamespacedPod({ name: old, namespace: operatorNamespace });
+      await waitFor('another leader', async () => {
+        const now = await leader();
+        return now && now !== old ? now : undefined;
+      }, 60_000, 200);
+    });
+    await kubectl(['-n', 'paid', 'scale', 'deployment/paid', '--replicas=3']);
+    await runningContainers('paid', 'paid', 3);
+    await kubectl(['-n', operatorNamespace, 'rollout', 'status', `deployment/${deployment}`, '--timeout=120s']);
+  });
+
+  it('with the operator scaled to 0, labelled pods are refused (fail closed) and other pods are not', async () => {
+    await kubectl(['-n', operatorNamespace, 'scale', `deployment/${deployment}`, '--replicas=0']);
+    await waitFor('no operator pods', async () => ((await operatorPodList()).length === 0 ? true : undefined), 90_000, 500);
+    const label = { [productLabel]: 'paid' };
+    await expect(core.createNamespacedPod({ namespace: 'paid', body: sleeper('refused', label) })).rejects.toThrow(/failed calling webhook/);
+    await core.createNamespacedPod({ namespace: 'paid', body: sleeper('plain') });
+    // The operator's own namespace is outside the webhook, so the operator can always come back.
+    await core.createNamespacedPod({ namespace: operatorNamespace, body: sleeper('own-namespace', label) });
+    await core.deleteNamespacedPod({ name: 'own-namespace', namespace: operatorNamespace, gracePeriodSeconds: 0 });
+    await kubectl(['-n', operatorNamespace, 'scale', `deployment/${deployment}`, '--replicas=2']);
+    await kubectl(['-n', operatorNamespace, 'rollout', 'status', `deployment/${deployment}`, '--timeout=120s']);
+    await core.createNamespacedPod({ namespace: 'paid', body: sleeper('after-scale-up', label) });
+    const pod = await waitFor('the new pod running', async () => {
+      const p = await core.readNamespacedPod({ name: 'after-scale-up', namespace: 'paid' });
+      return p.status?.containerStatuses?.[0]?.state?.running ? p : undefined;
+    }, 120_000, 500);
+    expect(verdict(pod)).toBe('Entitled');
+  });
+
+  it('deleting the webhook certificate Secret: it is made again and admissions go on', async () => {
+    const name = webhookSecretName;
+    const { uid } = (await core.readNamespacedSecret({ name, namespace: operatorNamespace })).metadata ?? {};
+    await core.deleteNamespacedSecret({ name, namespace: operatorNamespace });
+    await timed('certificate Secret recreated', () => waitFor('the Secret again', async () => {
+      const again = await core.readNamespacedSecret({ name, namespace: operatorNamespace }).catch(() => undefined);
+      return again && again.metadata?.uid !== uid ? again : undefined;
+    }, 120_000, 500));
+    for (let i = 0; i < 5; i++) {
+      await core.createNamespacedPod({ namespace: 'paid', body: sleeper(`after-rotation-${i}`, { [productLabel]: 'paid' }) });
+    }
+    await waitFor('5 verdicts after the Secret came back', async () => {
+      const pods = await Promise.all([0, 1, 2, 3, 4].map((i) => core.readNamespacedPod({ name: `after-rotation-${i}`, namespace: 'paid' })));
+      return pods.every((p) => verdict(p) === 'Entitled') ? true : undefined;
+    }, 60_000, 500);
+  }, 240_000);
+
+  it(`gates and entitles ${scalePods} labelled pods on kwok nodes, the operator running under the bundle's limits`, async () => {
+    for (let i = 0; i < Math.ceil(scalePods / 100); i++) await cluster_().addFakeNode(`kwok-node-${i}`);
+    const ns = await namespace('scale');
+    await createProduct(custom, ns, 'scale', { publicKey: { pem: aws().publicKeyPem }, identity: { mode: 'Operator' }, productCode: 'scale-code' });
+    const api = new ApiHttp(cluster_().controlPlane);
+    const watch = new VerdictWatch(() => undefined, ns);
+    await watch.start(api);
+    const body = (index: number): object => ({
+      metadata: { name: `scale-${String(index).padStart(5, '0')}`, labels: { [productLabel]: 'scale' } },
+      spec: {
+        nodeSelector: { type: 'kwok' },
+        tolerations: [{ ...fakeNodeTaint, operator: 'Equal' }],
+        containers: [{ name: 'app', image: images.busybox, resources: { requests: { cpu: '10m', memory: '16Mi' } } }],
+      },
+    });
+    try {
+      await timed(`${scalePods} pods created and entitled`, async () => {
+        await createMany(api, ns, 0, scalePods, { concurrency: 16 }, body);
+        await watch.until(scalePods, 600_000, () => true);
+      });
+    } finally {
+      watch.stop();
+    }
+    const registrations = aws().calls('RegisterUsage').filter((c) => c.productCode === 'scale-code' && c.status === 200);
+    expect(registrations).toHaveLength(scalePods);
+    for (const pod of await operatorPodList()) {
+      const memory = await cluster_().node.podMemory(pod.metadata?.uid ?? '');
+      process.stderr.write(`operator pod ${pod.metadata?.name ?? ''}: memory limit ${memory.limit}, peak ${memory.peak}\n`);
+      expect(memory.limit).toBe(256 * 1024 * 1024);
+      expect(pod.status?.containerStatuses?.[0]?.restartCount).toBe(0);
+    }
+  }, 900_000);
+
+  it('the operator pods never restarted', async () => {
+    const pods = await operatorPodList();
+    expect(pods).toHaveLength(2);
+    for (const pod of pods) {
+      expect({ pod: pod.metadata?.name, restarts: pod.status?.containerStatuses?.[0]?.restartCount }).toEqual({ pod: pod.metadata?.name, restarts: 0 });
+    }
+  });
+
+  it('stopping the cluster leaves nothing on the host', async () => {
+    await fakeAws?.close();
+    fakeAws = undefined;
+    await cluster_().stop();
+    cluster = undefined;
+    expect(hostStateChanges(hostBefore, await readHostState())).toEqual([]);
+  }, 120_000);
+});
