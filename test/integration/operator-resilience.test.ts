@@ -12,7 +12,7 @@ import type { FakeAws } from '../fake-aws/server.js';
 import { operatorNamespace } from '../support/bundle.js';
 import { controlPlaneForSuite } from '../support/control-plane.js';
 import { prepareOperatorEnvironment, startOperatorProcess, waitForPod, waitForWebhook, type OperatorProcess } from '../support/operator.js';
-import { createProduct, gated, labelledPod, verdict } from '../support/pods.js';
+import { createProduct, gated, getProduct, labelledPod, verdict } from '../support/pods.js';
 import { TcpBalancer } from '../support/tcp-balancer.js';
 import { freePort } from '../support/wait.js';
 
@@ -228,3 +228,28 @@ it('SIGTERM at any moment of start-up ends the process at once, exit 0, the Leas
     expect(lease?.spec?.holderIdentity === name).toBe(false);
   }
 }, 120_000);
+
+it('a leader without credentials leaves pods Unknown/Retrying; a correctly configured leader then entitles them', async () => {
+  const namespace = 'no-credentials';
+  await slowProduct(namespace, 'creds', 0);
+  // Nothing the SDK's default chain could find: no keys, no files, no instance metadata.
+  const unconfigured = await start({
+    name: 'unconfigured',
+    env: { ...fastLease, AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent', AWS_CONFIG_FILE: '/nonexistent', AWS_EC2_METADATA_DISABLED: 'true' },
+  });
+  const names = await createPods(namespace, 'creds', 3);
+  await waitForPod('the product to say Unknown/Retrying', async () => {
+    const condition = (await getProduct(custom, namespace, 'creds')).status?.conditions?.find((c) => c.type === 'Entitled');
+    return condition?.status === 'Unknown' && condition.reason === 'Retrying' ? condition : undefined;
+  }, 60_000);
+  for (const pod of await podsOf(namespace, 'creds')) expect([verdict(pod), gated(pod)]).toEqual([undefined, true]);
+  expect(fake.calls('RegisterUsage').filter((c) => c.productCode === 'creds-code')).toEqual([]);
+
+  await unconfigured.proc.stop();
+  await start({ name: 'configured', env: fastLease });
+  const pods = await waitForPod('all entitled', async () => {
+    const list = await podsOf(namespace, 'creds');
+    return list.every((p) => verdict(p) === 'Entitled' && !gated(p)) ? list : undefined;
+  }, 60_000);
+  expect(pods.map((p) => p.metadata?.name).sort()).toEqual(names.sort());
+}, 180_000);
