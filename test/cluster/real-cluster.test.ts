@@ -148,6 +148,10 @@ async function timed<T>(what: string, step: () => Promise<T>): Promise<T> {
     }
     const holder = await waitFor('a leader', leader);
     expect(pods.map((p) => p.metadata?.name)).toContain(holder);
+    // Configured before it rolled out: one apply, one ReplicaSet, no replica started half-configured.
+    const replicaSets = (await apps.listNamespacedReplicaSet({ namespace: operatorNamespace, labelSelector: operatorPods })).items;
+    expect(replicaSets).toHaveLength(1);
+    expect((await apps.readNamespacedDeployment({ name: deployment, namespace: operatorNamespace })).metadata?.generation).toBe(1);
   });
 
   it('entitles a Deployment of a real image, whose containers then run', async () => {
@@ -212,6 +216,34 @@ async function timed<T>(what: string, step: () => Promise<T>): Promise<T> {
     });
     await kubectl(['-n', 'paid', 'scale', 'deployment/paid', '--replicas=3']);
     await runningContainers('paid', 'paid', 3);
+    await kubectl(['-n', operatorNamespace, 'rollout', 'status', `deployment/${deployment}`, '--timeout=120s']);
+  });
+
+  it('a replica deleted while it starts stops at once: node, PID 1 in its container, handles SIGTERM', async () => {
+    const before = new Set((await operatorPodList()).map((p) => p.metadata?.name));
+    await kubectl(['-n', operatorNamespace, 'rollout', 'restart', `deployment/${deployment}`]);
+    const starting = await waitFor('a new replica whose container runs but is not Ready yet', async () => {
+      const pods = await operatorPodList();
+      return pods.find((p) => !before.has(p.metadata?.name) && p.status?.containerStatuses?.[0]?.state?.running && !p.status.containerStatuses[0].ready);
+    }, 60_000, 50);
+    const name = starting.metadata?.name ?? '';
+    const api = new ApiHttp(cluster_().controlPlane);
+    let exitCode: number | undefined;
+    const gone = new Promise<void>((resolve) => {
+      const watch = api.watch(`/api/v1/namespaces/${operatorNamespace}/pods?fieldSelector=metadata.name%3D${name}`, starting.metadata?.resourceVersion ?? '0', (type, object) => {
+        const terminated = (object as unknown as V1Pod).status?.containerStatuses?.[0]?.state?.terminated;
+        if (terminated) exitCode = terminated.exitCode;
+        if (type === 'DELETED') {
+          watch.stop();
+          resolve();
+        }
+      });
+    });
+    // The default grace period (30 s): a process that ignored SIGTERM would be SIGKILLed (137) after it.
+    await core.deleteNamespacedPod({ name, namespace: operatorNamespace });
+    await gone;
+    api.close();
+    expect({ pod: name, exitCode }).toEqual({ pod: name, exitCode: 0 });
     await kubectl(['-n', operatorNamespace, 'rollout', 'status', `deployment/${deployment}`, '--timeout=120s']);
   });
 
