@@ -3,7 +3,7 @@
 // never registers a pod twice.
 //   watch → queue → here → Registrar (AWS) → verdict → pod patch, Event, product outcome
 import type { V1Pod } from '@kubernetes/client-node';
-import { annotations, productLabel, schedulingGate, type MarketplaceProduct, type NotEntitledReason, type Verdict } from '../api/marketplace-product.js';
+import { annotations, group, kind, productLabel, schedulingGate, version, type MarketplaceProduct, type NotEntitledReason, type Verdict } from '../api/marketplace-product.js';
 import { newNonce } from '../aws/nonce.js';
 import type { EventRecorder } from '../kube/events.js';
 import type { Informer } from '../kube/informer.js';
@@ -106,7 +106,11 @@ export class PodReconciler {
     };
     const result = await this.registrar.check(product, podRef, nonce);
     if (result.verdict === 'Retry') {
-      this.outcomes.record(productKey, { status: 'Unknown', reason: 'Retrying', message: result.message });
+      // One Event per product when its registrations start failing, not one per pod and retry:
+      // an AWS outage or a missing credential must not turn into a storm of writes.
+      if (this.outcomes.record(productKey, { status: 'Unknown', reason: 'Retrying', message: result.message })) {
+        await this.events.record({ apiVersion: `${group}/${version}`, kind, metadata: product.metadata }, 'Warning', 'Retrying', 'RegisterUsage', `registrations of product ${product.spec.productCode} are failing and will be retried: ${result.message}`);
+      }
       log.warn('registration will be retried', { error: result.message });
       throw new RetryLater(result.message);
     }

@@ -17,7 +17,8 @@ export class ProductOutcomes {
     this.listeners.push(listener);
   }
 
-  record(productKey: string, outcome: ProductOutcome): void {
+  /** Records the outcome; true when its status or reason differs from the previous one. */
+  record(productKey: string, outcome: ProductOutcome): boolean {
     const previous = this.latest.get(productKey);
     this.latest.set(productKey, {
       ...outcome,
@@ -28,6 +29,7 @@ export class ProductOutcomes {
         : {}),
     });
     for (const listener of this.listeners) listener(productKey);
+    return previous?.status !== outcome.status || previous.reason !== outcome.reason;
   }
 
   get(productKey: string): ProductOutcome | undefined {

@@ -1,6 +1,6 @@
-// Records Kubernetes Events (events.k8s.io/v1) about pods. Recording never fails the caller:
-// an Event is information, not state.
-import type { V1Pod } from '@kubernetes/client-node';
+// Records Kubernetes Events (events.k8s.io/v1) about pods and products. Recording never fails
+// the caller: an Event is information, not state.
+import type { V1ObjectMeta, V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../observability/logger.js';
 import { randomBytes } from 'node:crypto';
 import { describeError } from './errors.js';
@@ -16,14 +16,19 @@ export class EventRecorder {
     private readonly log: Logger,
   ) {}
 
-  async pod(pod: V1Pod, type: 'Normal' | 'Warning', reason: string, action: string, note: string): Promise<void> {
-    const namespace = pod.metadata?.namespace ?? 'default';
+  pod(pod: V1Pod, type: 'Normal' | 'Warning', reason: string, action: string, note: string): Promise<void> {
+    return this.record({ apiVersion: 'v1', kind: 'Pod', metadata: pod.metadata ?? {} }, type, reason, action, note);
+  }
+
+  async record(regarding: { apiVersion: string; kind: string; metadata: V1ObjectMeta }, type: 'Normal' | 'Warning', reason: string, action: string, note: string): Promise<void> {
+    const { name, uid } = regarding.metadata;
+    const namespace = regarding.metadata.namespace ?? 'default';
     try {
       await this.client.send('POST', `/apis/events.k8s.io/v1/namespaces/${segment(namespace)}/events`, {
         apiVersion: 'events.k8s.io/v1',
         kind: 'Event',
         // As client-go names them: the object's name, a dot, something unique.
-        metadata: { name: `${pod.metadata?.name ?? 'pod'}.${Date.now().toString(16)}${randomBytes(4).toString('hex')}`, namespace },
+        metadata: { name: `${name ?? regarding.kind.toLowerCase()}.${Date.now().toString(16)}${randomBytes(4).toString('hex')}`, namespace },
         eventTime: microTime(),
         reportingController,
         reportingInstance: this.instance,
@@ -31,10 +36,10 @@ export class EventRecorder {
         reason,
         type,
         note: note.slice(0, 1024),
-        regarding: { apiVersion: 'v1', kind: 'Pod', name: pod.metadata?.name, namespace, uid: pod.metadata?.uid },
+        regarding: { apiVersion: regarding.apiVersion, kind: regarding.kind, name, namespace, uid },
       });
     } catch (error) {
-      this.log.warn('could not record event', { pod: `${namespace}/${pod.metadata?.name ?? ''}`, reason, error: describeError(error) });
+      this.log.warn('could not record event', { [regarding.kind.toLowerCase()]: `${namespace}/${name ?? ''}`, reason, error: describeError(error) });
     }
   }
 }

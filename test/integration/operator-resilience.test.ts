@@ -2,7 +2,7 @@
 // webhook certificate rotated while pods are being created.
 import tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
-import { CoordinationV1Api, type CoreV1Api, type CustomObjectsApi, type V1Pod } from '@kubernetes/client-node';
+import { CoordinationV1Api, EventsV1Api, type CoreV1Api, type CustomObjectsApi, type V1Pod } from '@kubernetes/client-node';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { annotations, productLabel } from '../../src/api/marketplace-product.js';
 import { createLogger } from '../../src/observability/logger.js';
@@ -229,8 +229,9 @@ it('SIGTERM at any moment of start-up ends the process at once, exit 0, the Leas
   }
 }, 120_000);
 
-it('a leader without credentials leaves pods Unknown/Retrying; a correctly configured leader then entitles them', async () => {
+it('a leader without credentials leaves pods Unknown/Retrying, with one Event saying why; a correctly configured leader then entitles them', async () => {
   const namespace = 'no-credentials';
+  const events = controlPlane().kubeConfig().makeApiClient(EventsV1Api);
   await slowProduct(namespace, 'creds', 0);
   // Nothing the SDK's default chain could find: no keys, no files, no instance metadata.
   const unconfigured = await start({
@@ -244,6 +245,15 @@ it('a leader without credentials leaves pods Unknown/Retrying; a correctly confi
   }, 60_000);
   for (const pod of await podsOf(namespace, 'creds')) expect([verdict(pod), gated(pod)]).toEqual([undefined, true]);
   expect(fake.calls('RegisterUsage').filter((c) => c.productCode === 'creds-code')).toEqual([]);
+  // One Event on the product that says what is missing, however many pods and retries.
+  const productEvents = await waitForPod('the Retrying Event on the product', async () => {
+    const list = (await events.listNamespacedEvent({ namespace, fieldSelector: 'regarding.name=creds' })).items.filter((e) => e.reason === 'Retrying');
+    return list.length > 0 ? list : undefined;
+  });
+  await sleep(2_000);
+  expect((await events.listNamespacedEvent({ namespace, fieldSelector: 'regarding.name=creds' })).items.filter((e) => e.reason === 'Retrying')).toHaveLength(1);
+  expect(productEvents[0]).toMatchObject({ type: 'Warning', regarding: { kind: 'MarketplaceProduct', name: 'creds' } });
+  expect(productEvents[0]?.note).toMatch(/credentials/i);
 
   await unconfigured.proc.stop();
   await start({ name: 'configured', env: fastLease });
