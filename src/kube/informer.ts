@@ -15,7 +15,8 @@ import { describeError } from './errors.js';
 
 export interface ListResult<T> {
   items: T[];
-  metadata?: { resourceVersion?: string; _continue?: string };
+  /** As the API server sends it (`continue`; client-node's models call it `_continue`). */
+  metadata?: { resourceVersion?: string; continue?: string };
 }
 
 export interface InformerOptions<T> {
@@ -25,6 +26,8 @@ export interface InformerOptions<T> {
   /** Lists one page; called again with the page's continue token until there is none. */
   list: (continueToken?: string) => Promise<ListResult<T>>;
   labelSelector?: string;
+  /** For one named object: `metadata.name=NAME` (RBAC can then limit list and watch to that name). */
+  fieldSelector?: string;
   /** What the cache keeps of each object (applied before handlers see it). */
   transform?: (object: T) => T;
   /** An index key of each object, for byIndex(). */
@@ -146,7 +149,7 @@ export class Informer<T extends KubernetesObject> {
     do {
       const page = await this.options.list(continueToken);
       for (const item of page.items) seen.add(this.store(item));
-      continueToken = page.metadata?._continue || undefined;
+      continueToken = page.metadata?.continue || undefined;
       resourceVersion = page.metadata?.resourceVersion;
     } while (continueToken && !this.stopped);
     this.relists++;
@@ -209,6 +212,7 @@ export class Informer<T extends KubernetesObject> {
       // The server ends quiet watches after this; a watch silent much longer has stalled.
       timeoutSeconds: String(20 + Math.floor(Math.random() * 8)),
       ...(this.options.labelSelector ? { labelSelector: this.options.labelSelector } : {}),
+      ...(this.options.fieldSelector ? { fieldSelector: this.options.fieldSelector } : {}),
     });
     try {
       await this.client.watch(

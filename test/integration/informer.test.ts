@@ -1,0 +1,38 @@
+// The list-watch cache against a real API server: a list of many pages (the API server's
+// `metadata.continue`) fills the whole cache before the informer reports synced.
+import type { V1ConfigMap } from '@kubernetes/client-node';
+import { Informer, type ListResult } from '../../src/kube/informer.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { controlPlaneForSuite } from '../support/control-plane.js';
+
+const controlPlane = controlPlaneForSuite();
+
+it('lists every page before it reports synced', async () => {
+  const client = controlPlane().client();
+  await client.request('POST', '/api/v1/namespaces', { metadata: { name: 'paged' } });
+  const names = Array.from({ length: 7 }, (_, i) => `cm-${i}`);
+  for (const name of names) await client.request('POST', '/api/v1/namespaces/paged/configmaps', { metadata: { name }, data: {} });
+  const pages: number[] = [];
+  const informer = new Informer<V1ConfigMap>(
+    client,
+    {
+      name: 'configmaps',
+      path: '/api/v1/namespaces/paged/configmaps',
+      // Pages of 2, so 7 objects take 4 pages.
+      list: async (continueToken) => {
+        const page = await client.request<ListResult<V1ConfigMap>>('GET', `/api/v1/namespaces/paged/configmaps?limit=2${continueToken ? `&continue=${encodeURIComponent(continueToken)}` : ''}`);
+        pages.push(page.items.length);
+        return page;
+      },
+    },
+    createLogger({ level: 'error' }),
+  );
+  await informer.start();
+  try {
+    expect(pages).toEqual([2, 2, 2, 1]);
+    expect(informer.list().map((cm) => cm.metadata?.name).sort()).toEqual(names);
+  } finally {
+    await informer.stop();
+    await client.close();
+  }
+});
