@@ -45,6 +45,10 @@ e2e-cluster: node_modules ## The shipped image in a real single-node cluster (ro
 bench-cluster: node_modules ## Benchmark the operator at scale under the Deployment's memory limit (root; flags: ARGS=...).
 	npm run bench:cluster -- $(ARGS)
 
+.PHONY: score
+score: ## Score the rendered bundle with kube-score (built with the test binaries).
+	$$(hack/build-test-binaries.sh | tail -n 1)/kube-score score config/install.yaml
+
 .PHONY: bundle
 bundle: ## Render config/default into config/install.yaml.
 	hack/render-bundle.sh

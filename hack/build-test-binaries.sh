@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Builds the cluster binaries the tests run (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, kubelet, kube-proxy, kwok, kwokctl) from Go modules at pinned
-# versions, caches them by version outside the work tree, and prints the directory that holds
-# them as the last line of stdout. Binaries found in $KUBEBUILDER_ASSETS are used instead of
-# building them.
+# Builds the binaries the tests run (etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler, kubectl, kubelet, kube-proxy, kwok, kwokctl, and the manifest scorer
+# kube-score) from Go modules at pinned versions, caches them by version outside the work tree,
+# and prints the directory that holds them as the last line of stdout. Binaries found in
+# $KUBEBUILDER_ASSETS are used instead of building them.
 # Progress goes to stderr: the first build takes tens of minutes on 2 cores.
 set -euo pipefail
 
 K8S_VERSION=v1.34.4    # also pinned in hack/k8s/go.mod (regenerate with hack/k8s/gen-go-mod.sh)
 ETCD_VERSION=v3.6.16   # also pinned in hack/etcd/go.mod
 KWOK_VERSION=v0.7.0
+KUBE_SCORE_VERSION=v1.20.0
 
 here=$(cd "$(dirname "$0")" && pwd)
 export GOTOOLCHAIN=${GOTOOLCHAIN:-local} CGO_ENABLED=0 GOFLAGS=-mod=mod
@@ -69,6 +70,12 @@ if ! have kwok || ! have kwokctl; then
   log "building kwok and kwokctl $KWOK_VERSION"
   with_heartbeat kwok env GOBIN="$out" GOFLAGS= \
     go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION"
+fi
+
+if ! have kube-score; then
+  log "building kube-score $KUBE_SCORE_VERSION"
+  with_heartbeat kube-score env GOBIN="$out" GOFLAGS= \
+    go install -trimpath -ldflags "-s -w" "github.com/zegl/kube-score/cmd/kube-score@$KUBE_SCORE_VERSION"
 fi
 
 log "binaries ready in $out"

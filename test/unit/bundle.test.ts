@@ -55,11 +55,19 @@ describe('install bundle', () => {
     expect(container?.args).toEqual(expect.arrayContaining(['--leader-elect', '--webhook-port=9443', '--metrics-port=8080', '--health-port=8081']));
   });
 
-  it("admits only the webhook, metrics and health ports of the operator's pods", () => {
+  it("admits only the webhook, metrics and health ports of the operator's pods, and lets them reach the API server and AWS", () => {
     const policy = bundleObject<V1NetworkPolicy>('NetworkPolicy');
     expect(policy.spec?.podSelector?.matchLabels).toEqual(bundleObject<V1Deployment>('Deployment').spec?.selector.matchLabels);
-    expect(policy.spec?.policyTypes).toEqual(['Ingress']);
+    expect(policy.spec?.policyTypes).toEqual(['Ingress', 'Egress']);
+    expect(policy.spec?.egress).toEqual([{}]);
     expect(policy.spec?.ingress?.flatMap((rule) => [(rule as { from?: unknown }).from === undefined, ...(rule.ports ?? []).map((p) => p.port)])).toEqual([true, 'webhook', 'metrics', 'health']);
+  });
+
+  it('prefers replicas on different nodes', () => {
+    const deployment = bundleObject<V1Deployment>('Deployment');
+    const terms = deployment.spec?.template.spec?.affinity?.podAntiAffinity?.preferredDuringSchedulingIgnoredDuringExecution ?? [];
+    expect(terms).toHaveLength(1);
+    expect(terms[0]?.podAffinityTerm).toEqual({ topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: deployment.spec?.selector.matchLabels } });
   });
 
   it('keeps a replica through voluntary disruptions', () => {
