@@ -2,6 +2,7 @@
 // Deployment reaches Running pods; a product that is not entitled never gets scheduled.
 import { AppsV1Api, type V1Pod } from '@kubernetes/client-node';
 import { productLabel } from '../../src/api/marketplace-product.js';
+import { operatorNamespace } from '../support/bundle.js';
 import { KwokCluster } from '../support/kwok-cluster.js';
 import { prepareOperatorEnvironment, startOperatorProcess, waitForPod, type OperatorEnvironment } from '../support/operator.js';
 import { createProduct, gated, reason, verdict } from '../support/pods.js';
@@ -62,4 +63,14 @@ it('a product that is not entitled: its pods stay gated, unscheduled', async () 
     expect(pod.status?.conditions?.find((c) => c.type === 'PodScheduled')).toMatchObject({ status: 'False', reason: 'SchedulingGated' });
   }
   expect(pods).toHaveLength(3);
+});
+
+it("the bundle's two replicas of the operator land on different nodes", async () => {
+  // Here they are kwok pods (the operator under test runs out of cluster); the scheduler places
+  // them as it would real ones.
+  const pods = await waitForPod('2 scheduled operator pods', async () => {
+    const list = (await env.core.listNamespacedPod({ namespace: operatorNamespace, labelSelector: 'app.kubernetes.io/name=entitlement-operator' })).items;
+    return list.length === 2 && list.every((p) => p.spec?.nodeName) ? list : undefined;
+  }, 120_000);
+  expect(new Set(pods.map((p) => p.spec?.nodeName)).size).toBe(2);
 });

@@ -51,7 +51,7 @@ export class KwokCluster {
         labels: { 'kubernetes.io/hostname': name, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64', type: 'kwok' },
       },
       spec: { taints },
-      status: { allocatable: { cpu: '32', memory: '256Gi', pods: '110' }, capacity: { cpu: '32', memory: '256Gi', pods: '110' } },
+      status: { allocatable: { cpu: '32', memory: '256Gi', 'ephemeral-storage': '100Gi', pods: '110' }, capacity: { cpu: '32', memory: '256Gi', 'ephemeral-storage': '100Gi', pods: '110' } },
     };
     await this.controlPlane.kubectlOk(['apply', '-f', '-'], JSON.stringify(node));
     await this.controlPlane.kubectlOk(['wait', '--for=condition=Ready', `node/${name}`, '--timeout=60s']);
