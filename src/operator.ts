@@ -3,7 +3,7 @@
 // leader election, each with its own queue. Data flows one way:
 // watch → queue → reconcile → AWS → verdict → patch.
 import os from 'node:os';
-import type { V1Pod } from '@kubernetes/client-node';
+import type { V1Pod, V1Secret } from '@kubernetes/client-node';
 import type http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { group, plural, productLabel, version, type MarketplaceProduct } from './api/marketplace-product.js';
@@ -42,7 +42,7 @@ export const webhookServiceName = 'entitlement-operator-webhook-service';
 export interface OperatorOptions {
   namespace: string;
   identity: string;
-  /** How often every replica re-reads the certificate Secret (and renews it when due). */
+  /** How often every replica checks whether a certificate renewal or CA-rotation step is due (it watches the Secret for changes). */
   certificateCheckMs: number;
   awsConcurrency: number;
   workers: number;
@@ -158,9 +158,22 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
   let cachesSynced = false;
   health.addReadinessCheck('webhook-certificate', () => webhook.certificateLoaded);
   health.addReadinessCheck('caches-synced', () => cachesSynced);
+  // The certificate Secret, watched: a change another replica (or cert-manager) made is served
+  // at once, and a deleted Secret is made again at once. The timer only drives the steps that
+  // are due by time (renewal, the steps of a CA rotation).
+  const secretInformer = new Informer<V1Secret>(
+    client,
+    {
+      name: 'webhook-certificate',
+      path: `/api/v1/namespaces/${options.namespace}/secrets`,
+      fieldSelector: `metadata.name=${webhookSecretName}`,
+      list: () => client.request<ListResult<V1Secret>>('GET', `/api/v1/namespaces/${options.namespace}/secrets?fieldSelector=${encodeURIComponent(`metadata.name=${webhookSecretName}`)}`),
+    },
+    log,
+  );
   let tls: WebhookTls | undefined;
-  const refreshCertificate = async (): Promise<void> => {
-    const next = await certificates.ensure();
+  const loadCertificate = async (): Promise<void> => {
+    const next = await certificates.ensure(Date.now(), secretInformer.get(`${options.namespace}/${webhookSecretName}`));
     if (next.version !== tls?.version) {
       await webhook.setCertificate(next);
       // With cert-manager, its cainjector owns the CA bundle; out of cluster the URL is still ours.
@@ -169,14 +182,28 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
       tls = next;
     }
   };
+  // One load at a time: a watch event and the timer may both ask.
+  let loading = Promise.resolve();
+  const refreshCertificate = (): Promise<void> => {
+    loading = loading.then(loadCertificate).catch((error: unknown) => {
+      log.warn('certificate check failed', { error: describeError(error) });
+    });
+    return loading;
+  };
+  secretInformer.onUpsert(() => void refreshCertificate());
+  secretInformer.onDelete(() => void refreshCertificate());
   let certificateTimer: NodeJS.Timeout | undefined;
   manager.add(
     part(
       'webhook',
       async (aborted) => {
+        const stopOnAbort = (): void => void secretInformer.stop();
+        aborted.addEventListener('abort', stopOnAbort, { once: true });
+        await secretInformer.start();
+        aborted.removeEventListener('abort', stopOnAbort);
         for (let attempt = 1; ; attempt++) {
           try {
-            await refreshCertificate();
+            await loadCertificate();
             break;
           } catch (error) {
             if (attempt >= 60 || aborted.aborted) throw error;
@@ -185,14 +212,11 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
           }
         }
         await webhook.listen(flags.webhookPort, options.host);
-        certificateTimer = setInterval(() => {
-          refreshCertificate().catch((error: unknown) => {
-            log.warn('certificate check failed', { error: describeError(error) });
-          });
-        }, options.certificateCheckMs);
+        certificateTimer = setInterval(() => void refreshCertificate(), options.certificateCheckMs);
       },
       async () => {
         clearInterval(certificateTimer);
+        await secretInformer.stop();
         await webhook.close();
       },
     ),

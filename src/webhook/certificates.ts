@@ -1,7 +1,13 @@
 // Self-managed TLS for the webhook: a CA and a serving certificate kept in one Secret. Replicas
 // starting together converge on one Secret (create, and on conflict read what won). The serving
-// certificate is renewed from the same CA well before it expires, so the CA bundle the API server
-// trusts never changes and no admission fails during a rotation.
+// certificate is renewed from the same CA well before it expires. The CA itself rotates well
+// before it expires, in three steps an overlap apart, so that the API server trusts whatever a
+// replica serves at every moment (as cert-manager's webhook authority does):
+//   1. a new CA joins the trusted bundle (`ca.crt` holds both); the old CA still signs what is served;
+//   2. after the overlap (every API server has the new bundle), the serving certificate is
+//      re-issued by the new CA;
+//   3. after another overlap (every replica serves it), the old CA leaves the bundle.
+// Every step is one Secret update with a resourceVersion, so replicas racing each other converge.
 import { X509Certificate } from 'node:crypto';
 import type { V1Secret } from '@kubernetes/client-node';
 import { ApiError, segment, type KubeClient } from '../kube/api.js';
@@ -9,8 +15,11 @@ import { createCertificateAuthority, issueCertificate, loadCertificateAuthority,
 import type { Logger } from '../observability/logger.js';
 
 const day = 24 * 60 * 60 * 1000;
+/** When the current CA joined the bundle (RFC 3339), for the overlap of a CA rotation. */
+export const caRotatedAtAnnotation = 'marketplace.entitlements.io/ca-rotated-at';
 
 export interface WebhookTls {
+  /** Every CA the API server is to trust (PEM bundle): the current one, and during a CA rotation the previous one. */
   caPem: string;
   certPem: string;
   keyPem: string;
@@ -25,6 +34,10 @@ export interface CertificateOptions {
   dnsNames: readonly string[];
   ipAddresses: readonly string[];
   caValidityMs?: number;
+  /** Rotate the CA when it has less than this left (a third of its validity). */
+  caRenewBeforeMs?: number;
+  /** How long each step of a CA rotation waits for every API server and replica to catch up (10 minutes). */
+  caOverlapMs?: number;
   servingValidityMs?: number;
   /** Renew the serving certificate when it has less than this left. */
   renewBeforeMs?: number;
@@ -32,8 +45,27 @@ export interface CertificateOptions {
   external?: boolean;
 }
 
+/** What the Secret holds, parsed. */
+interface Stored {
+  /** Trusted CAs, the current (signing) one first. */
+  cas: { pem: string; cert: X509Certificate }[];
+  caKeyPem: string;
+  serving: X509Certificate;
+  /** Index in `cas` of the CA that issued the serving certificate. */
+  servingIssuer: number;
+  rotatedAt: number;
+}
+
+type Step =
+  | { kind: 'startCaRotation' }
+  | { kind: 'servingFromNewCa' }
+  | { kind: 'dropPreviousCa' }
+  | { kind: 'renewServing' };
+
 export class CertificateStore {
   private readonly caValidityMs: number;
+  private readonly caRenewBeforeMs: number;
+  private readonly caOverlapMs: number;
   private readonly servingValidityMs: number;
   private readonly renewBeforeMs: number;
 
@@ -43,35 +75,101 @@ export class CertificateStore {
     private readonly log: Logger,
   ) {
     this.caValidityMs = options.caValidityMs ?? 10 * 365 * day;
+    this.caRenewBeforeMs = options.caRenewBeforeMs ?? this.caValidityMs / 3;
+    this.caOverlapMs = options.caOverlapMs ?? 10 * 60 * 1000;
     this.servingValidityMs = options.servingValidityMs ?? 90 * day;
     this.renewBeforeMs = options.renewBeforeMs ?? 30 * day;
   }
 
-  /** The current TLS material, creating or renewing it when needed. Safe to call from every replica. */
-  async ensure(now = Date.now()): Promise<WebhookTls> {
-    const secret = await this.read();
+  /**
+   * The current TLS material, taking the step that is due (create, renew, a step of a CA
+   * rotation). Safe to call from every replica. `secret` is the Secret as a watch last saw it;
+   * without it, it is read.
+   */
+  async ensure(now = Date.now(), secret?: V1Secret): Promise<WebhookTls> {
+    const current = secret ?? (await this.read());
     if (this.options.external) {
-      const tls = secret && fromSecret(secret);
+      const tls = current && fromSecret(current);
       if (!tls) throw new Error(`waiting for Secret ${this.options.namespace}/${this.options.secretName} with ca.crt, tls.crt and tls.key (cert-manager)`);
       return tls;
     }
-    if (!secret) return this.create();
-    const tls = fromSecret(secret);
-    if (tls && !this.needsRenewal(tls, now)) return tls;
-    return this.renew(secret, tls === undefined);
+    if (!current) return this.create();
+    const stored = parse(current);
+    if (!stored) return this.replace(current);
+    const step = this.due(stored, now);
+    if (!step) return fromSecretOrThrow(current);
+    return this.take(step, current, stored, now);
   }
 
   /** Issues a new serving certificate now (operators can force a rotation). */
   async rotate(): Promise<WebhookTls> {
     const secret = await this.read();
     if (!secret) return this.create();
-    return this.renew(secret, false);
+    const stored = parse(secret);
+    if (!stored) return this.replace(secret);
+    return this.take({ kind: 'renewServing' }, secret, stored, Date.now());
   }
 
-  private needsRenewal(tls: WebhookTls, now: number): boolean {
-    if (tls.notAfter.getTime() - now < this.renewBeforeMs) return true;
-    const cert = new X509Certificate(tls.certPem);
+  /** Which step is due now, if any. */
+  private due(stored: Stored, now: number): Step | undefined {
+    const current = stored.cas[0];
+    if (!current) return undefined;
+    const rotating = stored.cas.length > 1;
+    if (rotating && stored.servingIssuer > 0) {
+      // Step 2 waits out the overlap, unless the serving certificate expires first.
+      if (now - stored.rotatedAt >= this.caOverlapMs || Date.parse(stored.serving.validTo) <= now) return { kind: 'servingFromNewCa' };
+      return undefined;
+    }
+    if (rotating && now - stored.rotatedAt >= 2 * this.caOverlapMs) return { kind: 'dropPreviousCa' };
+    if (!rotating && Date.parse(current.cert.validTo) - now < this.caRenewBeforeMs) return { kind: 'startCaRotation' };
+    if (this.servingNeedsRenewal(stored.serving, now)) return { kind: 'renewServing' };
+    return undefined;
+  }
+
+  private servingNeedsRenewal(cert: X509Certificate, now: number): boolean {
+    if (Date.parse(cert.validTo) - now < this.renewBeforeMs) return true;
     return !this.options.dnsNames.every((name) => cert.checkHost(name) !== undefined) || !this.options.ipAddresses.every((ip) => cert.checkIP(ip) !== undefined);
+  }
+
+  private async take(step: Step, secret: V1Secret, stored: Stored, now: number): Promise<WebhookTls> {
+    const current = stored.cas[0];
+    if (!current) throw new Error('webhook certificate Secret has no CA');
+    const signing = await loadCertificateAuthority(current.pem, stored.caKeyPem);
+    const data = secret.data ?? {};
+    let annotations = secret.metadata?.annotations ?? {};
+    let next: Record<string, string>;
+    let trustedCas = stored.cas.length;
+    switch (step.kind) {
+      case 'startCaRotation': {
+        const ca = await createCertificateAuthority('entitlement-operator-webhook-ca', this.caValidityMs);
+        next = { ...data, ...encode({ 'ca.crt': pemBundle(ca.certPem, current.pem), 'ca.key': ca.keyPem }) };
+        annotations = { ...annotations, [caRotatedAtAnnotation]: new Date(now).toISOString() };
+        trustedCas = 2;
+        break;
+      }
+      case 'dropPreviousCa':
+        next = { ...data, ...encode({ 'ca.crt': current.pem }) };
+        trustedCas = 1;
+        break;
+      case 'servingFromNewCa':
+      case 'renewServing': {
+        const serving = await this.issue(signing);
+        next = { ...data, ...encode({ 'tls.crt': serving.certPem, 'tls.key': serving.keyPem }) };
+        break;
+      }
+    }
+    try {
+      const { name, namespace, resourceVersion, labels } = secret.metadata ?? {};
+      // The resourceVersion makes this a compare-and-swap: of replicas racing, one wins.
+      const body = { apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace, resourceVersion, labels, annotations }, type: secret.type, data: next };
+      const updated = await this.client.request<V1Secret>('PUT', this.secretPath(), body);
+      this.log.info('webhook certificate step taken', { certificateStore: `${this.options.namespace}/${this.options.secretName}`, step: step.kind, trustedCas });
+      return fromSecretOrThrow(updated);
+    } catch (error) {
+      // Another replica took a step at the same time (resourceVersion conflict): use theirs.
+      if (error instanceof ApiError && error.code === 409) return this.ensure(now);
+      throw error;
+    }
   }
 
   private secretPath(): string {
@@ -97,18 +195,22 @@ export class CertificateStore {
     });
   }
 
-  private async create(): Promise<WebhookTls> {
+  private async freshData(): Promise<Record<string, string>> {
     const ca = await createCertificateAuthority('entitlement-operator-webhook-ca', this.caValidityMs);
     const serving = await this.issue(ca);
+    return encode({ 'ca.crt': ca.certPem, 'ca.key': ca.keyPem, 'tls.crt': serving.certPem, 'tls.key': serving.keyPem });
+  }
+
+  private async create(): Promise<WebhookTls> {
     try {
       const created = await this.client.request<V1Secret>('POST', `/api/v1/namespaces/${segment(this.options.namespace)}/secrets`, {
         apiVersion: 'v1',
         kind: 'Secret',
         metadata: { name: this.options.secretName, namespace: this.options.namespace },
         type: 'kubernetes.io/tls',
-        data: secretData(ca.certPem, ca.keyPem, serving.certPem, serving.keyPem),
+        data: await this.freshData(),
       });
-      this.log.info('created webhook certificate', { certificateStore: `${this.options.namespace}/${this.options.secretName}`, notAfter: serving.notAfter.toISOString() });
+      this.log.info('created webhook certificate', { certificateStore: `${this.options.namespace}/${this.options.secretName}` });
       return fromSecretOrThrow(created);
     } catch (error) {
       // Another replica created it first: use theirs.
@@ -117,38 +219,55 @@ export class CertificateStore {
     }
   }
 
-  private async renew(secret: V1Secret, replaceCa: boolean): Promise<WebhookTls> {
-    const data = secret.data ?? {};
-    const caPem = decode(data['ca.crt']);
-    const caKeyPem = decode(data['ca.key']);
-    let ca: CertificateAuthority;
-    if (replaceCa || !caPem || !caKeyPem) {
-      ca = await createCertificateAuthority('entitlement-operator-webhook-ca', this.caValidityMs);
-    } else {
-      ca = await loadCertificateAuthority(caPem, caKeyPem);
-    }
-    const serving = await this.issue(ca);
+  /** The Secret is unreadable (edited by hand, truncated): start again with a new CA. */
+  private async replace(secret: V1Secret): Promise<WebhookTls> {
     try {
-      const updated = await this.client.request<V1Secret>('PUT', this.secretPath(), { ...secret, data: secretData(ca.certPem, ca.keyPem, serving.certPem, serving.keyPem) });
-      this.log.info('renewed webhook certificate', { certificateStore: `${this.options.namespace}/${this.options.secretName}`, notAfter: serving.notAfter.toISOString() });
+      const updated = await this.client.request<V1Secret>('PUT', this.secretPath(), { ...secret, data: await this.freshData() });
+      this.log.warn('replaced an unreadable webhook certificate Secret', { certificateStore: `${this.options.namespace}/${this.options.secretName}` });
       return fromSecretOrThrow(updated);
     } catch (error) {
-      // Another replica renewed it at the same time (resourceVersion conflict): use theirs.
       if (error instanceof ApiError && error.code === 409) return this.ensure();
       throw error;
     }
   }
 }
 
-function secretData(caPem: string, caKeyPem: string, certPem: string, keyPem: string): Record<string, string> {
-  const b64 = (s: string): string => Buffer.from(s).toString('base64');
-  return { 'ca.crt': b64(caPem), 'ca.key': b64(caKeyPem), 'tls.crt': b64(certPem), 'tls.key': b64(keyPem) };
+function encode(values: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(values).map(([key, value]) => [key, Buffer.from(value).toString('base64')]));
 }
 
 function decode(value: string | undefined): string | undefined {
   return value === undefined ? undefined : Buffer.from(value, 'base64').toString('utf8');
 }
 
+/** PEM certificates as one bundle, each on lines of its own (the API server rejects a run-together bundle). */
+function pemBundle(...pems: string[]): string {
+  return pems.map((pem) => (pem.endsWith('\n') ? pem : `${pem}\n`)).join('');
+}
+
+/** The certificates of a PEM bundle, in order. */
+function splitPem(bundle: string): string[] {
+  return bundle.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g)?.map((pem) => (pem.endsWith('\n') ? pem : `${pem}\n`)) ?? [];
+}
+
+function parse(secret: V1Secret): Stored | undefined {
+  const data = secret.data ?? {};
+  const caKeyPem = decode(data['ca.key']);
+  const certPem = decode(data['tls.crt']);
+  if (!caKeyPem || !certPem || !decode(data['tls.key'])) return undefined;
+  try {
+    const cas = splitPem(decode(data['ca.crt']) ?? '').map((pem) => ({ pem, cert: new X509Certificate(pem) }));
+    const serving = new X509Certificate(certPem);
+    const servingIssuer = cas.findIndex((ca) => serving.checkIssued(ca.cert));
+    if (cas.length === 0 || servingIssuer < 0) return undefined;
+    const rotatedAt = Date.parse(secret.metadata?.annotations?.[caRotatedAtAnnotation] ?? '');
+    return { cas, caKeyPem, serving, servingIssuer, rotatedAt: Number.isNaN(rotatedAt) ? 0 : rotatedAt };
+  } catch {
+    return undefined; // unreadable: replaced
+  }
+}
+
+/** What a replica serves and what the API server is to trust, from the Secret (this replica's or cert-manager's). */
 function fromSecret(secret: V1Secret): WebhookTls | undefined {
   const data = secret.data ?? {};
   const caPem = decode(data['ca.crt']);
@@ -157,10 +276,10 @@ function fromSecret(secret: V1Secret): WebhookTls | undefined {
   if (!caPem || !certPem || !keyPem) return undefined;
   try {
     const cert = new X509Certificate(certPem);
-    if (!cert.checkIssued(new X509Certificate(caPem))) return undefined;
+    if (!splitPem(caPem).some((pem) => cert.checkIssued(new X509Certificate(pem)))) return undefined;
     return { caPem, certPem, keyPem, notAfter: new Date(cert.validTo), version: secret.metadata?.resourceVersion ?? '' };
   } catch {
-    return undefined; // unreadable: renew
+    return undefined;
   }
 }
 

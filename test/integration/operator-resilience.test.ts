@@ -2,12 +2,13 @@
 // webhook certificate rotated while pods are being created.
 import tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
-import { CoordinationV1Api, EventsV1Api, type CoreV1Api, type CustomObjectsApi, type V1Pod } from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api, CoordinationV1Api, EventsV1Api, type CoreV1Api, type CustomObjectsApi, type V1Pod } from '@kubernetes/client-node';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { annotations, productLabel } from '../../src/api/marketplace-product.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { webhookSecretName, webhookServiceName } from '../../src/operator.js';
 import { CertificateStore } from '../../src/webhook/certificates.js';
+import { webhookConfigurationName } from '../../src/webhook/configuration.js';
 import type { FakeAws } from '../fake-aws/server.js';
 import { operatorNamespace } from '../support/bundle.js';
 import { controlPlaneForSuite } from '../support/control-plane.js';
@@ -136,48 +137,121 @@ it('two replicas: killing the leader lets the other finish the work within the l
   }
 }, 240_000);
 
+/** Creates labelled pods one after another until stopped; counts creates and failed admissions (an error, or a pod not gated). */
+function keepCreatingPods(namespace: string, prefix: string): { stop: () => Promise<{ created: number; failures: number }> } {
+  const counts = { created: 0, failures: 0 };
+  const state = { stopped: false };
+  const loop = (async () => {
+    for (let i = 0; !state.stopped; i++) {
+      await core.createNamespacedPod({ namespace, body: labelledPod(`${prefix}-${i}`, prefix) }).then(
+        (pod) => {
+          counts.created++;
+          if (!gated(pod)) counts.failures++;
+        },
+        (error: unknown) => {
+          counts.failures++;
+          if (counts.failures === 1) process.stderr.write(`first failed admission: ${String(error).slice(0, 600)}\n`);
+        },
+      );
+    }
+  })();
+  return {
+    stop: async () => {
+      state.stopped = true;
+      await loop;
+      return counts;
+    },
+  };
+}
+
+/** The fingerprint of the certificate a replica serves on a port. */
+function served(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false }, () => {
+      resolve(socket.getPeerX509Certificate()?.fingerprint256 ?? '');
+      socket.end();
+    });
+    socket.on('error', reject);
+  });
+}
+
+/** A certificate store as a replica behind the balancer has it, with a shortened CA overlap. */
+function replicaStore(caOverlapMs?: number): CertificateStore {
+  const dnsNames = [`${webhookServiceName}.${operatorNamespace}.svc`, `${webhookServiceName}.${operatorNamespace}.svc.cluster.local`];
+  return new CertificateStore(
+    controlPlane().client(),
+    { namespace: operatorNamespace, secretName: webhookSecretName, dnsNames, ipAddresses: ['127.0.0.1'], ...(caOverlapMs ? { caOverlapMs } : {}) },
+    createLogger({ level: 'error' }),
+  );
+}
+
 it('certificate rotation while pods are being created: no admission fails', async () => {
   const namespace = 'rotation';
   await core.createNamespace({ body: { metadata: { name: namespace } } });
   const { replicas, ports, balancer } = await startReplicas('rotating', 2);
   try {
     await waitForWebhook(controlPlane());
-    const served = async (port: number): Promise<string> =>
-      new Promise((resolve, reject) => {
-        const socket = tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false }, () => {
-          resolve(socket.getPeerX509Certificate()?.fingerprint256 ?? '');
-          socket.end();
-        });
-        socket.on('error', reject);
-      });
     const before = await Promise.all(ports.map(served));
-
-    let failures = 0;
-    let created = 0;
-    const creating = { stop: false };
-    const creator = (async () => {
-      for (let i = 0; !creating.stop; i++) {
-        await core.createNamespacedPod({ namespace, body: labelledPod(`rot-${i}`, 'rotation') }).then(
-          (pod) => {
-            created++;
-            if (!gated(pod)) failures++;
-          },
-          () => failures++,
-        );
-      }
-    })();
-    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    const creator = keepCreatingPods(namespace, 'rotation');
+    await sleep(1_500);
     // Rotate as a replica renewing the certificate would.
-    const dnsNames = [`${webhookServiceName}.${operatorNamespace}.svc`, `${webhookServiceName}.${operatorNamespace}.svc.cluster.local`];
-    const store = new CertificateStore(controlPlane().client(), { namespace: operatorNamespace, secretName: webhookSecretName, dnsNames, ipAddresses: ['127.0.0.1'] }, createLogger({ level: 'error' }));
-    const rotated = await store.rotate();
+    const rotated = await replicaStore().rotate();
     const fingerprint = new X509Certificate(rotated.certPem).fingerprint256;
     await waitForPod('both replicas to serve the new certificate', async () => ((await Promise.all(ports.map(served))).every((f) => f === fingerprint) ? true : undefined), 20_000);
-    await new Promise((resolve) => setTimeout(resolve, 1_500));
-    creating.stop = true;
-    await creator;
+    await sleep(1_500);
+    const { created, failures } = await creator.stop();
 
     expect(before.every((f) => f !== fingerprint)).toBe(true);
+    expect(created).toBeGreaterThan(20);
+    expect(failures).toBe(0);
+    expect(replicas.every((r) => r.proc.running)).toBe(true);
+  } finally {
+    await balancer.close();
+  }
+}, 240_000);
+
+it('a CA rotation while pods are being created: both CAs trusted in between, no admission fails', async () => {
+  const namespace = 'ca-rotation';
+  await core.createNamespace({ body: { metadata: { name: namespace } } });
+  const admissionregistration = controlPlane().kubeConfig().makeApiClient(AdmissionregistrationV1Api);
+  const caBundle = async (): Promise<string> => {
+    const config = await admissionregistration.readMutatingWebhookConfiguration({ name: webhookConfigurationName });
+    return Buffer.from(config.webhooks?.[0]?.clientConfig.caBundle ?? '', 'base64').toString();
+  };
+  const certificatesIn = (pem: string): X509Certificate[] => (pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((c) => new X509Certificate(c));
+  const { replicas, ports, balancer } = await startReplicas('ca-rotating', 2);
+  try {
+    await waitForWebhook(controlPlane());
+    const overlapMs = 60_000;
+    const store = replicaStore(overlapMs);
+    const start = await store.ensure();
+    const [oldCa] = certificatesIn(start.caPem);
+    const servedBefore = await Promise.all(ports.map(served));
+    const creator = keepCreatingPods(namespace, 'ca-rotation');
+    await sleep(1_000);
+
+    // As if the CA had a year left (it rotates with a third of its life left), then each step an overlap later.
+    const due = Date.parse(oldCa?.validTo ?? '') - 365 * 24 * 3600 * 1000;
+    const step1 = await store.ensure(due);
+    const [newCa, previous] = certificatesIn(step1.caPem);
+    expect(previous?.fingerprint256).toBe(oldCa?.fingerprint256);
+    expect(new X509Certificate(step1.certPem).checkIssued(oldCa as X509Certificate)).toBe(true);
+    await waitForPod('the webhook to trust both CAs', async () => ((await caBundle()) === step1.caPem ? true : undefined), 20_000);
+    await sleep(1_500);
+
+    const step2 = await store.ensure(due + overlapMs);
+    expect(new X509Certificate(step2.certPem).checkIssued(newCa as X509Certificate)).toBe(true);
+    const fingerprint = new X509Certificate(step2.certPem).fingerprint256;
+    await waitForPod('both replicas to serve the certificate of the new CA', async () => ((await Promise.all(ports.map(served))).every((f) => f === fingerprint) ? true : undefined), 20_000);
+    await sleep(1_500);
+
+    const step3 = await store.ensure(due + 2 * overlapMs);
+    expect(certificatesIn(step3.caPem).map((c) => c.fingerprint256)).toEqual([newCa?.fingerprint256]);
+    await waitForPod('the webhook to trust the new CA alone', async () => ((await caBundle()) === step3.caPem ? true : undefined), 20_000);
+    await sleep(1_500);
+    const { created, failures } = await creator.stop();
+
+    expect(servedBefore.every((f) => f !== fingerprint)).toBe(true);
     expect(created).toBeGreaterThan(20);
     expect(failures).toBe(0);
     expect(replicas.every((r) => r.proc.running)).toBe(true);
