@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 const run = promisify(execFile);
 
 /** Kernel settings a node may change. */
-export const watchedSysctls = [
+const watchedSysctls = [
   'net/ipv4/ip_forward',
   'net/ipv4/conf/all/forwarding',
   'net/ipv4/conf/all/route_localnet',
@@ -29,7 +29,7 @@ export const watchedSysctls = [
 ] as const;
 
 /** Fixed host paths a node writes to whatever its configuration says. */
-export const watchedPaths = ['/var/lib/cni', '/var/log/containers', '/var/log/pods', '/var/lib/kubelet', '/run/containerd', '/etc/cni', '/run/netns', '/var/lib/containerd'] as const;
+const watchedPaths = ['/var/lib/cni', '/var/log/containers', '/var/log/pods', '/var/lib/kubelet', '/run/containerd', '/etc/cni', '/run/netns', '/var/lib/containerd'] as const;
 
 const iptablesTables = ['filter', 'nat', 'mangle', 'raw'] as const;
 const builtinChains = new Set(['INPUT', 'OUTPUT', 'FORWARD', 'PREROUTING', 'POSTROUTING']);

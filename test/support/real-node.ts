@@ -123,11 +123,6 @@ export class RealNode {
     return { limit: await read('memory.limit_in_bytes'), peak: await read('memory.max_usage_in_bytes') };
   }
 
-  /** The log of one of the node's processes (containerd, kubelet, kube-proxy). */
-  logTail(name: string, lines = 40): string {
-    return this.processes.find((p) => p.name === name)?.logTail(lines) ?? '';
-  }
-
   async stop(): Promise<void> {
     // Pods first, by their cgroups: graceful deletion through the API takes most of a minute.
     await killCgroupTree();
