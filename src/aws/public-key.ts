@@ -1,6 +1,6 @@
 // The product's public key: inline PEM, or the PEM in a ConfigMap of the product's namespace.
 // Anything that prevents reading it is a PublicKeyError (condition reason PublicKeyUnavailable).
-import type { CryptoKey } from 'jose';
+import type { KeyObject } from 'node:crypto';
 import { importPublicKey, PublicKeyError } from './signature.js';
 
 export interface PublicKeySource {
@@ -11,7 +11,7 @@ export interface PublicKeySource {
 /** Reads a ConfigMap's data; undefined when the ConfigMap does not exist. */
 export type ConfigMapReader = (namespace: string, name: string) => Promise<Record<string, string> | undefined>;
 
-export async function loadPublicKey(source: PublicKeySource, namespace: string, readConfigMap: ConfigMapReader): Promise<CryptoKey> {
+export async function loadPublicKey(source: PublicKeySource, namespace: string, readConfigMap: ConfigMapReader): Promise<KeyObject> {
   if (source.pem !== undefined) return importPublicKey(source.pem);
   const ref = source.configMapKeyRef;
   if (!ref) throw new PublicKeyError('publicKey has neither pem nor configMapKeyRef');

@@ -84,6 +84,16 @@ describe('importPublicKey', () => {
     await expect(importPublicKey('not a key')).rejects.toThrow(PublicKeyError);
     await expect(importPublicKey('-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----')).rejects.toThrow(PublicKeyError);
   });
+  it('refuses keys PS256 cannot use: not RSA, or RSA under 2048 bits', async () => {
+    const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    const small = generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    await expect(importPublicKey(ec)).rejects.toThrow(/it is ec, not RSA/);
+    await expect(importPublicKey(small)).rejects.toThrow(/rsa of 1024 bits, not RSA of 2048 bits or more/);
+  });
+  it('refuses a header with crit or b64, whose meaning this check does not implement', async () => {
+    expect(await failure(`${b64({ alg: 'PS256', crit: ['x'], x: 1 })}.${b64(validClaims)}.AAAA`)).toBe('Malformed');
+    expect(await failure(`${b64({ alg: 'PS256', b64: false })}.${b64(validClaims)}.AAAA`)).toBe('Malformed');
+  });
   it('returns the same key object for the same PEM', async () => {
     expect(await importPublicKey(publicPem)).toBe(await importPublicKey(publicPem));
   });
