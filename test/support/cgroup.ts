@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { isAlive, killUntilGone } from './processes.js';
 
 const root = '/sys/fs/cgroup';
 
@@ -112,28 +112,8 @@ export class Cgroup {
 
   /** Removes the cgroup once its processes are gone (kills what is left). */
   async remove(): Promise<void> {
-    for (let attempt = 0; attempt < 50; attempt++) {
-      const pids = await this.pids();
-      if (pids.length === 0) break;
-      for (const pid of pids) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // Already gone.
-        }
-      }
-      await sleep(100);
-    }
+    await killUntilGone(() => this.pids());
     for (const dir of new Set(Object.values(this.dirs))) await rmdir(dir).catch(() => undefined);
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

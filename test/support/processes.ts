@@ -108,3 +108,29 @@ function killGroup(pid: number | undefined): void {
     // The group is already gone.
   }
 }
+
+/** Whether a process exists (EPERM: it does, owned by someone else). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** SIGKILL to every process `find` returns, again and again until it returns none (or tries run out). */
+export async function killUntilGone(find: () => Promise<number[]>, tries = 50): Promise<void> {
+  for (let attempt = 0; attempt < tries; attempt++) {
+    const pids = await find();
+    if (pids.length === 0) return;
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}

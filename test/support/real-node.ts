@@ -13,11 +13,10 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import type { ControlPlane } from './control-plane.js';
 import { readHostState, restoreHostState, type HostState } from './host-state.js';
-import { ManagedProcess } from './processes.js';
+import { isAlive, killUntilGone, ManagedProcess } from './processes.js';
 import { binary } from './testbin.js';
 import { freePort, waitFor } from './wait.js';
 
@@ -125,7 +124,7 @@ export class RealNode {
 
   async stop(): Promise<void> {
     // Pods first, by their cgroups: graceful deletion through the API takes most of a minute.
-    await killCgroupTree();
+    await killUntilGone(cgroupProcesses);
     for (const proc of [...this.processes].reverse()) await proc.stop(5_000);
     this.processes.length = 0;
     await removeNode(this.before);
@@ -279,25 +278,14 @@ async function cgroupTree(hierarchy: string): Promise<string[]> {
   return [...dirs.sort((a, b) => b.length - a.length), top];
 }
 
-/** SIGKILL to every process in the node's cgroups (pods, pause containers), until none is left. */
-async function killCgroupTree(): Promise<void> {
-  const pids = path.join(cgroupBase, 'pids');
-  for (let attempt = 0; attempt < 50; attempt++) {
-    let found = 0;
-    for (const dir of await cgroupTree(pids)) {
-      const procs = (await readFile(path.join(dir, 'cgroup.procs'), 'utf8').catch(() => '')).split('\n').filter(Boolean);
-      for (const pid of procs) {
-        found++;
-        try {
-          process.kill(Number(pid), 'SIGKILL');
-        } catch {
-          // Gone already.
-        }
-      }
-    }
-    if (found === 0) return;
-    await sleep(100);
+/** Every process in the node's cgroups (pods, pause containers). */
+async function cgroupProcesses(): Promise<number[]> {
+  const pids: number[] = [];
+  for (const dir of await cgroupTree(path.join(cgroupBase, 'pids'))) {
+    const procs = await readFile(path.join(dir, 'cgroup.procs'), 'utf8').catch(() => '');
+    pids.push(...procs.split('\n').filter(Boolean).map(Number));
   }
+  return pids;
 }
 
 /** Processes whose command line names the node's directory (containerd shims outlive containerd). */
@@ -322,19 +310,8 @@ export async function removeNode(before: HostState | undefined): Promise<void> {
     throw new Error(`another real node (pid ${owner}) is running on this machine`);
   }
   before ??= await readFile(file('host-state.json'), 'utf8').then((text) => JSON.parse(text) as HostState, () => undefined);
-  await killCgroupTree();
-  for (let attempt = 0; attempt < 30; attempt++) {
-    const pids = await nodeProcesses();
-    if (pids.length === 0) break;
-    for (const pid of pids) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // Gone already.
-      }
-    }
-    await sleep(100);
-  }
+  await killUntilGone(cgroupProcesses);
+  await killUntilGone(nodeProcesses, 30);
   // Mounts under the node: container root filesystems, network namespaces, projected volumes.
   const mounts = (await readFile('/proc/self/mountinfo', 'utf8'))
     .split('\n')
@@ -351,13 +328,4 @@ export async function removeNode(before: HostState | undefined): Promise<void> {
   if (kubeProxy && existsSync(kubeProxy)) await run(kubeProxy, ['--cleanup']).catch(() => undefined);
   if (before) await restoreHostState(before);
   await rm(baseDir, { recursive: true, force: true });
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
