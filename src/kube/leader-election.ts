@@ -32,6 +32,8 @@ export interface LeaderCallbacks {
 export class LeaderElector {
   private leading = false;
   private stopped = false;
+  /** A write of the Lease went out and its answer never came: the server may have applied it. */
+  private writeUnsettled = false;
   // Cuts the wait between attempts short when stop() is called.
   private readonly stopping = new AbortController();
   private loop: Promise<void> | undefined;
@@ -62,17 +64,19 @@ export class LeaderElector {
     this.loop = this.run();
   }
 
-  /** Stops campaigning; a leader releases the Lease so a successor need not wait it out. */
+  /**
+   * Stops campaigning; a leader releases the Lease so a successor need not wait it out. So does
+   * a candidate stopped while its acquiring write was unanswered: the server may have granted it.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     this.stopping.abort();
     await this.loop;
-    if (this.leading) {
-      this.setLeading(false);
-      await this.release().catch((error: unknown) => {
-        this.log.warn('could not release the leader Lease', { error: describeError(error) });
-      });
-    }
+    if (this.leading) this.setLeading(false);
+    else if (!this.writeUnsettled) return;
+    await this.release().catch((error: unknown) => {
+      this.log.warn('could not release the leader Lease', { error: describeError(error) });
+    });
   }
 
   private async run(): Promise<void> {
@@ -119,7 +123,7 @@ export class LeaderElector {
     } catch (error) {
       if (!(error instanceof ApiError) || error.code !== 404) throw error;
       const spec = this.spec(new Date(now), new Date(now), 0);
-      await this.client.send('POST', this.path(), { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name, namespace }, spec }, undefined, signal);
+      await this.write('POST', this.path(), { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name, namespace }, spec }, signal);
       this.observed = { record: recordOf(spec), at: now };
       return true;
     }
@@ -134,9 +138,22 @@ export class LeaderElector {
     const acquiredAt = holder === identity && spec.acquireTime ? new Date(spec.acquireTime) : new Date(now);
     const next = this.spec(acquiredAt, new Date(now), transitions);
     // replace carries metadata.resourceVersion: a concurrent winner makes this fail with 409.
-    await this.client.send('PUT', this.path(name), { ...lease, spec: next }, undefined, signal);
+    await this.write('PUT', this.path(name), { ...lease, spec: next }, signal);
     this.observed = { record: recordOf(next), at: now };
     return true;
+  }
+
+  /** A write of the Lease; while its answer is outstanding (or was lost), the server may hold it applied. */
+  private async write(method: 'POST' | 'PUT', path: string, body: unknown, signal: AbortSignal): Promise<void> {
+    this.writeUnsettled = true;
+    try {
+      await this.client.send(method, path, body, undefined, signal);
+      this.writeUnsettled = false;
+    } catch (error) {
+      // The server answered (a conflict, say): the write did not apply. An abort or a network error leaves it unknown.
+      if (error instanceof ApiError) this.writeUnsettled = false;
+      throw error;
+    }
   }
 
   private async release(): Promise<void> {

@@ -18,6 +18,8 @@ let lease: Lease | undefined;
 const holder = (): string | undefined => lease?.spec?.holderIdentity;
 let version = 0;
 let hang = false;
+/** Apply the next write, then never answer it (the answer lost on the way back). */
+let swallowNextWrite = false;
 let server: http.Server;
 let client: KubeClient;
 
@@ -39,6 +41,10 @@ beforeAll(async () => {
           return;
         }
         lease = { ...(JSON.parse(body) as Lease), metadata: { name: 'lease', namespace: 'ns', resourceVersion: String(++version) } };
+        if (swallowNextWrite) {
+          swallowNextWrite = false;
+          return;
+        }
         reply(201, lease);
       } else {
         const next = JSON.parse(body) as Lease;
@@ -62,6 +68,7 @@ afterAll(async () => {
 beforeEach(() => {
   lease = undefined;
   hang = false;
+  swallowNextWrite = false;
 });
 
 function elector(identity: string, events: string[]): LeaderElector {
@@ -113,4 +120,16 @@ it('a leader whose API calls hang steps down within its renew deadline, before t
   expect(Date.now() - renewedAt).toBeLessThan(1_500);
   hang = false;
   await leader.stop();
+});
+
+it('stopped while the answer to its acquiring write is outstanding, a candidate releases the Lease the server granted', async () => {
+  swallowNextWrite = true;
+  const events: string[] = [];
+  const candidate = elector('us', events);
+  candidate.start();
+  await waitFor('the server to grant the Lease', () => Promise.resolve(holder() === 'us' ? true : undefined), 5_000, 10);
+  expect(candidate.isLeader).toBe(false);
+  await candidate.stop();
+  expect(events).toEqual([]);
+  expect(holder()).toBeUndefined();
 });
