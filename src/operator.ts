@@ -182,14 +182,18 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
       tls = next;
     }
   };
-  // One load at a time: a watch event and the timer may both ask.
+  // One load at a time: start-up, a watch event (the informer's first list is one) and the timer
+  // may all ask; queued behind each other, the later ones find the certificate already loaded.
   let loading = Promise.resolve();
-  const refreshCertificate = (): Promise<void> => {
-    loading = loading.then(loadCertificate).catch((error: unknown) => {
+  const loadInTurn = (): Promise<void> => {
+    const load = loading.then(loadCertificate);
+    loading = load.catch(() => undefined);
+    return load;
+  };
+  const refreshCertificate = (): Promise<void> =>
+    loadInTurn().catch((error: unknown) => {
       log.warn('certificate check failed', { error: describeError(error) });
     });
-    return loading;
-  };
   secretInformer.onUpsert(() => void refreshCertificate());
   secretInformer.onDelete(() => void refreshCertificate());
   let certificateTimer: NodeJS.Timeout | undefined;
@@ -203,7 +207,7 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
         aborted.removeEventListener('abort', stopOnAbort);
         for (let attempt = 1; ; attempt++) {
           try {
-            await loadCertificate();
+            await loadInTurn();
             break;
           } catch (error) {
             if (attempt >= 60 || aborted.aborted) throw error;
