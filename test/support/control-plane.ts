@@ -168,15 +168,13 @@ export class ControlPlane {
       'ca.crt': this.ca.certPem,
       'apiserver.crt': serving.certPem,
       'apiserver.key': serving.keyPem,
-      'admin.crt': admin.certPem,
-      'admin.key': admin.keyPem,
       'kubelet-client.crt': kubeletClient.certPem,
       'kubelet-client.key': kubeletClient.keyPem,
       'sa.key': serviceAccountKey.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
       'sa.pub': serviceAccountKey.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
     };
     for (const [name, content] of Object.entries(files)) await writeFile(this.file(name), content, { mode: 0o600 });
-    await writeFile(this.kubeconfigPath, kubeconfigYaml(this.server, this.file('ca.crt'), this.file('admin.crt'), this.file('admin.key')), { mode: 0o600 });
+    await this.writeKubeconfig('admin', admin);
   }
 
   private async startEtcd(port: number, peerPort: number): Promise<void> {
