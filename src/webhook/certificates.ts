@@ -93,21 +93,21 @@ export class CertificateStore {
       if (!tls) throw new Error(`waiting for Secret ${this.options.namespace}/${this.options.secretName} with ca.crt, tls.crt and tls.key (cert-manager)`);
       return tls;
     }
-    if (!current) return this.create();
-    const stored = parse(current);
-    if (!stored) return this.replace(current);
-    const step = this.due(stored, now);
-    if (!step) return fromSecretOrThrow(current);
-    return this.take(step, current, stored, now);
+    return this.advance(current, now, (stored) => this.due(stored, now));
   }
 
   /** Issues a new serving certificate now (operators can force a rotation). */
   async rotate(): Promise<WebhookTls> {
-    const secret = await this.read();
+    return this.advance(await this.read(), Date.now(), () => ({ kind: 'renewServing' }));
+  }
+
+  /** Creates a missing Secret, replaces an unreadable one, or takes the step `pick` names (if any). */
+  private async advance(secret: V1Secret | undefined, now: number, pick: (stored: Stored) => Step | undefined): Promise<WebhookTls> {
     if (!secret) return this.create();
     const stored = parse(secret);
     if (!stored) return this.replace(secret);
-    return this.take({ kind: 'renewServing' }, secret, stored, Date.now());
+    const step = pick(stored);
+    return step ? this.take(step, secret, stored, now) : fromSecretOrThrow(secret);
   }
 
   /** Which step is due now, if any. */
@@ -134,7 +134,6 @@ export class CertificateStore {
   private async take(step: Step, secret: V1Secret, stored: Stored, now: number): Promise<WebhookTls> {
     const current = stored.cas[0];
     if (!current) throw new Error('webhook certificate Secret has no CA');
-    const signing = await loadCertificateAuthority(current.pem, stored.caKeyPem);
     const data = secret.data ?? {};
     let annotations = secret.metadata?.annotations ?? {};
     let next: Record<string, string>;
@@ -153,7 +152,7 @@ export class CertificateStore {
         break;
       case 'servingFromNewCa':
       case 'renewServing': {
-        const serving = await this.issue(signing);
+        const serving = await this.issue(await loadCertificateAuthority(current.pem, stored.caKeyPem));
         next = { ...data, ...encode({ 'tls.crt': serving.certPem, 'tls.key': serving.keyPem }) };
         break;
       }
