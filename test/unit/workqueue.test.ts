@@ -90,6 +90,22 @@ describe('WorkQueue', () => {
     expect(runs).toBe(2);
     expect(finished).toBe(true);
   });
+
+  it('of two pending delays for a key, the sooner wins (a requeue an hour away does not hold back an event)', async () => {
+    const runs: number[] = [];
+    const started = Date.now();
+    const queue = new WorkQueue(() => {
+      runs.push(Date.now() - started);
+      return Promise.resolve(undefined);
+    }, { concurrency: 1 });
+    queue.addAfter('k', 60_000);
+    queue.addAfter('k', 20);
+    queue.addAfter('k', 30_000); // later than the pending one: ignored
+    await sleep(80);
+    expect(runs).toHaveLength(1);
+    expect(runs[0]).toBeLessThan(1_000);
+    await queue.shutdown();
+  });
 });
 
 describe('WorkQueue shutdown', () => {
