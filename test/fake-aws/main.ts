@@ -3,6 +3,7 @@
 // and prints its URL and the public key that verifies its RegisterUsage signatures.
 import { readFileSync } from 'node:fs';
 import { load } from 'js-yaml';
+import { clockFromEnv } from '../../src/clock.js';
 import { FlagError, helpFlagSpec, parseFlagsWith, usage, type FlagSpecs } from '../../src/config/flags.js';
 import { FakeAws, fakeCredentials, type FakeAwsOptions } from './server.js';
 
@@ -45,6 +46,8 @@ async function main(): Promise<void> {
     ...(flags.signingKey ? { signingKeyPem: readFileSync(flags.signingKey, 'utf8') } : {}),
     ...(flags.serviceAccountKeys ? { serviceAccountKeyPems: flags.serviceAccountKeys.split(',').map((f) => readFileSync(f, 'utf8')) } : {}),
     ...(flags.allowUnsigned ? { allowUnsigned: true } : {}),
+    // The same SIMULATED_CLOCK as the operator's, when set.
+    clock: clockFromEnv(),
   };
   const fake = await FakeAws.start(options, flags.port, flags.host);
   process.stdout.write(

@@ -15,12 +15,13 @@ export interface SigningKeys {
 
 type Body = Record<string, unknown>;
 
-export async function handleMetering(operation: string, body: Body, state: FakeState, keys: SigningKeys): Promise<Body> {
+/** `caller`: who signed the call, as AWS de-duplicates usage by it (see MeteringRecord). */
+export async function handleMetering(operation: string, body: Body, state: FakeState, keys: SigningKeys, caller: string): Promise<Body> {
   switch (operation) {
     case 'RegisterUsage':
       return registerUsage(body, state, keys);
     case 'MeterUsage':
-      return meterUsage(body, state);
+      return meterUsage(body, state, caller);
     case 'BatchMeterUsage':
       return batchMeterUsage(body, state);
     case 'ResolveCustomer':
@@ -61,7 +62,7 @@ async function registerUsage(body: Body, state: FakeState, keys: SigningKeys): P
   }
   await applyFaults(productCode, state);
   const behaviour = state.behaviour(productCode);
-  const claims = { productCode, publicKeyVersion: version, nonce, iat: Math.floor(Date.now() / 1000) };
+  const claims = { productCode, publicKeyVersion: version, nonce, iat: Math.floor(state.clock.now() / 1000) };
   const signature = await new SignJWT(claims)
     .setProtectedHeader({ alg: 'PS256', typ: 'JWT' })
     .sign(behaviour.badSignature ? keys.rogue : keys.published);
@@ -84,7 +85,7 @@ function checkQuantity(value: unknown, field: string): number {
   return quantity;
 }
 
-async function meterUsage(body: Body, state: FakeState): Promise<Body> {
+async function meterUsage(body: Body, state: FakeState, caller: string): Promise<Body> {
   const productCode = requireProductCode(body);
   const dimension = body.UsageDimension;
   if (typeof dimension !== 'string' || dimension.length < 1 || dimension.length > 255) {
@@ -105,7 +106,8 @@ async function meterUsage(body: Body, state: FakeState): Promise<Body> {
     throw new AwsFault(400, 'ValidationException', 'ClientToken must be 1 to 64 characters');
   }
   await applyFaults(productCode, state);
-  if (time < Date.now() - 6 * hourMs || time > Date.now() + hourMs) {
+  const now = state.clock.now();
+  if (time < now - 6 * hourMs || time > now + hourMs) {
     throw new AwsFault(400, 'TimestampOutOfBoundsException', 'Timestamp must be within the last 6 hours');
   }
   if (body.DryRun === true) return {};
@@ -117,14 +119,17 @@ async function meterUsage(body: Body, state: FakeState): Promise<Body> {
     if (previous !== undefined && previous !== fingerprint) throw new AwsFault(409, 'IdempotencyConflictException', 'ClientToken was used with other parameters');
     state.clientTokens.set(clientToken, fingerprint);
   }
-  const key = `${productCode}|${dimension}|${hour}|${JSON.stringify(allocations ?? null)}`;
+  // One record per caller, product, dimension and hour.
+  const key = `${caller}|${productCode}|${dimension}|${hour}`;
   const existing = state.meteringRecords.get(key);
   if (existing) {
-    if (existing.quantity !== quantity) throw new AwsFault(400, 'DuplicateRequestException', 'A different quantity was already reported for this dimension and hour');
+    if (existing.quantity !== quantity) {
+      throw new AwsFault(400, 'DuplicateRequestException', 'A metering record has already been emitted by the same EC2 instance, ECS task, or EKS pod for the given {usageDimension, timestamp} with a different usageQuantity.');
+    }
     return { MeteringRecordId: existing.recordId };
   }
   const recordId = randomUUID();
-  state.meteringRecords.set(key, { quantity, recordId });
+  state.meteringRecords.set(key, { caller, productCode, dimension, hour, quantity, recordId });
   return { MeteringRecordId: recordId };
 }
 
@@ -135,7 +140,7 @@ async function batchMeterUsage(body: Body, state: FakeState): Promise<Body> {
   await applyFaults(productCode, state);
   const results = (records as Body[]).map((record) => {
     const time = timestampMs(record.Timestamp, 'Timestamp');
-    if (time < Date.now() - 24 * hourMs || time > Date.now() + hourMs) {
+    if (time < state.clock.now() - 24 * hourMs || time > state.clock.now() + hourMs) {
       throw new AwsFault(400, 'TimestampOutOfBoundsException', 'Timestamp must be within the last 24 hours');
     }
     const quantity = checkQuantity(record.Quantity, 'Quantity');
@@ -144,11 +149,12 @@ async function batchMeterUsage(body: Body, state: FakeState): Promise<Body> {
     );
     if (!customer) return { UsageRecord: record, Status: 'CustomerNotSubscribed' };
     const hour = Math.floor(time / hourMs) * hourMs;
-    const key = `batch|${productCode}|${customer.customerIdentifier}|${String(record.Dimension)}|${hour}`;
+    const dimension = String(record.Dimension);
+    const key = `batch|${productCode}|${customer.customerIdentifier}|${dimension}|${hour}`;
     const existing = state.meteringRecords.get(key);
     if (existing) return { UsageRecord: record, MeteringRecordId: existing.recordId, Status: existing.quantity === quantity ? 'Success' : 'DuplicateRecord' };
     const recordId = randomUUID();
-    state.meteringRecords.set(key, { quantity, recordId });
+    state.meteringRecords.set(key, { caller: customer.customerIdentifier, productCode, dimension, hour, quantity, recordId });
     return { UsageRecord: record, MeteringRecordId: recordId, Status: 'Success' };
   });
   return { Results: results, UnprocessedRecords: [] };

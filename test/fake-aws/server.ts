@@ -5,13 +5,14 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Clock } from '../../src/clock.js';
 import { close, listen, readBody } from '../../src/net/servers.js';
 import { handleMetering, type SigningKeys } from './metering.js';
 import { AuthError, verifySigV4, type KnownCredentials, type SignedRequest } from './sigv4.js';
-import { AwsFault, FakeState, type CallRecord, type Customer, type ProductBehaviour } from './state.js';
+import { AwsFault, FakeState, type CallRecord, type Customer, type MeteringRecord, type ProductBehaviour } from './state.js';
 import { handleSts, stsErrorXml, type StsOptions } from './sts.js';
 
-export type { CallRecord, Customer, ProductBehaviour };
+export type { CallRecord, Customer, MeteringRecord, ProductBehaviour };
 
 export interface FakeAwsOptions {
   /** PKCS#8 PEM of the RSA key that signs RegisterUsage answers; generated when absent. */
@@ -27,6 +28,8 @@ export interface FakeAwsOptions {
   products?: Readonly<Record<string, ProductBehaviour>>;
   customers?: readonly Customer[];
   deniedRoles?: readonly string[];
+  /** The clock of usage timestamps (the operator's SIMULATED_CLOCK in tests and demos). */
+  clock?: Clock;
 }
 
 /** The access key the fake accepts unless told otherwise; documented for demos. */
@@ -54,7 +57,7 @@ export class FakeAws {
     const published = options.signingKeyPem ? createPrivateKey(options.signingKeyPem) : generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
     this.keys = { published, rogue: generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey };
     this.publicKeyPem = createPublicKey(published).export({ type: 'spki', format: 'pem' }).toString();
-    this.state = new FakeState(options.credentials ?? [fakeCredentials], options.customers ?? [demoCustomer]);
+    this.state = new FakeState(options.credentials ?? [fakeCredentials], options.customers ?? [demoCustomer], options.clock);
     for (const [code, behaviour] of Object.entries(options.products ?? {})) this.state.behaviours.set(code, behaviour);
     this.sts = {
       serviceAccountKeys: (options.serviceAccountKeyPems ?? []).map((pem): KeyObject => createPublicKey(pem)),
@@ -119,6 +122,18 @@ export class FakeAws {
     });
   }
 
+  /** Who AWS de-duplicates usage by: the role session of credentials it issued, else the access key. */
+  private callerOf(caller: SignedRequest | undefined): string {
+    if (!caller) return 'anonymous';
+    const issued = this.state.issued.get(caller.accessKeyId);
+    return issued ? `${issued.roleArn}/${issued.roleSessionName}` : caller.accessKeyId;
+  }
+
+  /** Usage records accepted, oldest first. */
+  records(): MeteringRecord[] {
+    return [...this.state.meteringRecords.values()];
+  }
+
   private callerRecord(caller: SignedRequest | undefined): Pick<CallRecord, 'accessKeyId' | 'signingRegion' | 'roleArn' | 'roleSessionName'> {
     if (!caller) return {};
     const issued = this.state.issued.get(caller.accessKeyId);
@@ -134,7 +149,7 @@ export class FakeAws {
       const parsed: unknown = JSON.parse(raw || '{}');
       if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new AwsFault(400, 'SerializationException', 'body must be a JSON object');
       request = parsed as Record<string, unknown>;
-      const answer = await handleMetering(operation, request, this.state, this.keys);
+      const answer = await handleMetering(operation, request, this.state, this.keys, this.callerOf(caller));
       this.state.record({ service: 'metering', operation, status: 200, ...productOf(request), ...this.callerRecord(caller), request });
       res.writeHead(200, { 'content-type': 'application/x-amz-json-1.1' }).end(JSON.stringify(answer));
     } catch (error) {
@@ -171,6 +186,7 @@ export class FakeAws {
     const product = /^\/_fake\/products\/(.+)$/.exec(url.pathname);
     try {
       if (url.pathname === '/_fake/calls' && method === 'GET') json(200, this.state.calls);
+      else if (url.pathname === '/_fake/records' && method === 'GET') json(200, this.records());
       else if (url.pathname === '/_fake/calls' && method === 'DELETE') json(200, this.state.calls.splice(0).length);
       else if (url.pathname === '/_fake/public-key' && method === 'GET') res.writeHead(200, { 'content-type': 'application/x-pem-file' }).end(this.publicKeyPem);
       else if (product && method === 'PUT') {

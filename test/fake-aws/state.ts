@@ -1,6 +1,7 @@
 // What the fake AWS remembers: behaviours per product, credentials it accepts or issued, usage
 // it recorded, and every call it answered.
 import { randomBytes } from 'node:crypto';
+import { systemClock, type Clock } from '../../src/clock.js';
 import type { KnownCredentials } from './sigv4.js';
 
 /** How the fake answers calls for one product code. */
@@ -44,6 +45,18 @@ export interface CallRecord {
   request: Record<string, unknown>;
 }
 
+/** A usage record the fake accepted (MeterUsage or BatchMeterUsage). */
+export interface MeteringRecord {
+  /** Who AWS de-duplicates by: the role session of issued credentials, else the access key. */
+  caller: string;
+  productCode: string;
+  dimension: string;
+  /** Start of the hour, epoch ms. */
+  hour: number;
+  quantity: number;
+  recordId: string;
+}
+
 export interface IssuedCredentials extends KnownCredentials {
   sessionToken: string;
   expiration: Date;
@@ -55,13 +68,15 @@ export class FakeState {
   readonly behaviours = new Map<string, ProductBehaviour>();
   readonly calls: CallRecord[] = [];
   readonly issued = new Map<string, IssuedCredentials>();
-  readonly meteringRecords = new Map<string, { quantity: number; recordId: string }>();
+  readonly meteringRecords = new Map<string, MeteringRecord>();
   readonly clientTokens = new Map<string, string>();
   private readonly counters = new Map<string, number>();
 
+  /** The clock of usage timestamps (the 6-hour window); credential expiry stays on real time. */
   constructor(
     readonly staticCredentials: readonly KnownCredentials[],
     readonly customers: readonly Customer[],
+    readonly clock: Clock = systemClock,
   ) {}
 
   behaviour(productCode: string): ProductBehaviour {

@@ -9,7 +9,8 @@ import { AwsCallError } from '../../src/aws/errors.js';
 import { batchMeterUsage, meterUsage, registerUsage, resolveCustomer } from '../../src/aws/metering.js';
 import { newNonce } from '../../src/aws/nonce.js';
 import { importPublicKey, verifyRegistrationSignature } from '../../src/aws/signature.js';
-import { demoCustomer } from '../fake-aws/server.js';
+import { simulatedClock } from '../../src/clock.js';
+import { demoCustomer, FakeAws } from '../fake-aws/server.js';
 import { fakeAwsForSuite, fakeCredentials, fakeSettings } from '../support/fake-aws.js';
 import { freePort } from '../support/wait.js';
 
@@ -177,6 +178,29 @@ describe('MeterUsage', () => {
     await meterUsage(client(), { productCode: 'p-token', usageDimension: 'd', usageQuantity: 1, timestamp: hourAgo(), clientToken: 'token-1' });
     const conflict = await failure(meterUsage(client(), { productCode: 'p-token', usageDimension: 'e', usageQuantity: 1, timestamp: hourAgo(), clientToken: 'token-1' }));
     expect(conflict).toMatchObject({ code: 'IdempotencyConflictException', httpStatus: 409, retryable: false });
+  });
+
+  it('de-duplicates per caller, and keeps its 6-hour window on the clock it is given', async () => {
+    const other = { accessKeyId: 'AKIAFAKEMETERING0002', secretAccessKey: 'another-fake-secret-access-key' };
+    // A clock 30 hours ahead of real time, running at real speed.
+    const clock = simulatedClock({ startMs: Date.now() + 30 * 3600_000, originMs: Date.now(), rate: 1 });
+    const ahead = await FakeAws.start({ credentials: [fakeCredentials, other], clock });
+    try {
+      const hour = new Date(Math.floor(clock.now() / 3600_000) * 3600_000 - 3600_000);
+      const input = { productCode: 'prod-callers', usageDimension: 'pods', timestamp: hour };
+      const as = (credentials: typeof other) => createMeteringClient(fakeSettings(ahead), credentials);
+      await meterUsage(as(fakeCredentials), { ...input, usageQuantity: 2 });
+      await meterUsage(as(other), { ...input, usageQuantity: 5 });
+      expect(await failure(meterUsage(as(other), { ...input, usageQuantity: 6 }))).toMatchObject({ code: 'DuplicateRequestException' });
+      expect(ahead.records().map((r) => [r.caller, r.quantity, r.hour])).toEqual([
+        [fakeCredentials.accessKeyId, 2, hour.getTime()],
+        [other.accessKeyId, 5, hour.getTime()],
+      ]);
+      // Real now is 30 hours before the fake's now: outside its window.
+      expect((await failure(meterUsage(as(other), { ...input, timestamp: new Date(), usageQuantity: 1 }))).code).toBe('TimestampOutOfBoundsException');
+    } finally {
+      await ahead.close();
+    }
   });
 
   it('a configured CustomerNotEntitled applies to MeterUsage too', async () => {
