@@ -11,7 +11,9 @@ import { createStsClient } from './aws/clients.js';
 import { baseCredentials } from './aws/credentials.js';
 import { Identities } from './aws/identity.js';
 import { PodIdentity } from './aws/pod-identity.js';
+import { ProductClients } from './aws/product-clients.js';
 import type { AwsSettings } from './aws/settings.js';
+import { clockFromEnv, type Clock } from './clock.js';
 import type { OperatorFlags } from './config/flags.js';
 import { PodReconciler, RetryLater } from './controller/pod-reconciler.js';
 import { ProductOutcomes } from './controller/product-outcomes.js';
@@ -26,6 +28,8 @@ import { Informer, objectKey, type ListResult } from './kube/informer.js';
 import { LeaderElector } from './kube/leader-election.js';
 import { kubeSecretReader } from './kube/secrets.js';
 import { WorkQueue } from './kube/workqueue.js';
+import { LedgerStore } from './metering/ledger-store.js';
+import { MeteringReconciler } from './metering/reconciler.js';
 import { HealthServer } from './observability/health.js';
 import type { Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
@@ -55,12 +59,14 @@ export interface OperatorOptions {
   host?: string;
   /** A product's status is written at most this often while its pods change. */
   statusIntervalMs: number;
+  /** The time reported to AWS and users (see clock.ts); SIMULATED_CLOCK in tests and demos. */
+  clock: Clock;
 }
 
 /**
  * Options from the environment: POD_NAMESPACE and POD_NAME (downward API), WEBHOOK_CERTIFICATES
- * (self-managed or cert-manager), and for tuning LEASE_DURATION_SECONDS (renew deadline 2/3 of
- * it) and CERTIFICATE_CHECK_SECONDS.
+ * (self-managed or cert-manager), SIMULATED_CLOCK (tests and demos), and for tuning
+ * LEASE_DURATION_SECONDS (renew deadline 2/3 of it) and CERTIFICATE_CHECK_SECONDS.
  */
 export function defaultOperatorOptions(env: NodeJS.ProcessEnv = process.env): OperatorOptions {
   const seconds = (name: string, fallback: number): number => {
@@ -82,6 +88,7 @@ export function defaultOperatorOptions(env: NodeJS.ProcessEnv = process.env): Op
     renewDeadlineMs: Math.round((leaseDurationMs * 2) / 3),
     retryPeriodMs: Math.min(2_000, Math.round(leaseDurationMs / 5)),
     statusIntervalMs: 1_000,
+    clock: clockFromEnv(env),
   };
 }
 
@@ -266,16 +273,18 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
     ),
   );
 
-  // Controllers: pods (registrations) and products (status), each with its own queue, so status
-  // writes never wait behind registrations.
+  // Controllers: pods (registrations), products (status) and metering, each with its own queue,
+  // so status writes and hourly reports never wait behind registrations.
   // One provider for the operator's own credentials (one cache), shared with its STS client.
   const operatorCredentials = baseCredentials(aws.credentials, kubeSecretReader(client));
   const identities = new Identities(operatorCredentials, createStsClient(aws, operatorCredentials), new PodIdentity(client, createStsClient(aws, 'anonymous')));
   const outcomes = new ProductOutcomes();
-  const registrar = new Registrar(aws, identities, kubeConfigMapReader(client), metrics, options.awsConcurrency);
+  const productClients = new ProductClients(aws, identities, metrics, options.awsConcurrency);
+  const registrar = new Registrar(productClients, kubeConfigMapReader(client), options.clock);
   const events = new EventRecorder(client, options.identity, log);
   const podReconciler = new PodReconciler(client, pods, products, registrar, outcomes, events, metrics, log);
-  const statusReconciler = new ProductStatusReconciler(client, products, pods, outcomes, log);
+  const metering = new MeteringReconciler(products, pods, new LedgerStore(client, options.namespace), productClients, events, metrics, options.clock, log);
+  const statusReconciler = new ProductStatusReconciler(client, products, pods, outcomes, (key) => metering.outcome(key), options.clock, log);
   const queueOptions = (controller: string, concurrency: number) => ({
     concurrency,
     ratePerSecond: 200,
@@ -291,23 +300,29 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
   });
   const podQueue = new WorkQueue((key) => podReconciler.reconcile(key), queueOptions('pods', options.workers));
   const productQueue = new WorkQueue((key) => statusReconciler.reconcile(key), queueOptions('products', 4));
+  const meteringQueue = new WorkQueue((key) => metering.reconcile(key), queueOptions('metering', 4));
 
   let reconciling = false;
   // A pod's change reaches its product's status within statusIntervalMs, in one write however
-  // many pods changed.
+  // many pods changed; its product's usage ledger likewise.
   const refreshStatus = (productKey: string | undefined): void => {
     if (reconciling && productKey) productQueue.addAfter(productKey, options.statusIntervalMs);
+  };
+  const refreshUsage = (productKey: string | undefined): void => {
+    if (reconciling && productKey && MeteringReconciler.meters(products.get(productKey))) meteringQueue.addAfter(productKey, options.statusIntervalMs);
   };
   const enqueuePod = (pod: V1Pod): void => {
     if (!reconciling) return;
     podQueue.add(objectKey(pod));
     refreshStatus(productKeyOfPod(pod));
+    refreshUsage(productKeyOfPod(pod));
   };
   const seenGenerations = new Map<string, number>();
   const enqueueProduct = (product: MarketplaceProduct): void => {
     if (!reconciling) return;
     const key = objectKey(product);
     productQueue.add(key);
+    if (MeteringReconciler.meters(product)) meteringQueue.add(key);
     // A new or changed product: its pods may be waiting for it (ProductNotFound).
     if (seenGenerations.get(key) !== product.metadata.generation) {
       seenGenerations.set(key, product.metadata.generation ?? 0);
@@ -318,10 +333,19 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
   pods.onDelete((pod) => {
     podReconciler.forget(pod);
     refreshStatus(productKeyOfPod(pod));
+    refreshUsage(productKeyOfPod(pod));
   });
   products.onUpsert(enqueueProduct);
-  products.onDelete((product) => seenGenerations.delete(objectKey(product)));
+  products.onDelete((product) => {
+    seenGenerations.delete(objectKey(product));
+    if (reconciling) {
+      metering.forget(product).catch((error: unknown) => {
+        log.warn('could not delete the usage ledger of a deleted product', { product: objectKey(product), error: describeError(error) });
+      });
+    }
+  });
   outcomes.onChange(refreshStatus);
+  metering.onChange(refreshStatus);
 
   const startReconciling = (): void => {
     reconciling = true;
@@ -363,7 +387,7 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
         reconciling = false;
         // Within the pod's 30 s termination grace period. An abandoned registration is safe: its
         // nonce is on the pod, so the next leader repeats the same registration.
-        const [abandoned] = await Promise.all([podQueue.shutdown(20_000), productQueue.shutdown(20_000)]);
+        const [abandoned] = await Promise.all([podQueue.shutdown(20_000), productQueue.shutdown(20_000), meteringQueue.shutdown(20_000)]);
         if (abandoned > 0) log.warn('abandoned reconciles still running at shutdown', { abandoned });
         await elector?.stop();
       },

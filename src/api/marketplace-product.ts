@@ -59,7 +59,7 @@ export interface MarketplaceProductStatus {
   pendingPods?: number;
   lastRegistrationTime?: string;
   publicKeyRotationTimestamp?: string;
-  metering?: { lastReportedHour?: string };
+  metering?: { lastReportedHour?: string; lostHours?: string[] };
 }
 
 export interface MarketplaceProduct extends KubernetesObject {

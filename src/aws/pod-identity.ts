@@ -23,6 +23,12 @@ export interface PodRef {
   name: string;
   uid: string;
   serviceAccountName?: string;
+  /**
+   * The pod has ended (its usage is still reported, hours later): its token is bound to nothing,
+   * as the API server binds tokens only to pods that exist. STS sees the same caller: the same
+   * ServiceAccount, role and session name.
+   */
+  ended?: boolean;
 }
 
 /** No role to assume, or no token for the pod's ServiceAccount: condition reason IdentityUnavailable. */
@@ -48,7 +54,7 @@ export class PodIdentity {
   async credentials(pod: PodRef, productRoleArn?: string): Promise<AwsCredentialIdentity> {
     const serviceAccount = pod.serviceAccountName ?? 'default';
     const roleArn = productRoleArn ?? (await this.serviceAccountRole(pod.namespace, serviceAccount));
-    const key = `${pod.uid}|${roleArn}`;
+    const key = `${pod.uid}|${roleArn}${pod.ended ? '|ended' : ''}`;
     let provider = this.providers.get(key);
     if (!provider) {
       provider = cachedCredentials(async () => {
@@ -98,7 +104,7 @@ export class PodIdentity {
         spec: {
           audiences: [stsAudience],
           expirationSeconds: tokenExpirationSeconds,
-          boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: pod.name, uid: pod.uid },
+          ...(pod.ended ? {} : { boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: pod.name, uid: pod.uid } }),
         },
       });
       if (!review.status?.token) throw new IdentityUnavailableError(`TokenRequest for ${pod.namespace}/${serviceAccount} returned no token`);

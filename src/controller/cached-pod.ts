@@ -3,6 +3,7 @@
 // them do not fit the Deployment's memory limit, while this is about a tenth of that.
 import type { V1Pod } from '@kubernetes/client-node';
 import { group, productLabel } from '../api/marketplace-product.js';
+import { podRequests } from '../metering/usage.js';
 
 const ownAnnotation = `${group}/`;
 
@@ -14,6 +15,9 @@ export function cachedPod(pod: V1Pod): V1Pod {
     if (key.startsWith(ownAnnotation)) (annotations ??= {})[key] = value;
   }
   const gates = pod.spec?.schedulingGates;
+  // Metering reads the requests: kept as the pod's effective ones, in one container.
+  const requests = podRequests(pod);
+  const phase = pod.status?.phase;
   return {
     metadata: {
       name: metadata.name,
@@ -25,10 +29,14 @@ export function cachedPod(pod: V1Pod): V1Pod {
       ...(annotations ? { annotations } : {}),
     },
     spec: {
-      containers: [],
+      containers:
+        requests.milliCpu > 0 || requests.memoryBytes > 0
+          ? [{ name: 'requests', resources: { requests: { cpu: `${requests.milliCpu}m`, memory: `${requests.memoryBytes}` } } }]
+          : [],
       ...(pod.spec?.serviceAccountName ? { serviceAccountName: pod.spec.serviceAccountName } : {}),
       ...(gates && gates.length > 0 ? { schedulingGates: gates.map((g) => ({ name: g.name })) } : {}),
     },
+    ...(phase ? { status: { phase } } : {}),
   };
 }
 

@@ -14,13 +14,21 @@ import {
 } from '../api/marketplace-product.js';
 import { ApiError, segment, type KubeClient } from '../kube/api.js';
 import type { Informer } from '../kube/informer.js';
+import type { Clock } from '../clock.js';
+import type { MeteringOutcome } from '../metering/reconciler.js';
 import type { Logger } from '../observability/logger.js';
 import { isGated, verdictOf, reasonOf } from './pod-reconciler.js';
 import type { ProductOutcomes } from './product-outcomes.js';
 
 const maxConflictRetries = 5;
 
-export function desiredStatus(product: MarketplaceProduct, pods: readonly V1Pod[], outcome: ReturnType<ProductOutcomes['get']>, now: Date): MarketplaceProductStatus {
+export function desiredStatus(
+  product: MarketplaceProduct,
+  pods: readonly V1Pod[],
+  outcome: ReturnType<ProductOutcomes['get']>,
+  now: Date,
+  metering?: MeteringOutcome,
+): MarketplaceProductStatus {
   const current = product.status ?? {};
   let entitled = 0;
   let blocked = 0;
@@ -41,27 +49,35 @@ export function desiredStatus(product: MarketplaceProduct, pods: readonly V1Pod[
   }
   if (outcome?.registeredAt && (!lastRegistration || outcome.registeredAt > lastRegistration)) lastRegistration = outcome.registeredAt;
 
-  const previous = current.conditions?.find((c) => c.type === 'Entitled');
-  const next = outcome ?? (previous ? { status: previous.status, reason: previous.reason, message: previous.message } : { status: 'Unknown' as const, reason: 'AwaitingPods', message: 'no pod of this product has been registered yet' });
   const generation = product.metadata.generation ?? 0;
-  const condition: Condition = {
-    type: 'Entitled',
-    status: next.status,
-    reason: next.reason,
-    message: next.message.slice(0, 32_768),
-    lastTransitionTime: previous && previous.status === next.status ? previous.lastTransitionTime : now.toISOString().replace(/\.\d+Z$/, 'Z'),
-    observedGeneration: generation,
+  const condition = (type: string, next: Pick<Condition, 'status' | 'reason' | 'message'>): Condition => {
+    const previous = current.conditions?.find((c) => c.type === type);
+    return {
+      type,
+      status: next.status,
+      reason: next.reason,
+      message: next.message.slice(0, 32_768),
+      lastTransitionTime: previous && previous.status === next.status ? previous.lastTransitionTime : now.toISOString().replace(/\.\d+Z$/, 'Z'),
+      observedGeneration: generation,
+    };
   };
+  const previous = current.conditions?.find((c) => c.type === 'Entitled');
+  const entitledCondition = condition('Entitled', outcome ?? previous ?? { status: 'Unknown', reason: 'AwaitingPods', message: 'no pod of this product has been registered yet' });
+  // Metered: from the metering controller; until it has spoken (after a restart), the last one written stands.
+  const metered = metering ? condition('Metered', metering.condition) : current.conditions?.find((c) => c.type === 'Metered');
   const rotation = outcome?.publicKeyRotationTimestamp ?? current.publicKeyRotationTimestamp;
   return {
     ...current,
     observedGeneration: generation,
-    conditions: [...(current.conditions ?? []).filter((c) => c.type !== 'Entitled'), condition],
+    conditions: [...(current.conditions ?? []).filter((c) => c.type !== 'Entitled' && c.type !== 'Metered'), entitledCondition, ...(metered ? [metered] : [])],
     entitledPods: entitled,
     blockedPods: blocked,
     pendingPods: pending,
     ...(lastRegistration ? { lastRegistrationTime: normalizeTime(lastRegistration) } : {}),
     ...(rotation ? { publicKeyRotationTimestamp: normalizeTime(rotation) } : {}),
+    ...(metering
+      ? { metering: { ...(metering.lastReportedHour ? { lastReportedHour: metering.lastReportedHour } : {}), ...(metering.lostHours.length > 0 ? { lostHours: metering.lostHours } : {}) } }
+      : {}),
   };
 }
 
@@ -75,6 +91,8 @@ export class ProductStatusReconciler {
     private readonly products: Informer<MarketplaceProduct>,
     private readonly pods: Informer<V1Pod>,
     private readonly outcomes: ProductOutcomes,
+    private readonly metering: (productKey: string) => MeteringOutcome | undefined,
+    private readonly clock: Clock,
     private readonly log: Logger,
   ) {}
 
@@ -83,7 +101,7 @@ export class ProductStatusReconciler {
     if (!product) return undefined; // pods of a missing product wait as ProductNotFound
     for (let attempt = 0; attempt < maxConflictRetries; attempt++) {
       // The pod cache is indexed by product (productKeyOfPod).
-      const status = desiredStatus(product, this.pods.byIndex(key), this.outcomes.get(key), new Date());
+      const status = desiredStatus(product, this.pods.byIndex(key), this.outcomes.get(key), new Date(this.clock.now()), this.metering(key));
       if (isDeepStrictEqual(status, product.status ?? {})) return undefined;
       try {
         await this.client.send('PUT', `${productPath(product)}/status`, { ...product, status });

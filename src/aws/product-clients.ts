@@ -1,0 +1,76 @@
+// The Metering clients behind a product's AWS calls: the identity its identity.mode names (the
+// pod's own, or the operator's), a client per identity and region, one bound on concurrent AWS
+// calls for the whole operator, and per-operation metrics. Registration and metering both call
+// AWS through here.
+import type { MarketplaceMeteringClient } from '@aws-sdk/client-marketplace-metering';
+import type { NodeHttpHandler } from '@smithy/node-http-handler';
+import type { AwsCredentialIdentityProvider } from '@smithy/types';
+import type { MarketplaceProduct } from '../api/marketplace-product.js';
+import { Semaphore } from '../controller/semaphore.js';
+import type { Metrics } from '../observability/metrics.js';
+import { createMeteringClient, createRequestHandler, type ClientCredentials } from './clients.js';
+import { AwsCallError } from './errors.js';
+import type { Identities } from './identity.js';
+import type { PodRef } from './pod-identity.js';
+import type { AwsSettings } from './settings.js';
+
+export class ProductClients {
+  private readonly handler: NodeHttpHandler;
+  private readonly limit: Semaphore;
+  // Clients by credentials provider, then region; anonymous and default-chain ones by region.
+  private readonly providerClients = new WeakMap<AwsCredentialIdentityProvider, Map<string, MarketplaceMeteringClient>>();
+  private readonly sharedClients = new Map<string, MarketplaceMeteringClient>();
+
+  constructor(
+    private readonly settings: AwsSettings,
+    private readonly identities: Identities,
+    private readonly metrics: Metrics,
+    awsConcurrency: number,
+  ) {
+    this.handler = createRequestHandler(settings);
+    this.limit = new Semaphore(awsConcurrency);
+  }
+
+  /** Runs `call` with the client of the product's identity for `pod` (the pod is needed in Pod mode). */
+  run<T>(product: MarketplaceProduct, pod: PodRef, operation: string, call: (client: MarketplaceMeteringClient) => Promise<T>): Promise<T> {
+    const { spec } = product;
+    return this.limit.run(async () => {
+      const credentials = await this.timed('Identity', () => this.identities.forPod({ mode: spec.identity?.mode ?? 'Pod', ...(spec.identity?.roleArn ? { roleArn: spec.identity.roleArn } : {}) }, pod));
+      const client = this.client(credentials, spec.region ?? this.settings.region);
+      return this.timed(operation, () => call(client));
+    });
+  }
+
+  /**
+   * A Metering client for these credentials and region. Clients of the operator's own identities
+   * (providers, one per role) are built once: a new client resolves its configuration again
+   * (region, endpoint and retry settings, reading the shared config files) on its first call.
+   * A pod's credentials are its own, so its client is built per call and not kept.
+   */
+  private client(credentials: ClientCredentials | undefined, region: string | undefined): MarketplaceMeteringClient {
+    if (typeof credentials === 'object') return createMeteringClient(this.settings, credentials, region, this.handler);
+    let clients = this.sharedClients;
+    if (typeof credentials === 'function') {
+      clients = this.providerClients.get(credentials) ?? new Map<string, MarketplaceMeteringClient>();
+      this.providerClients.set(credentials, clients);
+    }
+    const key = `${credentials === 'anonymous' ? 'anonymous' : ''}|${region ?? ''}`;
+    let client = clients.get(key);
+    if (!client) clients.set(key, (client = createMeteringClient(this.settings, credentials, region, this.handler)));
+    return client;
+  }
+
+  private async timed<T>(operation: string, call: () => Promise<T>): Promise<T> {
+    const end = this.metrics.awsLatency.startTimer({ operation });
+    try {
+      const result = await call();
+      this.metrics.awsCalls.inc({ operation, outcome: 'ok' });
+      return result;
+    } catch (error) {
+      this.metrics.awsCalls.inc({ operation, outcome: error instanceof AwsCallError ? error.code : error instanceof Error ? error.name : 'error' });
+      throw error;
+    } finally {
+      end();
+    }
+  }
+}

@@ -1,0 +1,91 @@
+// Keeps each product's usage ledger in a ConfigMap of the operator's own namespace, named after
+// the product's uid. Writes are compare-and-swap (resourceVersion): a replica that lost the
+// Lease but still writes gets a conflict, never overwrites its successor. The leader keeps the
+// last version it read or wrote, so it reads the ConfigMap only when it starts or after a
+// conflict.
+import type { V1ConfigMap } from '@kubernetes/client-node';
+import { group, type MarketplaceProduct } from '../api/marketplace-product.js';
+import { ApiError, segment, type KubeClient } from '../kube/api.js';
+import type { Ledger } from './ledger.js';
+
+const dataKey = 'ledger.json';
+
+export function ledgerName(productUid: string): string {
+  return `entitlement-usage-${productUid}`;
+}
+
+interface Stored {
+  ledger: Ledger;
+  resourceVersion?: string;
+}
+
+export class LedgerStore {
+  private readonly known = new Map<string, Stored>();
+
+  constructor(
+    private readonly client: KubeClient,
+    private readonly namespace: string,
+  ) {}
+
+  /** The product's ledger, or undefined when it has none yet. */
+  async read(productUid: string): Promise<Ledger | undefined> {
+    const known = this.known.get(productUid);
+    if (known) return known.ledger;
+    try {
+      const map = await this.client.request<V1ConfigMap>('GET', this.path(productUid));
+      const ledger = JSON.parse(map.data?.[dataKey] ?? 'null') as Ledger | null;
+      if (!ledger || ledger.productUid !== productUid) throw new Error(`ConfigMap ${this.namespace}/${ledgerName(productUid)} holds no ledger of product ${productUid}`);
+      this.known.set(productUid, { ledger, ...(map.metadata?.resourceVersion ? { resourceVersion: map.metadata.resourceVersion } : {}) });
+      return ledger;
+    } catch (error) {
+      if (error instanceof ApiError && error.code === 404) return undefined;
+      throw error;
+    }
+  }
+
+  /** Writes the ledger if it changed since it was read. A conflict drops what this replica knew. */
+  async write(product: MarketplaceProduct, ledger: Ledger): Promise<void> {
+    const uid = ledger.productUid;
+    const known = this.known.get(uid);
+    if (known?.ledger === ledger) return;
+    const body: V1ConfigMap = {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: {
+        name: ledgerName(uid),
+        namespace: this.namespace,
+        labels: { 'app.kubernetes.io/name': 'entitlement-operator', 'app.kubernetes.io/component': 'usage-ledger' },
+        annotations: { [`${group}/product`]: `${product.metadata.namespace}/${product.metadata.name}` },
+        ...(known?.resourceVersion ? { resourceVersion: known.resourceVersion } : {}),
+      },
+      data: { [dataKey]: JSON.stringify(ledger) },
+    };
+    try {
+      const written = known
+        ? await this.client.request<V1ConfigMap>('PUT', this.path(uid), body)
+        : await this.client.request<V1ConfigMap>('POST', `/api/v1/namespaces/${segment(this.namespace)}/configmaps`, body);
+      this.known.set(uid, { ledger, ...(written.metadata?.resourceVersion ? { resourceVersion: written.metadata.resourceVersion } : {}) });
+    } catch (error) {
+      if (error instanceof ApiError && (error.code === 409 || error.code === 404)) this.known.delete(uid);
+      throw error;
+    }
+  }
+
+  async delete(productUid: string): Promise<void> {
+    this.known.delete(productUid);
+    try {
+      await this.client.send('DELETE', this.path(productUid));
+    } catch (error) {
+      if (!(error instanceof ApiError && error.code === 404)) throw error;
+    }
+  }
+
+  /** Forget what this replica knew (it stopped leading). */
+  clear(): void {
+    this.known.clear();
+  }
+
+  private path(productUid: string): string {
+    return `/api/v1/namespaces/${segment(this.namespace)}/configmaps/${segment(ledgerName(productUid))}`;
+  }
+}

@@ -1,0 +1,150 @@
+// Metering's pure parts: a pod's usage from its requests, and the ledger (hours a pod counts
+// for, records of an hour, the window, progress).
+import type { V1Pod } from '@kubernetes/client-node';
+import { annotations, productLabel, type MarketplaceProduct } from '../../src/api/marketplace-product.js';
+import { cachedPod } from '../../src/controller/cached-pod.js';
+import { completeHour, dueHours, hourMs, newLedger, observePods, recordsOf, withinWindow } from '../../src/metering/ledger.js';
+import { clientToken } from '../../src/metering/reconciler.js';
+import { parseQuantity, podRequests, usageOf } from '../../src/metering/usage.js';
+
+describe('resource quantities and pod usage', () => {
+  it.each([
+    ['500m', 0.5],
+    ['2', 2],
+    ['1.5', 1.5],
+    ['2Gi', 2 * 2 ** 30],
+    ['128974848', 128974848],
+    ['129e6', 129e6],
+    ['129M', 129e6],
+    ['123Mi', 123 * 2 ** 20],
+    ['1k', 1000],
+  ])('parses %s', (text, value) => {
+    expect(parseQuantity(text)).toBeCloseTo(value, 6);
+  });
+
+  it('refuses what is not a quantity', () => {
+    expect(() => parseQuantity('2 GiB')).toThrow(/not a resource quantity/);
+  });
+
+  it("rounds a pod's effective requests up to whole cores and GiB (sidecars add, plain init containers take the larger)", () => {
+    const pod: V1Pod = {
+      spec: {
+        initContainers: [
+          { name: 'migrate', resources: { requests: { cpu: '3', memory: '100Mi' } } },
+          { name: 'proxy', restartPolicy: 'Always', resources: { requests: { cpu: '100m', memory: '64Mi' } } },
+        ],
+        containers: [
+          { name: 'app', resources: { requests: { cpu: '1500m', memory: '1Gi' } } },
+          { name: 'log', resources: { requests: { cpu: '250m' } } },
+        ],
+        overhead: { memory: '1Mi' },
+      },
+    };
+    expect(podRequests(pod)).toEqual({ milliCpu: 3000, memoryBytes: 2 ** 30 + 65 * 2 ** 20 });
+    expect(usageOf(podRequests(pod))).toEqual({ vCPU: 3, MemoryGiB: 2 });
+    expect(usageOf(podRequests({ spec: { containers: [{ name: 'a' }] } }))).toEqual({ vCPU: 0, MemoryGiB: 0 });
+  });
+
+  it('the pod cache keeps the effective requests and phase, which give the same usage', () => {
+    const pod: V1Pod = {
+      metadata: { name: 'p', namespace: 'ns', uid: 'u', labels: { [productLabel]: 'x' } },
+      spec: { containers: [{ name: 'a', resources: { requests: { cpu: '1001m', memory: '1.5Gi' } } }, { name: 'b', resources: { requests: { cpu: '1' } } }] },
+      status: { phase: 'Running' },
+    };
+    const cached = cachedPod(pod);
+    expect(cached.status?.phase).toBe('Running');
+    expect(usageOf(podRequests(cached))).toEqual(usageOf(podRequests(pod)));
+    expect(usageOf(podRequests(cached))).toEqual({ vCPU: 3, MemoryGiB: 2 });
+  });
+});
+
+const hour = 493_000; // some hour since the epoch
+const at = (h: number, minutes = 0): string => new Date(h * hourMs + minutes * 60_000).toISOString();
+
+function pod(name: string, options: { cpu?: string; memory?: string; registeredHour?: number; phase?: string; verdict?: string; uid?: string } = {}): V1Pod {
+  return cachedPod({
+    metadata: {
+      name,
+      namespace: 'shop',
+      uid: options.uid ?? `uid-${name}`,
+      labels: { [productLabel]: 'app' },
+      annotations: { [annotations.status]: options.verdict ?? 'Entitled', [annotations.registeredAt]: at(options.registeredHour ?? hour, 5) },
+    },
+    spec: { serviceAccountName: 'app', containers: [{ name: 'c', resources: { requests: { cpu: options.cpu ?? '500m', memory: options.memory ?? '1Gi' } } }] },
+    status: { phase: options.phase ?? 'Running' },
+  });
+}
+
+function product(mode: 'Pod' | 'Operator'): MarketplaceProduct {
+  return {
+    metadata: { name: 'app', namespace: 'shop', uid: 'product-uid' },
+    spec: {
+      productCode: 'code',
+      publicKeyVersion: 1,
+      publicKey: { pem: 'x' },
+      identity: { mode },
+      metering: { dimensions: [{ name: 'pods', unit: 'Pod' }, { name: 'cores', unit: 'vCPU' }, { name: 'memory', unit: 'MemoryGiB' }] },
+    },
+  };
+}
+
+describe('usage ledger', () => {
+  it('counts entitled, running pods from the hour they were registered, and ended pods through the last hour seen', () => {
+    let ledger = newLedger('product-uid', hour);
+    ledger = observePods(ledger, [pod('a'), pod('b', { cpu: '2500m' }), pod('pending', { phase: 'Pending' }), pod('blocked', { verdict: 'NotEntitled' })], hour);
+    expect(Object.keys(ledger.pods).sort()).toEqual(['uid-a', 'uid-b']);
+    expect(observePods(ledger, [pod('a'), pod('b', { cpu: '2500m' })], hour)).toBe(ledger); // nothing new: nothing to write
+
+    // Hour +1: c starts, then b ends. Hour +2: a and c still run.
+    ledger = observePods(ledger, [pod('a'), pod('b', { cpu: '2500m' }), pod('c', { registeredHour: hour + 1 })], hour + 1);
+    ledger = observePods(ledger, [pod('a'), pod('c', { registeredHour: hour + 1 })], hour + 1);
+    ledger = observePods(ledger, [pod('a'), pod('c', { registeredHour: hour + 1 })], hour + 2);
+    const records = (h: number) => recordsOf(ledger, product('Operator'), h).map((r) => [r.dimension, r.quantity]);
+    expect(records(hour)).toEqual([['pods', 2], ['cores', 4], ['memory', 2]]);
+    expect(records(hour + 1)).toEqual([['pods', 3], ['cores', 5], ['memory', 3]]);
+    expect(records(hour + 2)).toEqual([['pods', 2], ['cores', 2], ['memory', 2]]);
+  });
+
+  it('after a gap (operator down), pods still running count for every hour of it, pods gone only through the last hour seen', () => {
+    let ledger = observePods(newLedger('product-uid', hour), [pod('stays'), pod('goes')], hour);
+    ledger = observePods(ledger, [pod('stays'), pod('new', { registeredHour: hour + 2 })], hour + 4);
+    const pods = (h: number) => recordsOf(ledger, product('Operator'), h)[0]?.quantity;
+    expect([hour, hour + 1, hour + 2, hour + 3, hour + 4].map(pods)).toEqual([2, 1, 2, 2, 2]);
+  });
+
+  it('Pod mode: a record per pod and dimension, one caller for a pod recreated under its name', () => {
+    let ledger = observePods(newLedger('product-uid', hour), [pod('a'), pod('b', { memory: '3Gi' })], hour);
+    const recreated = pod('b', { memory: '5Gi', uid: 'uid-b2' });
+    ledger = observePods(ledger, [pod('a'), recreated], hour);
+    const records = recordsOf(ledger, product('Pod'), hour);
+    expect(records.map((r) => [r.caller.kind === 'pod' ? r.caller.sessionName : '', r.dimension, r.quantity])).toEqual([
+      ['shop.a', 'pods', 1],
+      ['shop.a', 'cores', 1],
+      ['shop.a', 'memory', 1],
+      ['shop.b', 'pods', 1],
+      ['shop.b', 'cores', 1],
+      ['shop.b', 'memory', 5],
+    ]);
+    // Tokens differ by caller, dimension and hour, and are the same when computed again.
+    const tokens = records.map((r) => clientToken('product-uid', r));
+    expect(new Set(tokens).size).toBe(records.length);
+    expect(tokens).toEqual(recordsOf(ledger, product('Pod'), hour).map((r) => clientToken('product-uid', r)));
+    expect(tokens.every((t) => t.length <= 64)).toBe(true);
+  });
+
+  it('reports closed hours in order, drops pods whose hours are done, and keeps lost hours', () => {
+    let ledger = observePods(newLedger('product-uid', hour), [pod('a'), pod('b')], hour);
+    ledger = observePods(ledger, [pod('a')], hour + 2);
+    expect(dueHours(ledger, hour + 2)).toEqual([hour, hour + 1]);
+    ledger = completeHour(ledger, hour, 'lost');
+    expect(Object.keys(ledger.pods).sort()).toEqual(['uid-a']); // b ended in the hour just done
+    ledger = completeHour(ledger, hour + 1, 'reported');
+    expect(ledger).toMatchObject({ nextHour: hour + 2, lastReportedHour: hour + 1, lostHours: [hour] });
+    expect(dueHours(ledger, hour + 2)).toEqual([]);
+  });
+
+  it('an hour can be sent until 6 hours after it started', () => {
+    expect(withinWindow(hour, (hour + 6) * hourMs - 1)).toBe(true);
+    expect(withinWindow(hour, (hour + 6) * hourMs)).toBe(false);
+  });
+});
