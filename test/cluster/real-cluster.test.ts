@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { productLabel } from '../../src/api/marketplace-product.js';
 import { roleArnAnnotation, roleSessionName } from '../../src/aws/pod-identity.js';
+import { ledgerName } from '../../src/metering/ledger-store.js';
 import { leaseName, webhookSecretName } from '../../src/operator.js';
 import { FakeAws, fakeCredentials } from '../fake-aws/server.js';
 import { operatorNamespace } from '../support/bundle.js';
@@ -283,10 +284,12 @@ async function timed<T>(what: string, step: () => Promise<T>): Promise<T> {
     }, 60_000, 500);
   }, 240_000);
 
-  it(`gates and entitles ${scalePods} labelled pods on kwok nodes, the operator running under the bundle's limits`, async () => {
+  it(`gates and entitles ${scalePods} labelled pods on kwok nodes and keeps their usage in the ledger, the operator running under the bundle's limits`, async () => {
     for (let i = 0; i < Math.ceil(scalePods / 100); i++) await cluster_().addFakeNode(`kwok-node-${i}`);
     const ns = await namespace('scale');
-    await createProduct(custom, ns, 'scale', { publicKey: { pem: aws().publicKeyPem }, identity: { mode: 'Operator' }, productCode: 'scale-code' });
+    // Metered too: the ledger of thousands of running pods must fit the operator's limits as well.
+    const metering = { dimensions: [{ name: 'pods', unit: 'Pod' }, { name: 'memory', unit: 'MemoryGiB' }] };
+    await createProduct(custom, ns, 'scale', { publicKey: { pem: aws().publicKeyPem }, identity: { mode: 'Operator' }, productCode: 'scale-code', metering });
     const api = new ApiHttp(cluster_().controlPlane);
     const watch = new VerdictWatch(() => undefined, ns);
     await watch.start(api);
@@ -308,6 +311,15 @@ async function timed<T>(what: string, step: () => Promise<T>): Promise<T> {
     }
     const registrations = aws().calls('RegisterUsage').filter((c) => c.productCode === 'scale-code' && c.status === 200);
     expect(registrations).toHaveLength(scalePods);
+    const product = (await custom.getNamespacedCustomObject({ group: 'marketplace.entitlements.io', version: 'v1alpha1', plural: 'marketplaceproducts', namespace: ns, name: 'scale' })) as { metadata: { uid: string } };
+    const ledgerBytes = await timed(`${scalePods} running pods in the usage ledger`, () =>
+      waitFor('every running pod in the ledger', async () => {
+        const map = await core.readNamespacedConfigMap({ name: ledgerName(product.metadata.uid), namespace: operatorNamespace }).catch(() => undefined);
+        const text = map?.data?.['ledger.json'] ?? '{}';
+        return Object.keys((JSON.parse(text) as { pods?: object }).pods ?? {}).length === scalePods ? text.length : undefined;
+      }, 120_000, 1_000),
+    );
+    process.stderr.write(`usage ledger of ${scalePods} pods: ${ledgerBytes} bytes\n`);
     for (const pod of await operatorPodList()) {
       const memory = await cluster_().node.podMemory(pod.metadata?.uid ?? '');
       process.stderr.write(`operator pod ${pod.metadata?.name ?? ''}: memory limit ${memory.limit}, peak ${memory.peak}\n`);
