@@ -6,7 +6,7 @@ import os from 'node:os';
 import type { V1Pod, V1Secret } from '@kubernetes/client-node';
 import type http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { group, plural, productLabel, version, type MarketplaceProduct } from './api/marketplace-product.js';
+import { annotations, group, plural, productLabel, version, type MarketplaceProduct } from './api/marketplace-product.js';
 import { createStsClient } from './aws/clients.js';
 import { baseCredentials } from './aws/credentials.js';
 import { Identities } from './aws/identity.js';
@@ -61,12 +61,14 @@ export interface OperatorOptions {
   statusIntervalMs: number;
   /** The time reported to AWS and users (see clock.ts); SIMULATED_CLOCK in tests and demos. */
   clock: Clock;
+  /** The longest wait between periodic checks of a NotEntitled pod. */
+  recheckMaxIntervalMs: number;
 }
 
 /**
  * Options from the environment: POD_NAMESPACE and POD_NAME (downward API), WEBHOOK_CERTIFICATES
- * (self-managed or cert-manager), SIMULATED_CLOCK (tests and demos), and for tuning
- * LEASE_DURATION_SECONDS (renew deadline 2/3 of it) and CERTIFICATE_CHECK_SECONDS.
+ * (self-managed or cert-manager), SIMULATED_CLOCK (tests and demos), RECHECK_MAX_INTERVAL_SECONDS,
+ * and for tuning LEASE_DURATION_SECONDS (renew deadline 2/3 of it) and CERTIFICATE_CHECK_SECONDS.
  */
 export function defaultOperatorOptions(env: NodeJS.ProcessEnv = process.env): OperatorOptions {
   const seconds = (name: string, fallback: number): number => {
@@ -89,6 +91,7 @@ export function defaultOperatorOptions(env: NodeJS.ProcessEnv = process.env): Op
     retryPeriodMs: Math.min(2_000, Math.round(leaseDurationMs / 5)),
     statusIntervalMs: 1_000,
     clock: clockFromEnv(env),
+    recheckMaxIntervalMs: seconds('RECHECK_MAX_INTERVAL_SECONDS', 900),
   };
 }
 
@@ -282,7 +285,7 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
   const productClients = new ProductClients(aws, identities, metrics, options.awsConcurrency);
   const registrar = new Registrar(productClients, kubeConfigMapReader(client), options.clock);
   const events = new EventRecorder(client, options.identity, log);
-  const podReconciler = new PodReconciler(client, pods, products, registrar, outcomes, events, metrics, log);
+  const podReconciler = new PodReconciler(client, pods, products, registrar, outcomes, events, metrics, options.clock, options.recheckMaxIntervalMs, log);
   const metering = new MeteringReconciler(products, pods, new LedgerStore(client, options.namespace), productClients, events, metrics, options.clock, log);
   const statusReconciler = new ProductStatusReconciler(client, products, pods, outcomes, (key) => metering.outcome(key), options.clock, log);
   const queueOptions = (controller: string, concurrency: number) => ({
@@ -317,15 +320,17 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
     refreshStatus(productKeyOfPod(pod));
     refreshUsage(productKeyOfPod(pod));
   };
-  const seenGenerations = new Map<string, number>();
+  const seenVersions = new Map<string, string>();
   const enqueueProduct = (product: MarketplaceProduct): void => {
     if (!reconciling) return;
     const key = objectKey(product);
     productQueue.add(key);
     if (MeteringReconciler.meters(product)) meteringQueue.add(key);
-    // A new or changed product: its pods may be waiting for it (ProductNotFound).
-    if (seenGenerations.get(key) !== product.metadata.generation) {
-      seenGenerations.set(key, product.metadata.generation ?? 0);
+    // A new or changed product, or one asking for a check: its pods may be waiting for it
+    // (ProductNotFound) or due for a check again (NotEntitled).
+    const seen = `${product.metadata.generation ?? 0}/${product.metadata.annotations?.[annotations.recheck] ?? ''}`;
+    if (seenVersions.get(key) !== seen) {
+      seenVersions.set(key, seen);
       for (const pod of pods.byIndex(key)) podQueue.add(objectKey(pod));
     }
   };
@@ -337,7 +342,7 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
   });
   products.onUpsert(enqueueProduct);
   products.onDelete((product) => {
-    seenGenerations.delete(objectKey(product));
+    seenVersions.delete(objectKey(product));
     if (reconciling) {
       metering.forget(product).catch((error: unknown) => {
         log.warn('could not delete the usage ledger of a deleted product', { product: objectKey(product), error: describeError(error) });

@@ -15,6 +15,10 @@ export const annotations = {
   registeredAt: `${group}/registered-at`,
   /** Written before RegisterUsage, so a retry after a crash reuses the same registration. */
   nonce: `${group}/nonce`,
+  /** Set or changed by a user, on a pod or a product: check the NotEntitled pods again now. */
+  recheck: `${group}/recheck`,
+  /** The operator's record of a NotEntitled pod's checks (JSON, see CheckRecord). */
+  checks: `${group}/checks`,
 } as const;
 
 export type Verdict = 'Entitled' | 'NotEntitled';
@@ -30,6 +34,25 @@ export type NotEntitledReason =
   | 'AccessDenied'
   | 'PublicKeyUnavailable'
   | 'IdentityUnavailable';
+
+/**
+ * Reasons only a change to the product (which triggers a check at once) or to the platform can
+ * cure: pods refused for them are not checked again periodically.
+ */
+export const permanentReasons: ReadonlySet<string> = new Set<NotEntitledReason>(['InvalidProductCode', 'InvalidPublicKeyVersion', 'InvalidSignature', 'InvalidRegion', 'PlatformNotSupported']);
+
+/** What the operator keeps on a NotEntitled pod about its checks (annotation `checks`). */
+export interface CheckRecord {
+  /** Checks since the last one a change or a user asked for (the backoff counts from it). */
+  attempts: number;
+  /** When the latest verdict was written (RFC 3339). */
+  at?: string;
+  /** The reason of the previous verdict, while a check is under way or after it. */
+  reason?: string;
+  /** What the latest check was for: the product's generation and recheck annotation, the pod's recheck annotation. */
+  product: string;
+  pod: string;
+}
 
 export interface MarketplaceProductSpec {
   productCode: string;

@@ -3,8 +3,9 @@
 // never registers a pod twice.
 //   watch → queue → here → Registrar (AWS) → verdict → pod patch, Event, product outcome
 import type { V1Pod } from '@kubernetes/client-node';
-import { annotations, group, kind, productLabel, schedulingGate, version, type MarketplaceProduct, type NotEntitledReason, type Verdict } from '../api/marketplace-product.js';
+import { annotations, group, kind, productLabel, schedulingGate, version, type CheckRecord, type MarketplaceProduct, type NotEntitledReason, type Verdict } from '../api/marketplace-product.js';
 import { newNonce } from '../aws/nonce.js';
+import type { Clock } from '../clock.js';
 import type { EventRecorder } from '../kube/events.js';
 import type { Informer } from '../kube/informer.js';
 import { ApiError, contentTypes, segment, type KubeClient } from '../kube/api.js';
@@ -12,6 +13,7 @@ import type { Outcome } from '../kube/workqueue.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { ProductOutcomes } from './product-outcomes.js';
+import { checkBasis, planRecheck, readCheckRecord } from './rechecks.js';
 import type { Registrar } from './registration.js';
 
 export class RetryLater extends Error {
@@ -33,9 +35,11 @@ export function reasonOf(pod: V1Pod): string | undefined {
 
 interface Written {
   nonce?: string;
-  verdict?: Verdict;
+  /** 'cleared': a check again is under way (the verdict annotations were removed). */
+  verdict?: Verdict | 'cleared';
   /** We removed the gate. The API server never lets a gate be added back, so it stays removed. */
   ungated?: boolean;
+  checks?: CheckRecord;
 }
 
 export class PodReconciler {
@@ -51,6 +55,9 @@ export class PodReconciler {
     private readonly outcomes: ProductOutcomes,
     private readonly events: EventRecorder,
     private readonly metrics: Metrics,
+    private readonly clock: Clock,
+    /** The longest wait between periodic checks of a NotEntitled pod. */
+    private readonly maxRecheckMs: number,
     private readonly log: Logger,
   ) {}
 
@@ -63,17 +70,23 @@ export class PodReconciler {
     const log = this.log.child({ pod: key, product: `${namespace}/${productName}` });
     const product = this.products.get(`${namespace}/${productName}`);
     const mine = this.written.get(pod.metadata.uid ?? '');
-    const verdict = verdictOf(pod) ?? mine?.verdict;
-    const reason = reasonOf(pod);
+    const verdict = mine?.verdict === 'cleared' ? undefined : (verdictOf(pod) ?? mine?.verdict);
+    const reason = mine?.verdict === 'cleared' ? undefined : reasonOf(pod);
 
     if (verdict === 'Entitled') {
       if (isGated(pod) && !mine?.ungated) await this.patchPod(pod, {}, true); // finish an interrupted ungate
       return undefined;
     }
     if (verdict === 'NotEntitled' && reason !== 'ProductNotFound') {
-      if (product?.spec.enforcement === 'Audit' && isGated(pod) && !mine?.ungated) await this.patchPod(pod, {}, true);
-      else if (product && product.spec.enforcement !== 'Audit' && !isGated(pod)) await this.evict(pod, log);
-      return undefined;
+      if (!product) return undefined;
+      const plan = planRecheck(mine?.checks ?? readCheckRecord(pod), reason, checkBasis(product, pod), this.clock.now(), this.maxRecheckMs);
+      if (plan.kind === 'now') {
+        await this.checkAgain(pod, product, plan.attempts, reason, log.child({ why: plan.why }));
+        return undefined;
+      }
+      if (product.spec.enforcement === 'Audit' && isGated(pod) && !mine?.ungated) await this.patchPod(pod, {}, true);
+      else if (product.spec.enforcement !== 'Audit' && !isGated(pod)) await this.evict(pod, log);
+      return plan.kind === 'at' ? { requeueAfterMs: this.clock.realMsUntil(plan.time) } : undefined;
     }
     if (!product) {
       if (reason !== 'ProductNotFound') {
@@ -92,11 +105,12 @@ export class PodReconciler {
     // Write-ahead: the nonce is on the pod before RegisterUsage, so a retry after a crash is the
     // same registration (same nonce), never a second one.
     const uid = pod.metadata?.uid ?? '';
-    let nonce = pod.metadata?.annotations?.[annotations.nonce] ?? this.written.get(uid)?.nonce;
+    // Ours first: after a check again, the cache may still show the previous nonce.
+    let nonce = this.written.get(uid)?.nonce ?? pod.metadata?.annotations?.[annotations.nonce];
     if (!nonce) {
       nonce = newNonce();
       if (!(await this.patchPod(pod, { [annotations.nonce]: nonce }, false))) return undefined;
-      this.written.set(uid, { nonce });
+      this.written.set(uid, { ...this.written.get(uid), nonce });
     }
     const podRef = {
       namespace: pod.metadata?.namespace ?? '',
@@ -118,7 +132,7 @@ export class PodReconciler {
     const audit = product.spec.enforcement === 'Audit';
     if (result.verdict === 'Entitled') {
       const registeredAt = result.registeredAt.toISOString();
-      await this.patchPod(pod, { [annotations.status]: 'Entitled', [annotations.reason]: 'SignatureVerified', [annotations.registeredAt]: registeredAt }, isGated(pod));
+      await this.patchPod(pod, { [annotations.status]: 'Entitled', [annotations.reason]: 'SignatureVerified', [annotations.registeredAt]: registeredAt, [annotations.checks]: null }, isGated(pod));
       this.written.set(uid, { nonce, verdict: 'Entitled', ungated: true });
       this.outcomes.record(productKey, {
         status: 'True',
@@ -133,16 +147,35 @@ export class PodReconciler {
       return undefined;
     }
 
-    await this.patchPod(pod, { [annotations.status]: 'NotEntitled', [annotations.reason]: result.reason }, audit && isGated(pod));
-    this.written.set(uid, { nonce, verdict: 'NotEntitled', ungated: audit });
+    // The record of its checks: what this one was for, when, and why it failed (for the next).
+    const previous = this.written.get(uid)?.checks ?? readCheckRecord(pod);
+    const checks: CheckRecord = { ...checkBasis(product, pod), attempts: previous?.attempts ?? 1, at: new Date(this.clock.now()).toISOString(), reason: result.reason };
+    await this.patchPod(pod, { [annotations.status]: 'NotEntitled', [annotations.reason]: result.reason, [annotations.checks]: JSON.stringify(checks) }, audit && isGated(pod));
+    this.written.set(uid, { nonce, verdict: 'NotEntitled', ungated: audit || this.written.get(uid)?.ungated === true, checks });
     this.outcomes.record(productKey, { status: 'False', reason: result.reason, message: result.message });
     this.metrics.verdicts.inc({ verdict: 'NotEntitled', reason: result.reason });
     const consequence = audit ? 'Audit: the pod runs anyway' : isGated(pod) ? 'the pod stays gated' : 'the running pod is evicted';
-    await this.events.pod(pod, 'Warning', 'NotEntitled', 'RegisterUsage', `${result.reason}: ${result.message}; ${consequence}`);
-    log.warn('pod not entitled', { reason: result.reason, error: result.message, enforcement: product.spec.enforcement ?? 'Enforce' });
+    // A check again with the same answer is no news: one Event per reason, not one per check.
+    if (previous?.reason !== result.reason) await this.events.pod(pod, 'Warning', 'NotEntitled', 'RegisterUsage', `${result.reason}: ${result.message}; ${consequence}`);
+    log.warn('pod not entitled', { reason: result.reason, error: result.message, enforcement: product.spec.enforcement ?? 'Enforce', attempts: checks.attempts });
     if (!audit && !isGated(pod)) await this.evict(pod, log);
     if (result.reason === 'CustomerNotEntitled' && product.spec.onRevocation === 'Evict') await this.revoke(product, result.reason, log);
     return undefined;
+  }
+
+  /**
+   * Starts a check again: the verdict annotations go (the pod is pending again, and counted so), a
+   * fresh nonce is written ahead, and the record says what this check is for. The pod then takes
+   * the path of a new pod. Its gate was never put back, so an Audit pod keeps running meanwhile.
+   */
+  private async checkAgain(pod: V1Pod, product: MarketplaceProduct, attempts: number, reason: string | undefined, log: Logger): Promise<void> {
+    const uid = pod.metadata?.uid ?? '';
+    const nonce = newNonce();
+    const checks: CheckRecord = { ...checkBasis(product, pod), attempts, ...(reason ? { reason } : {}) };
+    const patch = { [annotations.status]: null, [annotations.reason]: null, [annotations.nonce]: nonce, [annotations.checks]: JSON.stringify(checks) };
+    if (!(await this.patchPod(pod, patch, false))) return;
+    this.written.set(uid, { nonce, verdict: 'cleared', ungated: this.written.get(uid)?.ungated ?? !isGated(pod), checks });
+    log.info('checking the pod again', { attempts, previousReason: reason });
   }
 
   /** The pod is gone: forget what was written to it. */
@@ -177,7 +210,7 @@ export class PodReconciler {
   }
 
   /** Patches annotations and optionally removes the gate, in one request. False if the pod is gone. */
-  private async patchPod(pod: V1Pod, annotationValues: Record<string, string>, ungate: boolean): Promise<boolean> {
+  private async patchPod(pod: V1Pod, annotationValues: Record<string, string | null>, ungate: boolean): Promise<boolean> {
     const body: Record<string, unknown> = {};
     if (Object.keys(annotationValues).length > 0) body.metadata = { annotations: annotationValues };
     if (ungate) body.spec = { schedulingGates: [{ $patch: 'delete', name: schedulingGate }] };

@@ -2,7 +2,7 @@
 // registration will use. The nonce is then stored with the pod before any RegisterUsage (the
 // write-ahead the registration needs, without a write of its own). Pure, so it is easy to reason
 // about; idempotent, so a reinvoked admission (the gate already there) changes nothing twice.
-import { annotations, productLabel, schedulingGate } from '../api/marketplace-product.js';
+import { annotations, group, productLabel, schedulingGate } from '../api/marketplace-product.js';
 import { newNonce } from '../aws/nonce.js';
 
 export interface AdmissionRequest {
@@ -21,23 +21,32 @@ export interface AdmissionResponse {
   status?: { code: number; message: string };
 }
 
-export type JsonPatch = { op: 'add'; path: string; value: unknown }[];
+export type JsonPatch = ({ op: 'add'; path: string; value: unknown } | { op: 'remove'; path: string })[];
+
+/** Annotations of ours a new pod may carry: a user's request for a check. */
+const userAnnotations: ReadonlySet<string> = new Set([annotations.recheck]);
 
 /**
  * The JSON Patch that gates the pod and gives it `nonce`, or undefined when there is nothing to
- * do. A nonce the pod brought along is replaced: the operator chooses it.
+ * do. A nonce the pod brought along is replaced: the operator chooses it. So are verdicts and
+ * the other annotations only the operator writes: a pod created with `status: Entitled` must
+ * not pass for a registered one.
  */
 export function gatePatch(request: AdmissionRequest, nonce: string): JsonPatch | undefined {
   const pod = request.object;
   if (request.operation !== undefined && request.operation !== 'CREATE') return undefined;
   if (!pod?.metadata?.labels?.[productLabel]) return undefined;
+  const forged: JsonPatch = Object.keys(pod.metadata.annotations ?? {})
+    .filter((key) => key.startsWith(`${group}/`) && key !== annotations.nonce && !userAnnotations.has(key))
+    .map((key) => ({ op: 'remove', path: `/metadata/annotations/${pointerEscape(key)}` }));
   const gates = pod.spec?.schedulingGates;
-  if (gates?.some((g) => g.name === schedulingGate)) return undefined;
+  // Gated already (a reinvocation, or a pod made with the gate): only the forged annotations go.
+  if (gates?.some((g) => g.name === schedulingGate)) return forged.length > 0 ? forged : undefined;
   const nonceAnnotation: JsonPatch[number] = pod.metadata.annotations
     ? { op: 'add', path: `/metadata/annotations/${pointerEscape(annotations.nonce)}`, value: nonce }
     : { op: 'add', path: '/metadata/annotations', value: { [annotations.nonce]: nonce } };
   const gate: JsonPatch[number] = gates ? { op: 'add', path: '/spec/schedulingGates/-', value: { name: schedulingGate } } : { op: 'add', path: '/spec/schedulingGates', value: [{ name: schedulingGate }] };
-  return [gate, nonceAnnotation];
+  return [gate, ...forged, nonceAnnotation];
 }
 
 /** A JSON Pointer token (RFC 6901): ~ and / escaped. */

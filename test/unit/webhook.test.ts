@@ -59,6 +59,26 @@ describe('gatePatch', () => {
     ]);
   });
 
+  it("removes verdicts and other operator annotations a new pod brought (a forged 'Entitled'), keeping a recheck request", () => {
+    const annotations = {
+      'marketplace.entitlements.io/status': 'Entitled',
+      'marketplace.entitlements.io/registered-at': '2026-01-01T00:00:00Z',
+      'marketplace.entitlements.io/recheck': 'now',
+      'team.example/owner': 'a',
+    };
+    const removals = [
+      { op: 'remove', path: '/metadata/annotations/marketplace.entitlements.io~1status' },
+      { op: 'remove', path: '/metadata/annotations/marketplace.entitlements.io~1registered-at' },
+    ];
+    expect(gatePatch({ uid: 'u', object: { metadata: { labels: label, annotations }, spec: {} } }, 'n-3')).toEqual([
+      { op: 'add', path: '/spec/schedulingGates', value: [{ name: gate }] },
+      ...removals,
+      { op: 'add', path: '/metadata/annotations/marketplace.entitlements.io~1nonce', value: 'n-3' },
+    ]);
+    // Made with the gate already: the forged annotations still go.
+    expect(gatePatch({ uid: 'u', object: { metadata: { labels: label, annotations }, spec: { schedulingGates: [{ name: gate }] } } }, 'n-4')).toEqual(removals);
+  });
+
   it('leaves unlabelled pods and other operations alone', () => {
     expect(gatePatch({ uid: 'u', object: { metadata: { labels: { app: 'x' } }, spec: {} } }, 'n')).toBeUndefined();
     expect(gatePatch({ uid: 'u', operation: 'UPDATE', object: { metadata: { labels: label }, spec: {} } }, 'n')).toBeUndefined();

@@ -1,0 +1,46 @@
+// When a NotEntitled pod is checked again (pure): at once when its product changed (generation)
+// or a user asked (the recheck annotation, on the product or the pod, set or changed since the
+// last check), else with backoff from the last verdict, 1 minute doubling up to a cap users set,
+// except for the permanent reasons.
+import type { V1Pod } from '@kubernetes/client-node';
+import { annotations, permanentReasons, type CheckRecord, type MarketplaceProduct } from '../api/marketplace-product.js';
+
+export const recheckBaseMs = 60_000;
+
+export type RecheckPlan = { kind: 'now'; attempts: number; why: string } | { kind: 'at'; time: number } | { kind: 'never' };
+
+/** What a check is for: the product's generation and recheck annotation, and the pod's. */
+export function checkBasis(product: MarketplaceProduct, pod: V1Pod): Pick<CheckRecord, 'product' | 'pod'> {
+  return {
+    product: `${product.metadata.generation ?? 0}/${product.metadata.annotations?.[annotations.recheck] ?? ''}`,
+    pod: pod.metadata?.annotations?.[annotations.recheck] ?? '',
+  };
+}
+
+export function readCheckRecord(pod: V1Pod): CheckRecord | undefined {
+  const text = pod.metadata?.annotations?.[annotations.checks];
+  if (!text) return undefined;
+  try {
+    const value = JSON.parse(text) as Partial<CheckRecord>;
+    return typeof value.attempts === 'number' && typeof value.product === 'string' && typeof value.pod === 'string' ? (value as CheckRecord) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The delay after the n-th check of a streak. */
+export function recheckDelayMs(attempts: number, maxIntervalMs: number): number {
+  return Math.min(maxIntervalMs, recheckBaseMs * 2 ** Math.min(Math.max(attempts - 1, 0), 30));
+}
+
+/** `record`: what the operator last wrote about the pod's checks (its own copy is newer than the cache's). */
+export function planRecheck(record: CheckRecord | undefined, reason: string | undefined, basis: Pick<CheckRecord, 'product' | 'pod'>, nowMs: number, maxIntervalMs: number): RecheckPlan {
+  if (!record) return { kind: 'now', attempts: 1, why: 'no record of its checks' };
+  if (record.product !== basis.product) return { kind: 'now', attempts: 1, why: 'its MarketplaceProduct changed or asked for a check' };
+  if (record.pod !== basis.pod) return { kind: 'now', attempts: 1, why: 'a check was asked for on the pod' };
+  if (reason !== undefined && permanentReasons.has(reason)) return { kind: 'never' };
+  const at = Date.parse(record.at ?? '');
+  if (!Number.isFinite(at)) return { kind: 'now', attempts: record.attempts + 1, why: 'its last check has no time' };
+  const due = at + recheckDelayMs(record.attempts, maxIntervalMs);
+  return nowMs >= due ? { kind: 'now', attempts: record.attempts + 1, why: 'periodic' } : { kind: 'at', time: due };
+}
