@@ -16,6 +16,10 @@ help: ## List the targets.
 
 ##@ Development
 
+.PHONY: demo
+demo: node_modules ## Local cluster + fake AWS + operator + samples; runs until Ctrl-C, then removes everything.
+	npm run demo
+
 node_modules: package.json package-lock.json
 	npm ci
 	@touch node_modules

@@ -14,6 +14,7 @@ export const contentTypes = {
   json: 'application/json',
   jsonPatch: 'application/json-patch+json',
   strategicMergePatch: 'application/strategic-merge-patch+json',
+  mergePatch: 'application/merge-patch+json',
 } as const;
 
 export type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -136,8 +137,28 @@ export class KubeClient {
 export function loadKubeClient(kubeconfig?: string): KubeClient {
   if (kubeconfig) return new KubeClient(fromKubeconfigFile(kubeconfig));
   if (process.env.KUBERNETES_SERVICE_HOST) return new KubeClient(inCluster());
-  const file = process.env.KUBECONFIG?.split(path.delimiter).find(Boolean) ?? path.join(process.env.HOME ?? '', '.kube', 'config');
-  return new KubeClient(fromKubeconfigFile(file));
+  return new KubeClient(fromKubeconfigFile(defaultKubeconfigFile()));
+}
+
+function defaultKubeconfigFile(): string {
+  return process.env.KUBECONFIG?.split(path.delimiter).find(Boolean) ?? path.join(process.env.HOME ?? '', '.kube', 'config');
+}
+
+/** The namespace kubectl would use: the current context's, the pod's own in a cluster, else default. */
+export function currentNamespace(kubeconfig?: string): string {
+  if (!kubeconfig && process.env.KUBERNETES_SERVICE_HOST) {
+    try {
+      return readFileSync(path.join(serviceAccountDir, 'namespace'), 'utf8').trim() || 'default';
+    } catch {
+      return 'default';
+    }
+  }
+  try {
+    const doc = load(readFileSync(kubeconfig ?? defaultKubeconfigFile(), 'utf8')) as KubeconfigFile;
+    return doc.contexts?.find((c) => c.name === doc['current-context'])?.context.namespace ?? 'default';
+  } catch {
+    return 'default';
+  }
 }
 
 /** The pod's own service account: its token (re-read as the kubelet rotates it) and the cluster CA. */
@@ -167,7 +188,7 @@ interface KubeconfigFile {
   'current-context'?: string;
   clusters?: { name: string; cluster: Record<string, unknown> }[];
   users?: { name: string; user: Record<string, unknown> }[];
-  contexts?: { name: string; context: { cluster: string; user: string } }[];
+  contexts?: { name: string; context: { cluster: string; user: string; namespace?: string } }[];
 }
 
 /** A kubeconfig's current context. Relative file paths are relative to the kubeconfig file. */
