@@ -47,6 +47,8 @@ export interface CheckRecord {
   attempts: number;
   /** When the latest verdict was written (RFC 3339). */
   at?: string;
+  /** When the next periodic check is due (RFC 3339); absent for a permanent reason. */
+  next?: string;
   /** The reason of the previous verdict, while a check is under way or after it. */
   reason?: string;
   /** What the latest check was for: the product's generation and recheck annotation, the pod's recheck annotation. */

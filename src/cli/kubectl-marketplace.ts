@@ -16,7 +16,6 @@ import { currentNamespace, loadKubeClient } from '../kube/api.js';
 import { explain } from './reasons.js';
 
 const program = 'kubectl marketplace';
-const defaultRecheckMaxMs = 900_000;
 
 export interface PluginIo {
   stdout: (text: string) => void;
@@ -137,8 +136,9 @@ async function why(client: KubeClient, options: Options, io: PluginIo): Promise<
     });
   }
   const record = readCheckRecord(pod);
-  const plan = verdict === 'NotEntitled' && product ? planRecheck(record, reason, checkBasis(product, pod), (io.now ?? Date.now)(), defaultRecheckMaxMs) : undefined;
-  const nextCheck = plan?.kind === 'at' ? new Date(plan.time).toISOString() : plan?.kind === 'now' ? 'now' : plan?.kind === 'never' ? 'only when the product changes or a check is asked for' : undefined;
+  // The operator wrote when it checks next (its interval is its own setting); asked-for checks are due now.
+  const plan = verdict === 'NotEntitled' && product ? planRecheck(record, reason, checkBasis(product, pod), (io.now ?? Date.now)(), Number.POSITIVE_INFINITY) : undefined;
+  const nextCheck = plan?.kind === 'now' && plan.why !== 'periodic' ? 'now' : plan?.kind === 'never' ? 'only when the product changes or a check is asked for' : plan ? (record?.next ?? 'periodically') : undefined;
   const entitledCondition = product?.status?.conditions?.find((c) => c.type === 'Entitled');
   const text = explain({ productName, productFound: product !== undefined, verdict, reason, gated, enforcement: product?.spec.enforcement ?? 'Enforce', productMessage: entitledCondition?.message });
   const answer = {

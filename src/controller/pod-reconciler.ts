@@ -3,7 +3,7 @@
 // never registers a pod twice.
 //   watch → queue → here → Registrar (AWS) → verdict → pod patch, Event, product outcome
 import type { V1Pod } from '@kubernetes/client-node';
-import { annotations, group, kind, productLabel, schedulingGate, version, type CheckRecord, type MarketplaceProduct, type NotEntitledReason, type Verdict } from '../api/marketplace-product.js';
+import { annotations, group, kind, permanentReasons, productLabel, schedulingGate, version, type CheckRecord, type MarketplaceProduct, type NotEntitledReason, type Verdict } from '../api/marketplace-product.js';
 import { newNonce } from '../aws/nonce.js';
 import type { Clock } from '../clock.js';
 import type { EventRecorder } from '../kube/events.js';
@@ -13,7 +13,7 @@ import type { Outcome } from '../kube/workqueue.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { ProductOutcomes } from './product-outcomes.js';
-import { checkBasis, planRecheck, readCheckRecord } from './rechecks.js';
+import { checkBasis, planRecheck, readCheckRecord, recheckDelayMs } from './rechecks.js';
 import type { Registrar } from './registration.js';
 
 export class RetryLater extends Error {
@@ -149,7 +149,10 @@ export class PodReconciler {
 
     // The record of its checks: what this one was for, when, and why it failed (for the next).
     const previous = this.written.get(uid)?.checks ?? readCheckRecord(pod);
-    const checks: CheckRecord = { ...checkBasis(product, pod), attempts: previous?.attempts ?? 1, at: new Date(this.clock.now()).toISOString(), reason: result.reason };
+    const now = this.clock.now();
+    const attempts = previous?.attempts ?? 1;
+    const next = permanentReasons.has(result.reason) ? {} : { next: new Date(now + recheckDelayMs(attempts, this.maxRecheckMs)).toISOString() };
+    const checks: CheckRecord = { ...checkBasis(product, pod), attempts, at: new Date(now).toISOString(), ...next, reason: result.reason };
     await this.patchPod(pod, { [annotations.status]: 'NotEntitled', [annotations.reason]: result.reason, [annotations.checks]: JSON.stringify(checks) }, audit && isGated(pod));
     this.written.set(uid, { nonce, verdict: 'NotEntitled', ungated: audit || this.written.get(uid)?.ungated === true, checks });
     this.outcomes.record(productKey, { status: 'False', reason: result.reason, message: result.message });

@@ -122,6 +122,8 @@ async function main(): Promise<void> {
         `    npm run --silent kubectl-marketplace -- status -n ${namespace}    # the kubectl plugin; why POD, recheck POD`,
     );
     show(`$ kubectl marketplace status -n ${namespace}\n${(await plugin(['status', '-n', namespace])).trimEnd()}`);
+    const gatedPod = (await pods('reports'))[0]?.metadata?.name ?? '';
+    show(`$ kubectl marketplace why ${gatedPod} -n ${namespace}\n${(await plugin(['why', gatedPod, '-n', namespace])).trimEnd()}`);
 
     if (!stop.signal.aborted) {
       await sleep(process.env.DEMO_EXIT === '1' ? 0 : 5_000, undefined, { signal: stop.signal }).catch(() => undefined);
