@@ -114,8 +114,13 @@ export class MeteringReconciler {
 
   /** The product is gone: its ledger goes with it. */
   async forget(product: MarketplaceProduct): Promise<void> {
-    this.outcomes.delete(`${product.metadata.namespace}/${product.metadata.name}`);
-    if (product.metadata.uid) await this.store.delete(product.metadata.uid);
+    const key = `${product.metadata.namespace}/${product.metadata.name}`;
+    this.outcomes.delete(key);
+    this.failures.delete(key);
+    const uid = product.metadata.uid;
+    if (!uid) return;
+    for (const hour of [...this.accepted.keys()].filter((k) => k.startsWith(`${uid}|`))) this.accepted.delete(hour);
+    await this.store.delete(uid);
   }
 
   private async reportHour(product: MarketplaceProduct, ledger: Ledger, hour: number, log: Logger): Promise<HourResult> {
