@@ -6,9 +6,35 @@
 import type { V1ConfigMap } from '@kubernetes/client-node';
 import { group, type MarketplaceProduct } from '../api/marketplace-product.js';
 import { ApiError, segment, type KubeClient } from '../kube/api.js';
-import type { Ledger } from './ledger.js';
+import type { Ledger, LedgerPod } from './ledger.js';
 
 const dataKey = 'ledger.json';
+
+/**
+ * A pod as stored: [from, to or null, vCPU, MemoryGiB, name, serviceAccount?]. About 100 bytes
+ * with its uid and a Deployment pod's name, so a ConfigMap (1 MiB) holds some 10,000 pods of one
+ * product.
+ */
+type StoredPod = [number, number | null, number, number, string, string?];
+type StoredLedger = Omit<Ledger, 'pods'> & { pods: Record<string, StoredPod> };
+
+export function encodeLedger(ledger: Ledger): string {
+  const pods: Record<string, StoredPod> = {};
+  for (const [uid, p] of Object.entries(ledger.pods)) {
+    pods[uid] = p.serviceAccount && p.serviceAccount !== 'default' ? [p.from, p.to ?? null, p.usage.vCPU, p.usage.MemoryGiB, p.name, p.serviceAccount] : [p.from, p.to ?? null, p.usage.vCPU, p.usage.MemoryGiB, p.name];
+  }
+  return JSON.stringify({ ...ledger, pods } satisfies StoredLedger);
+}
+
+export function decodeLedger(text: string): Ledger | undefined {
+  const stored = JSON.parse(text) as StoredLedger | null;
+  if (!stored || typeof stored.productUid !== 'string' || typeof stored.pods !== 'object') return undefined;
+  const pods: Record<string, LedgerPod> = {};
+  for (const [uid, [from, to, vCPU, MemoryGiB, name, serviceAccount]] of Object.entries(stored.pods)) {
+    pods[uid] = { name, serviceAccount: serviceAccount ?? 'default', from, ...(to === null ? {} : { to }), usage: { vCPU, MemoryGiB } };
+  }
+  return { ...stored, pods };
+}
 
 export function ledgerName(productUid: string): string {
   return `entitlement-usage-${productUid}`;
@@ -33,7 +59,7 @@ export class LedgerStore {
     if (known) return known.ledger;
     try {
       const map = await this.client.request<V1ConfigMap>('GET', this.path(productUid));
-      const ledger = JSON.parse(map.data?.[dataKey] ?? 'null') as Ledger | null;
+      const ledger = decodeLedger(map.data?.[dataKey] ?? 'null');
       if (!ledger || ledger.productUid !== productUid) throw new Error(`ConfigMap ${this.namespace}/${ledgerName(productUid)} holds no ledger of product ${productUid}`);
       this.known.set(productUid, { ledger, ...(map.metadata?.resourceVersion ? { resourceVersion: map.metadata.resourceVersion } : {}) });
       return ledger;
@@ -58,7 +84,7 @@ export class LedgerStore {
         annotations: { [`${group}/product`]: `${product.metadata.namespace}/${product.metadata.name}` },
         ...(known?.resourceVersion ? { resourceVersion: known.resourceVersion } : {}),
       },
-      data: { [dataKey]: JSON.stringify(ledger) },
+      data: { [dataKey]: encodeLedger(ledger) },
     };
     try {
       const written = known

@@ -4,6 +4,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { annotations, productLabel, type MarketplaceProduct } from '../../src/api/marketplace-product.js';
 import { cachedPod } from '../../src/controller/cached-pod.js';
 import { completeHour, dueHours, hourMs, newLedger, observePods, recordsOf, withinWindow } from '../../src/metering/ledger.js';
+import { decodeLedger, encodeLedger } from '../../src/metering/ledger-store.js';
 import { clientToken } from '../../src/metering/reconciler.js';
 import { parseQuantity, podRequests, usageOf } from '../../src/metering/usage.js';
 
@@ -141,6 +142,14 @@ describe('usage ledger', () => {
     ledger = completeHour(ledger, hour + 1, 'reported');
     expect(ledger).toMatchObject({ nextHour: hour + 2, lastReportedHour: hour + 1, lostHours: [hour] });
     expect(dueHours(ledger, hour + 2)).toEqual([]);
+  });
+
+  it('is stored compactly and read back the same: 10,000 pods fit a ConfigMap', () => {
+    let ledger = observePods(newLedger('product-uid', hour), [pod('a'), pod('b', { memory: '3Gi' })], hour);
+    ledger = completeHour(observePods(ledger, [pod('a')], hour + 1), hour, 'lost');
+    expect(decodeLedger(encodeLedger(ledger))).toEqual(ledger);
+    const many = observePods(newLedger('product-uid', hour), Array.from({ length: 10_000 }, (_, i) => pod(`analytics-deployment-7c9d8f6b5d-${String(i).padStart(5, '0')}`, { uid: `8f14e45f-ceea-467f-a0e6-${String(i).padStart(12, '0')}` })), hour);
+    expect(encodeLedger(many).length).toBeLessThan(1024 * 1024 - 4096);
   });
 
   it('an hour can be sent until 6 hours after it started', () => {
