@@ -22,6 +22,7 @@ export interface PluginIo {
   stderr: (text: string) => void;
   /** The API client, for tests; else from --kubeconfig, KUBECONFIG or ~/.kube/config. */
   client?: (kubeconfig: string | undefined) => KubeClient;
+  /** The clock of the recheck annotation's value. */
   now?: () => number;
 }
 
@@ -136,9 +137,10 @@ async function why(client: KubeClient, options: Options, io: PluginIo): Promise<
     });
   }
   const record = readCheckRecord(pod);
-  // The operator wrote when it checks next (its interval is its own setting); asked-for checks are due now.
-  const plan = verdict === 'NotEntitled' && product ? planRecheck(record, reason, checkBasis(product, pod), (io.now ?? Date.now)(), Number.POSITIVE_INFINITY) : undefined;
-  const nextCheck = plan?.kind === 'now' && plan.why !== 'periodic' ? 'now' : plan?.kind === 'never' ? 'only when the product changes or a check is asked for' : plan ? (record?.next ?? 'periodically') : undefined;
+  // Checks a change or a request calls for are due now; the periodic one is when the operator
+  // wrote it would be (its interval is its own setting), so no periodic check is planned here.
+  const plan = verdict === 'NotEntitled' && product ? planRecheck(record, reason, checkBasis(product, pod), Number.NEGATIVE_INFINITY, Number.POSITIVE_INFINITY) : undefined;
+  const nextCheck = plan?.kind === 'now' ? 'now' : plan?.kind === 'never' ? 'only when the product changes or a check is asked for' : plan ? (record?.next ?? 'periodically') : undefined;
   const entitledCondition = product?.status?.conditions?.find((c) => c.type === 'Entitled');
   const text = explain({ productName, productFound: product !== undefined, verdict, reason, gated, enforcement: product?.spec.enforcement ?? 'Enforce', productMessage: entitledCondition?.message });
   const answer = {

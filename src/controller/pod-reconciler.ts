@@ -3,7 +3,7 @@
 // never registers a pod twice.
 //   watch → queue → here → Registrar (AWS) → verdict → pod patch, Event, product outcome
 import type { V1Pod } from '@kubernetes/client-node';
-import { annotations, group, kind, permanentReasons, productLabel, schedulingGate, version, type CheckRecord, type MarketplaceProduct, type NotEntitledReason, type Verdict } from '../api/marketplace-product.js';
+import { annotations, permanentReasons, productLabel, schedulingGate, type CheckRecord, type MarketplaceProduct, type NotEntitledReason, type Verdict } from '../api/marketplace-product.js';
 import { newNonce } from '../aws/nonce.js';
 import type { Clock } from '../clock.js';
 import type { EventRecorder } from '../kube/events.js';
@@ -123,7 +123,7 @@ export class PodReconciler {
       // One Event per product when its registrations start failing, not one per pod and retry:
       // an AWS outage or a missing credential must not turn into a storm of writes.
       if (this.outcomes.record(productKey, { status: 'Unknown', reason: 'Retrying', message: result.message })) {
-        await this.events.record({ apiVersion: `${group}/${version}`, kind, metadata: product.metadata }, 'Warning', 'Retrying', 'RegisterUsage', `registrations of product ${product.spec.productCode} are failing and will be retried: ${result.message}`);
+        await this.events.product(product, 'Warning', 'Retrying', 'RegisterUsage', `registrations of product ${product.spec.productCode} are failing and will be retried: ${result.message}`);
       }
       log.warn('registration will be retried', { error: result.message });
       throw new RetryLater(result.message);

@@ -1,6 +1,7 @@
 // Records Kubernetes Events (events.k8s.io/v1) about pods and products. Recording never fails
 // the caller: an Event is information, not state.
 import type { V1ObjectMeta, V1Pod } from '@kubernetes/client-node';
+import { group, kind, version, type MarketplaceProduct } from '../api/marketplace-product.js';
 import type { Logger } from '../observability/logger.js';
 import { randomBytes } from 'node:crypto';
 import { describeError } from './errors.js';
@@ -18,6 +19,10 @@ export class EventRecorder {
 
   pod(pod: V1Pod, type: 'Normal' | 'Warning', reason: string, action: string, note: string): Promise<void> {
     return this.record({ apiVersion: 'v1', kind: 'Pod', metadata: pod.metadata ?? {} }, type, reason, action, note);
+  }
+
+  product(product: MarketplaceProduct, type: 'Normal' | 'Warning', reason: string, action: string, note: string): Promise<void> {
+    return this.record({ apiVersion: `${group}/${version}`, kind, metadata: product.metadata }, type, reason, action, note);
   }
 
   async record(regarding: { apiVersion: string; kind: string; metadata: V1ObjectMeta }, type: 'Normal' | 'Warning', reason: string, action: string, note: string): Promise<void> {

@@ -9,7 +9,7 @@
 // Hours older than AWS's 6-hour window are never sent: they are recorded as lost.
 import { createHash } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
-import { group, kind, version, type MarketplaceProduct } from '../api/marketplace-product.js';
+import type { MarketplaceProduct } from '../api/marketplace-product.js';
 import { AwsCallError } from '../aws/errors.js';
 import { meterUsage } from '../aws/metering.js';
 import type { PodRef } from '../aws/pod-identity.js';
@@ -102,7 +102,7 @@ export class MeteringReconciler {
         this.metrics.meteringHoursLost.inc();
         this.metrics.meteringRecords.inc({ outcome: 'lost' }, result.records);
         log.warn('usage of an hour lost: outside the 6-hour window', { hour: iso(due), records: result.records });
-        await this.events.record(regarding(product), 'Warning', 'UsageLost', 'MeterUsage', `usage of hour ${iso(due)} (${result.records} records) was not reported within AWS's ${reportWindowHours}-hour window and is lost`);
+        await this.events.product(product, 'Warning', 'UsageLost', 'MeterUsage', `usage of hour ${iso(due)} (${result.records} records) was not reported within AWS's ${reportWindowHours}-hour window and is lost`);
       } else {
         log.info('usage reported', { hour: iso(due) });
       }
@@ -179,7 +179,7 @@ export class MeteringReconciler {
     this.outcomes.set(key, next);
     if (JSON.stringify(previous) !== JSON.stringify(next)) for (const listener of this.listeners) listener(key);
     if (condition.reason === 'ReportFailing' && previous?.condition.reason !== 'ReportFailing') {
-      await this.events.record(regarding(product), 'Warning', 'MeteringFailed', 'MeterUsage', condition.message);
+      await this.events.product(product, 'Warning', 'MeteringFailed', 'MeterUsage', condition.message);
     }
   }
 }
@@ -191,8 +191,4 @@ function conditionOf(ledger: Ledger): MeteringOutcome['condition'] {
   }
   if (ledger.lostHours.at(-1) === lastDone) return { status: 'False', reason: 'UsageLost', message: `usage of hour ${iso(lastDone)} is lost: it could not be reported within AWS's 6-hour window` };
   return { status: 'True', reason: 'UsageReported', message: `usage through hour ${iso(lastDone)} reported` };
-}
-
-function regarding(product: MarketplaceProduct): { apiVersion: string; kind: string; metadata: MarketplaceProduct['metadata'] } {
-  return { apiVersion: `${group}/${version}`, kind, metadata: product.metadata };
 }
