@@ -355,6 +355,9 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
   const startReconciling = (): void => {
     reconciling = true;
     metrics.leader.set(1);
+    metering.collectOrphans(log).catch((error: unknown) => {
+      log.warn('could not collect the usage ledgers of deleted products', { error: describeError(error) });
+    });
     for (const product of products.list()) enqueueProduct(product);
     for (const pod of pods.list()) enqueuePod(pod);
   };

@@ -9,6 +9,8 @@ import { ApiError, segment, type KubeClient } from '../kube/api.js';
 import type { Ledger, LedgerPod } from './ledger.js';
 
 const dataKey = 'ledger.json';
+const prefix = 'entitlement-usage-';
+const labels = { 'app.kubernetes.io/name': 'entitlement-operator', 'app.kubernetes.io/component': 'usage-ledger' };
 
 /**
  * A pod as stored: [from, to or null, vCPU, MemoryGiB, name, serviceAccount?]. About 100 bytes
@@ -37,7 +39,7 @@ export function decodeLedger(text: string): Ledger | undefined {
 }
 
 export function ledgerName(productUid: string): string {
-  return `entitlement-usage-${productUid}`;
+  return `${prefix}${productUid}`;
 }
 
 interface Stored {
@@ -80,7 +82,7 @@ export class LedgerStore {
       metadata: {
         name: ledgerName(uid),
         namespace: this.namespace,
-        labels: { 'app.kubernetes.io/name': 'entitlement-operator', 'app.kubernetes.io/component': 'usage-ledger' },
+        labels,
         annotations: { [`${group}/product`]: `${product.metadata.namespace}/${product.metadata.name}` },
         ...(known?.resourceVersion ? { resourceVersion: known.resourceVersion } : {}),
       },
@@ -95,6 +97,13 @@ export class LedgerStore {
       if (error instanceof ApiError && (error.code === 409 || error.code === 404)) this.known.delete(uid);
       throw error;
     }
+  }
+
+  /** The product uids of every ledger in the namespace. */
+  async list(): Promise<string[]> {
+    const selector = encodeURIComponent(Object.entries(labels).map(([k, v]) => `${k}=${v}`).join(','));
+    const maps = await this.client.request<{ items: V1ConfigMap[] }>('GET', `/api/v1/namespaces/${segment(this.namespace)}/configmaps?labelSelector=${selector}`);
+    return maps.items.map((m) => m.metadata?.name ?? '').filter((name) => name.startsWith(prefix)).map((name) => name.slice(prefix.length));
   }
 
   async delete(productUid: string): Promise<void> {

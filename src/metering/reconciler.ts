@@ -11,6 +11,8 @@ import { createHash } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
 import type { MarketplaceProduct } from '../api/marketplace-product.js';
 import { AwsCallError } from '../aws/errors.js';
+import { ApiError } from '../kube/api.js';
+import { describeError } from '../kube/errors.js';
 import { meterUsage } from '../aws/metering.js';
 import type { PodRef } from '../aws/pod-identity.js';
 import type { ProductClients } from '../aws/product-clients.js';
@@ -85,7 +87,15 @@ export class MeteringReconciler {
     const log = this.log.child({ product: key });
     const hour = hourOf(this.clock.now());
     let ledger = observePods((await this.store.read(uid)) ?? newLedger(uid, hour), this.pods.byIndex(key), hour);
-    await this.store.write(product, ledger);
+    try {
+      await this.store.write(product, ledger);
+    } catch (error) {
+      // A conflict is another replica's late write (a failover): the next try reads afresh.
+      if (!(error instanceof ApiError && error.code === 409)) {
+        await this.publish(key, product, ledger, { status: 'False', reason: 'LedgerWriteFailing', message: `the usage ledger cannot be written: ${describeError(error)}` });
+      }
+      throw error;
+    }
 
     for (const due of dueHours(ledger, hour)) {
       const result = await this.reportHour(product, ledger, due, log);
@@ -110,6 +120,16 @@ export class MeteringReconciler {
     this.failures.delete(key);
     await this.publish(key, product, ledger, conditionOf(ledger));
     return { requeueAfterMs: this.clock.realMsUntil((hour + 1) * hourMs + hourSlackMs) };
+  }
+
+  /** Deletes the ledgers of products that no longer exist (deleted while no leader ran). */
+  async collectOrphans(log: Logger): Promise<void> {
+    const live = new Set(this.products.list().map((p) => p.metadata.uid));
+    for (const uid of await this.store.list()) {
+      if (live.has(uid)) continue;
+      await this.store.delete(uid);
+      log.info('deleted the usage ledger of a product that no longer exists', { productUid: uid });
+    }
   }
 
   /** The product is gone: its ledger goes with it. */

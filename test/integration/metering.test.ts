@@ -10,6 +10,8 @@ import { CoreV1Api, CustomObjectsApi, EventsV1Api, PatchStrategy, setHeaderOptio
 import { roleArnAnnotation } from '../../src/aws/pod-identity.js';
 import { formatSimulatedClock, simulatedClock, type Clock, type SimulatedClockSetting } from '../../src/clock.js';
 import { hourMs } from '../../src/metering/ledger.js';
+import { ledgerName } from '../../src/metering/ledger-store.js';
+import { operatorNamespace } from '../support/bundle.js';
 import { FakeAws } from '../fake-aws/server.js';
 import { controlPlaneForSuite } from '../support/control-plane.js';
 import { fakeCredentials } from '../support/fake-aws.js';
@@ -137,6 +139,12 @@ it('reports every hour exactly once through a failover, an outage and a restart,
   for (const spec of Object.values(products)) {
     await createProduct(custom, namespace, spec.name, { productCode: spec.code, publicKey: { pem: fake.publicKeyPem }, identity: { mode: spec.mode }, metering: { dimensions: spec.dimensions } });
   }
+  // The ledger of a product deleted while no leader ran: the first leader removes it.
+  const orphan = ledgerName('00000000-0000-4000-8000-00000000dead');
+  await core.createNamespacedConfigMap({
+    namespace: operatorNamespace,
+    body: { metadata: { name: orphan, labels: { 'app.kubernetes.io/name': 'entitlement-operator', 'app.kubernetes.io/component': 'usage-ledger' } }, data: { 'ledger.json': '{}' } },
+  });
   const ports = [await freePort(), await freePort()];
   const webhook = await TcpBalancer.start(ports);
   balancer = webhook;
@@ -213,5 +221,11 @@ it('reports every hour exactly once through a failover, an outage and a restart,
     expect(reasons(spec.name)).toEqual(expect.arrayContaining(['UsageLost', 'MeteringFailed']));
   }
   expect(await restarted.metric('entitlement_metering_hours_lost_total')).toBe(2);
+
+  // One ledger per product, the orphan gone.
+  const ledgers = (await core.listNamespacedConfigMap({ namespace: operatorNamespace, labelSelector: 'app.kubernetes.io/component=usage-ledger' })).items.map((m) => m.metadata?.name);
+  const uids = await Promise.all(Object.values(products).map(async (spec) => ((await getProduct(custom, namespace, spec.name)) as { metadata: { uid?: string } }).metadata.uid ?? ''));
+  expect(ledgers.sort()).toEqual(uids.map(ledgerName).sort());
+  expect(ledgers).not.toContain(orphan);
   expect(await restarted.metric('entitlement_metering_records_total', { outcome: 'lost' })).toBe(expectedRecords(0).size);
 }, 300_000);
