@@ -11,8 +11,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { dump } from 'js-yaml';
 import { annotations, group, plural, productLabel, schedulingGate, version, type MarketplaceProduct } from '../api/marketplace-product.js';
 import { checkBasis, planRecheck, readCheckRecord } from '../controller/rechecks.js';
-import { ApiError, contentTypes, segment, type KubeClient } from '../kube/api.js';
-import { currentNamespace, loadKubeClient } from '../kube/api.js';
+import { ApiError, contentTypes, currentNamespace, loadKubeClient, segment, type KubeClient } from '../kube/api.js';
 import { explain } from './reasons.js';
 
 const program = 'kubectl marketplace';

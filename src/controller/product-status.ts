@@ -16,6 +16,7 @@ import { ApiError, segment, type KubeClient } from '../kube/api.js';
 import type { Informer } from '../kube/informer.js';
 import type { Clock } from '../clock.js';
 import type { MeteringOutcome } from '../metering/reconciler.js';
+import { rfc3339 } from '../kube/times.js';
 import type { Logger } from '../observability/logger.js';
 import { isGated, verdictOf, reasonOf } from './pod-reconciler.js';
 import type { ProductOutcomes } from './product-outcomes.js';
@@ -57,7 +58,7 @@ export function desiredStatus(
       status: next.status,
       reason: next.reason,
       message: next.message.slice(0, 32_768),
-      lastTransitionTime: previous && previous.status === next.status ? previous.lastTransitionTime : now.toISOString().replace(/\.\d+Z$/, 'Z'),
+      lastTransitionTime: previous && previous.status === next.status ? previous.lastTransitionTime : rfc3339(now),
       observedGeneration: generation,
     };
   };
@@ -73,16 +74,12 @@ export function desiredStatus(
     entitledPods: entitled,
     blockedPods: blocked,
     pendingPods: pending,
-    ...(lastRegistration ? { lastRegistrationTime: normalizeTime(lastRegistration) } : {}),
-    ...(rotation ? { publicKeyRotationTimestamp: normalizeTime(rotation) } : {}),
+    ...(lastRegistration ? { lastRegistrationTime: rfc3339(lastRegistration) } : {}),
+    ...(rotation ? { publicKeyRotationTimestamp: rfc3339(rotation) } : {}),
     ...(metering
       ? { metering: { ...(metering.lastReportedHour ? { lastReportedHour: metering.lastReportedHour } : {}), ...(metering.lostHours.length > 0 ? { lostHours: metering.lostHours } : {}) } }
       : {}),
   };
-}
-
-function normalizeTime(value: string): string {
-  return new Date(value).toISOString().replace(/\.\d+Z$/, 'Z');
 }
 
 export class ProductStatusReconciler {

@@ -5,7 +5,7 @@ import { group, kind, version, type MarketplaceProduct } from '../api/marketplac
 import type { Logger } from '../observability/logger.js';
 import { randomBytes } from 'node:crypto';
 import { describeError } from './errors.js';
-import { microTime } from './micro-time.js';
+import { microTime } from './times.js';
 import { segment, type KubeClient } from './api.js';
 
 export const reportingController = 'marketplace.entitlements.io/entitlement-operator';

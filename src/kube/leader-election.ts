@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../observability/logger.js';
 import { ApiError, segment, type KubeClient } from './api.js';
 import { describeError } from './errors.js';
-import { microTime } from './micro-time.js';
+import { microTime } from './times.js';
 
 export interface LeaderElectionOptions {
   namespace: string;

@@ -115,11 +115,6 @@ export class LedgerStore {
     }
   }
 
-  /** Forget what this replica knew (it stopped leading). */
-  clear(): void {
-    this.known.clear();
-  }
-
   private path(productUid: string): string {
     return `/api/v1/namespaces/${segment(this.namespace)}/configmaps/${segment(ledgerName(productUid))}`;
   }

@@ -13,6 +13,7 @@ import type { MarketplaceProduct } from '../api/marketplace-product.js';
 import { AwsCallError } from '../aws/errors.js';
 import { ApiError } from '../kube/api.js';
 import { describeError } from '../kube/errors.js';
+import { rfc3339 } from '../kube/times.js';
 import { meterUsage } from '../aws/metering.js';
 import type { PodRef } from '../aws/pod-identity.js';
 import type { ProductClients } from '../aws/product-clients.js';
@@ -44,7 +45,7 @@ export function clientToken(productUid: string, record: UsageRecordPlan): string
 }
 
 function iso(hour: number): string {
-  return hourStart(hour).toISOString().replace(/\.\d+Z$/, 'Z');
+  return rfc3339(hourStart(hour));
 }
 
 type HourResult = { kind: 'reported' } | { kind: 'lost'; records: number } | { kind: 'failed'; message: string };
@@ -209,6 +210,6 @@ function conditionOf(ledger: Ledger): MeteringOutcome['condition'] {
   if (ledger.lastReportedHour === undefined && ledger.lostHours.length === 0) {
     return { status: 'Unknown', reason: 'AwaitingFirstHour', message: `the first metered hour (${iso(ledger.startHour)}) is reported once it closes` };
   }
-  if (ledger.lostHours.at(-1) === lastDone) return { status: 'False', reason: 'UsageLost', message: `usage of hour ${iso(lastDone)} is lost: it could not be reported within AWS's 6-hour window` };
+  if (ledger.lostHours.at(-1) === lastDone) return { status: 'False', reason: 'UsageLost', message: `usage of hour ${iso(lastDone)} is lost: it could not be reported within AWS's ${reportWindowHours}-hour window` };
   return { status: 'True', reason: 'UsageReported', message: `usage through hour ${iso(lastDone)} reported` };
 }
