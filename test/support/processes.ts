@@ -87,7 +87,11 @@ export class ManagedProcess {
     return this.exit;
   }
 
-  /** Stops the process: SIGTERM through the supervisor, SIGKILL to the group after graceMs. */
+  /**
+   * Stops the process: SIGTERM through the supervisor, SIGKILL to the group after graceMs. Resolves
+   * once the group is gone: a killed process lingers until its parent (init, for the orphaned
+   * pipe watcher) reaps it, and callers check for leftovers right after.
+   */
   async stop(graceMs = 10_000): Promise<void> {
     this.child.stdin?.end();
     if (this.running) {
@@ -97,6 +101,20 @@ export class ManagedProcess {
       clearTimeout(timer);
     }
     killGroup(this.child.pid);
+    await groupGone(this.child.pid);
+  }
+}
+
+async function groupGone(pgid: number | undefined, timeoutMs = 5_000): Promise<void> {
+  if (pgid === undefined) return;
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      process.kill(-pgid, 0);
+    } catch {
+      return; // ESRCH: no process left in the group
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
 
