@@ -97,10 +97,11 @@ export class PodReconciler {
       }
       return undefined;
     }
-    return this.check(pod, product, log);
+    return this.registerAndRecord(pod, product, log);
   }
 
-  private async check(pod: V1Pod, product: MarketplaceProduct, log: Logger): Promise<Outcome | undefined> {
+  /** Registers the pod (nonce written ahead) and records the verdict on it, its product and in an Event. */
+  private async registerAndRecord(pod: V1Pod, product: MarketplaceProduct, log: Logger): Promise<Outcome | undefined> {
     const productKey = `${product.metadata.namespace}/${product.metadata.name}`;
     // Write-ahead: the nonce is on the pod before RegisterUsage, so a retry after a crash is the
     // same registration (same nonce), never a second one.
@@ -118,7 +119,7 @@ export class PodReconciler {
       uid: pod.metadata?.uid ?? '',
       ...(pod.spec?.serviceAccountName ? { serviceAccountName: pod.spec.serviceAccountName } : {}),
     };
-    const result = await this.registrar.check(product, podRef, nonce);
+    const result = await this.registrar.register(product, podRef, nonce);
     if (result.verdict === 'Retry') {
       // One Event per product when its registrations start failing, not one per pod and retry:
       // an AWS outage or a missing credential must not turn into a storm of writes.

@@ -1,4 +1,4 @@
-// One entitlement check for one pod: the product key, the pod's identity, RegisterUsage with the
+// One registration for one pod: the product key, the pod's identity, RegisterUsage with the
 // pod's nonce, and the signature. Every failure ends in a defined outcome: a verdict with the
 // contract's reason, or a retry (throttling, 5xx, network, timeout, anything unexpected).
 import type { MarketplaceProduct, NotEntitledReason } from '../api/marketplace-product.js';
@@ -10,7 +10,7 @@ import { IdentityUnavailableError, type PodRef } from '../aws/pod-identity.js';
 import { loadPublicKey, type ConfigMapReader } from '../aws/public-key.js';
 import { PublicKeyError, SignatureError, verifyRegistrationSignature } from '../aws/signature.js';
 
-export type CheckResult =
+export type RegistrationOutcome =
   | { verdict: 'Entitled'; registeredAt: Date; publicKeyRotationTimestamp?: Date }
   | { verdict: 'NotEntitled'; reason: NotEntitledReason; message: string }
   | { verdict: 'Retry'; message: string };
@@ -22,7 +22,7 @@ export class Registrar {
     private readonly clock: Clock,
   ) {}
 
-  async check(product: MarketplaceProduct, pod: PodRef, nonce: string): Promise<CheckResult> {
+  async register(product: MarketplaceProduct, pod: PodRef, nonce: string): Promise<RegistrationOutcome> {
     const { spec } = product;
     const expected = { productCode: spec.productCode, publicKeyVersion: spec.publicKeyVersion, nonce };
     try {
@@ -38,7 +38,7 @@ export class Registrar {
   }
 }
 
-function outcomeOf(error: unknown): CheckResult {
+function outcomeOf(error: unknown): RegistrationOutcome {
   if (error instanceof PublicKeyError) return { verdict: 'NotEntitled', reason: 'PublicKeyUnavailable', message: error.message };
   if (error instanceof IdentityUnavailableError) return { verdict: 'NotEntitled', reason: 'IdentityUnavailable', message: error.message };
   if (error instanceof SignatureError) return { verdict: 'NotEntitled', reason: 'InvalidSignature', message: `${error.failure}: ${error.message}` };
