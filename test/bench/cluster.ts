@@ -8,11 +8,12 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { managerRuntime } from '../support/bundle.js';
 import { cgroupUnavailable, parseBytes } from '../support/cgroup.js';
-import { runScale, type ScaleResult } from '../support/scale.js';
+import { runScale, underLoadRounds, type ScaleResult } from '../support/scale.js';
 
 const usage = `Usage: npm run bench:cluster -- [flags]
   --burst-pods N       labelled pods in the timed burst, and unlabelled in its baseline (500)
-  --known-pods N       labelled pods known to the operator when its memory is read (5000)
+  --known-pods N       labelled pods known to the operator when its memory is read (5000;
+                       at least 4 × --burst-pods: a burst, then three more while probing admission)
   --total-pods N       labelled pods in all; those past --known-pods come at --rate (10000)
   --rate N             pods per second after --known-pods (50)
   --concurrency N      creates in flight at once (16)
@@ -72,8 +73,8 @@ const log = (line: string): void => {
 };
 const result = await runScale({
   burstPods: number('burst-pods'),
-  knownPods: Math.max(number('known-pods'), 2 * number('burst-pods')),
-  totalPods: Math.max(number('total-pods'), number('known-pods'), 2 * number('burst-pods')),
+  knownPods: Math.max(number('known-pods'), (1 + underLoadRounds) * number('burst-pods')),
+  totalPods: Math.max(number('total-pods'), number('known-pods'), (1 + underLoadRounds) * number('burst-pods')),
   ratePerSecond: number('rate'),
   concurrency: number('concurrency'),
   awsLatencyMs: number('aws-latency-ms'),
@@ -89,15 +90,16 @@ const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
 const ms = (value: number): string => `${value.toFixed(1)} ms`;
 const { burst, admission, memory, pods, options } = result;
 const figures: [string, string][] = [
-  ['operator CPU per gated pod', `${burst.cpuMsPerPod.toFixed(2)} ms (${burst.operatorCpuSeconds.toFixed(2)} s of CPU for ${options.burstPods} pods)`],
+  ['operator CPU per gated pod', `${burst.cpuMsPerPod.toFixed(2)} ms (${burst.operatorCpuSeconds.toFixed(2)} s of CPU for ${options.burstPods} pods, until the machine was quiet again)`],
   ['API writes per gated pod (pod patches, Events)', burst.writesPerPod.toFixed(2)],
-  ['CPU of the whole machine in that burst', `${burst.machineCpuSeconds.toFixed(2)} s: operator ${burst.operatorCpuSeconds.toFixed(2)} s, fake AWS and pod creator ${burst.harnessCpuSeconds.toFixed(2)} s, API server, etcd and the rest ${(burst.machineCpuSeconds - burst.operatorCpuSeconds - burst.harnessCpuSeconds).toFixed(2)} s`],
+  ['CPU of the whole machine for that burst', `${burst.machineCpuSeconds.toFixed(2)} s: operator ${burst.operatorCpuSeconds.toFixed(2)} s, fake AWS and pod creator ${burst.harnessCpuSeconds.toFixed(2)} s, API server, etcd and the rest ${(burst.machineCpuSeconds - burst.operatorCpuSeconds - burst.harnessCpuSeconds).toFixed(2)} s`],
   ['API server, etcd and the rest, CPU per pod', `${burst.controlPlaneMsPerPod.labelled.toFixed(2)} ms labelled, ${burst.controlPlaneMsPerPod.unlabelled.toFixed(2)} ms unlabelled (${(burst.controlPlaneMsPerPod.labelled / burst.controlPlaneMsPerPod.unlabelled).toFixed(1)}×)`],
   [`${options.burstPods} labelled pods, first create → last gate removed`, `${burst.labelledSeconds.toFixed(2)} s, against ${burst.unlabelledSeconds.toFixed(2)} s for ${options.burstPods} unlabelled pods (${burst.ratio.toFixed(2)}×); machine ${(burst.machineBusyShare * 100).toFixed(0)}% busy meanwhile`],
+  ["the same if the operator's CPU were free (estimate)", `${burst.ratioWithoutOperatorCpu.toFixed(2)}×: the machine's other work for labelled pods (API server, etcd, pod creator, fake AWS) alone`],
   [`operator RSS with ${options.knownPods} labelled pods`, `${mib(memory.rssAtKnownBytes)}, of which anonymous ${mib(memory.anonymousAtKnownBytes)} (cgroup ${mib(memory.cgroupAtKnownBytes)})`],
   [`${options.totalPods} labelled pods (${options.ratePerSecond}/s after ${options.knownPods}) in a ${mib(options.memoryLimitBytes)} cgroup`, `${result.survived ? 'survived' : 'DIED'}: peak ${mib(memory.peakCgroupBytes)}, RSS at end ${mib(memory.rssAtEndBytes)}, OOM kills ${memory.oomKills}`],
   ['admission overhead, serial dry-run creates', `p50 ${ms(admission.serial.overheadP50)}, p99 ${ms(admission.serial.overheadP99)} (labelled p99 ${ms(admission.serial.labelled.p99)}, unlabelled ${ms(admission.serial.unlabelled.p99)})`],
-  [`admission overhead while another ${options.burstPods} are gated`, `p50 ${ms(admission.underLoad.overheadP50)}, p99 ${ms(admission.underLoad.overheadP99)} over ${admission.underLoad.samples} probes`],
+  [`admission overhead while another ${underLoadRounds * options.burstPods} are gated`, `p50 ${ms(admission.underLoad.overheadP50)}, p99 ${ms(admission.underLoad.overheadP99)} over ${admission.underLoad.samples} probes (labelled p99 ${ms(admission.underLoad.labelled.p99)}, unlabelled ${ms(admission.underLoad.unlabelled.p99)})`],
   ["the operator's own answer to those admissions", `mean ${ms(admission.operator.meanMs)} over ${admission.operator.calls} calls, p99 ≤ ${ms(admission.operator.p99UpperBoundMs)} (bucket bound)`],
   ['API server webhook histogram meanwhile', `mean ${ms(admission.apiServer.meanMs)} over ${admission.apiServer.calls} calls, p99 ≤ ${ms(admission.apiServer.p99UpperBoundMs)} (bucket bound)`],
   ['registrations', `${pods.registrationsOk} successful RegisterUsage for ${pods.created} pods, ${pods.distinctNonces} distinct nonces, ${pods.entitled} entitled, ${pods.notEntitled} not entitled`],
