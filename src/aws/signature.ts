@@ -56,35 +56,27 @@ const keyCache = new Map<string, KeyObject>();
 /** RFC 7518 asks for RSA keys of at least 2048 bits for PS256. */
 const minModulusBits = 2048;
 
-/** Parses an SPKI PEM public key for PS256, caching by PEM so the pod-start path parses each key once. */
-export function importPublicKey(pem: string): Promise<KeyObject> {
+/** Parses an SPKI PEM public key for PS256, caching by PEM so the pod-start path parses each key once; throws PublicKeyError. */
+export function importPublicKey(pem: string): KeyObject {
   let key = keyCache.get(pem);
   if (!key) {
     try {
       key = createPublicKey({ key: pem.trim(), format: 'pem' });
     } catch (error) {
-      return Promise.reject(new PublicKeyError(`public key is not a PEM "PUBLIC KEY" usable for PS256: ${error instanceof Error ? error.message : String(error)}`));
+      throw new PublicKeyError(`public key is not a PEM "PUBLIC KEY" usable for PS256: ${error instanceof Error ? error.message : String(error)}`);
     }
     const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
     if ((key.asymmetricKeyType !== 'rsa' && key.asymmetricKeyType !== 'rsa-pss') || bits < minModulusBits) {
-      return Promise.reject(new PublicKeyError(`public key is not usable for PS256: it is ${key.asymmetricKeyType ?? 'unknown'}${bits ? ` of ${bits} bits` : ''}, not RSA of ${minModulusBits} bits or more`));
+      throw new PublicKeyError(`public key is not usable for PS256: it is ${key.asymmetricKeyType ?? 'unknown'}${bits ? ` of ${bits} bits` : ''}, not RSA of ${minModulusBits} bits or more`);
     }
     if (keyCache.size > 256) keyCache.clear();
     keyCache.set(pem, key);
   }
-  return Promise.resolve(key);
+  return key;
 }
 
-/** Checks a RegisterUsage signature; rejects with a SignatureError that names what is wrong. */
-export function verifyRegistrationSignature(token: string, publicKey: KeyObject, expected: ExpectedRegistration, options: VerifyOptions = {}): Promise<RegistrationClaims> {
-  try {
-    return Promise.resolve(verifySync(token, publicKey, expected, options));
-  } catch (error) {
-    return Promise.reject(error instanceof Error ? error : new Error(String(error)));
-  }
-}
-
-function verifySync(token: string, publicKey: KeyObject, expected: ExpectedRegistration, options: VerifyOptions): RegistrationClaims {
+/** Checks a RegisterUsage signature and returns its claims; throws a SignatureError that names what is wrong. */
+export function verifyRegistrationSignature(token: string, publicKey: KeyObject, expected: ExpectedRegistration, options: VerifyOptions = {}): RegistrationClaims {
   if (token.length > maxSignatureLength) throw new SignatureError('TooLarge', `signature is ${token.length} bytes, more than ${maxSignatureLength}`);
   const parts = token.split('.');
   if (parts.length !== 3 || !parts.every((p, i) => (i === 2 || p.length > 0) && /^[A-Za-z0-9_-]*$/.test(p))) {

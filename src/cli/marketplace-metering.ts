@@ -31,7 +31,8 @@ interface Command {
   flags: FlagSpecs;
   required: readonly string[];
   usesAws: boolean;
-  run: (values: Values, io: CliIo) => Promise<unknown>;
+  /** The answer, or a promise of it. */
+  run: (values: Values, io: CliIo) => unknown;
 }
 
 const awsCommandFlags: FlagSpecs = {
@@ -159,11 +160,11 @@ const commands: Readonly<Record<string, Command>> = {
     },
     required: ['signature', 'public-key', 'product-code', 'public-key-version', 'nonce'],
     usesAws: false,
-    run: async (values) => {
+    run: (values) => {
       const raw = text(values, 'signature');
       const signature = (raw.startsWith('@') ? readFileSync(raw.slice(1), 'utf8') : raw).trim();
-      const key = await importPublicKey(readFileSync(text(values, 'publicKey'), 'utf8'));
-      const claims = await verifyRegistrationSignature(signature, key, {
+      const key = importPublicKey(readFileSync(text(values, 'publicKey'), 'utf8'));
+      const claims = verifyRegistrationSignature(signature, key, {
         productCode: text(values, 'productCode'),
         publicKeyVersion: values.publicKeyVersion as number,
         nonce: text(values, 'nonce'),

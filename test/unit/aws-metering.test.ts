@@ -27,7 +27,7 @@ describe('RegisterUsage', () => {
   it('returns a PS256 signature that verifies with the fake public key and the nonce sent', async () => {
     const nonce = newNonce();
     const out = await registerUsage(client(), { productCode: 'prod-ok', publicKeyVersion: 1, nonce });
-    const claims = await verifyRegistrationSignature(out.signature, await importPublicKey(fake().publicKeyPem), { productCode: 'prod-ok', publicKeyVersion: 1, nonce });
+    const claims = verifyRegistrationSignature(out.signature, importPublicKey(fake().publicKeyPem), { productCode: 'prod-ok', publicKeyVersion: 1, nonce });
     expect(claims.nonce).toBe(nonce);
     expect(out.publicKeyRotationTimestamp).toBeUndefined();
     const [call] = fake().calls('RegisterUsage').slice(-1);
@@ -44,7 +44,7 @@ describe('RegisterUsage', () => {
     fake().setBehaviour('prod-forged', { badSignature: true });
     const nonce = newNonce();
     const out = await registerUsage(client(), { productCode: 'prod-forged', publicKeyVersion: 1, nonce });
-    await expect(verifyRegistrationSignature(out.signature, await importPublicKey(fake().publicKeyPem), { productCode: 'prod-forged', publicKeyVersion: 1, nonce })).rejects.toMatchObject({ failure: 'BadSignature' });
+    expect(() => verifyRegistrationSignature(out.signature, importPublicKey(fake().publicKeyPem), { productCode: 'prod-forged', publicKeyVersion: 1, nonce })).toThrow(/does not verify/);
   });
 
   const terminal: [string, string][] = [
