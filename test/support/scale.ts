@@ -73,6 +73,12 @@ export interface ScaleResult {
     /** CPU of the API server, etcd and the rest of the machine per pod, in each burst. */
     controlPlaneMsPerPod: { labelled: number; unlabelled: number };
   };
+  /**
+   * The pods created at ratePerSecond after knownPods, on a machine that is not saturated: what
+   * each cost, less what the operator and the rest spend idle (CPU seconds per second, measured
+   * just before) over the phase's length.
+   */
+  paced?: { pods: number; seconds: number; idlePerSecond: { operator: number; controlPlane: number }; operatorCpuMsPerPod: number; controlPlaneMsPerPod: number };
   admission: {
     /** Client-side create latency, ms, for serial dry runs on a quiet cluster. */
     serial: { labelled: Quantiles; unlabelled: Quantiles; overheadP50: number; overheadP99: number };
@@ -402,14 +408,34 @@ export async function runScale(options: ScaleOptions): Promise<ScaleResult> {
     log(`memory: up to ${options.knownPods} labelled pods`);
     await createPods(api, 'paid', options.burstPods + underLoadPods, options.knownPods, true, asFastAsTheyGo);
     await watch.until(options.knownPods, 600_000, alive);
-    await sleep(5_000); // let the last status writes and a GC cycle pass
+    await settle(); // the last status writes
+    // What the machine and the operator spend with nothing happening (leases, watches, timers,
+    // metrics): taken off the paced phase below, so that its figures are per pod.
+    const idleBefore = await cpuMark(group);
+    await sleep(5_000);
+    const idle = await cpuSince(idleBefore, group);
+    const idlePerSecond = { operator: idle.operator / 5, controlPlane: idle.controlPlane / 5 };
     const { rss: rssAtKnownBytes, anonymous: anonymousAtKnownBytes } = await residentBytes(pid);
     const cgroupAtKnownBytes = (await group.usage()).memoryBytes;
 
+    let paced: ScaleResult['paced'];
     if (options.totalPods > options.knownPods) {
       log(`survival: up to ${options.totalPods} labelled pods at ${options.ratePerSecond}/s`);
+      const pacedBefore = await cpuMark(group);
+      const pacedStarted = Date.now();
       await createPods(api, 'paid', options.knownPods, options.totalPods, true, { ...asFastAsTheyGo, ratePerSecond: options.ratePerSecond });
       await watch.until(options.totalPods, 600_000, alive);
+      await settle();
+      const pacedCpu = await cpuSince(pacedBefore, group);
+      const pacedSeconds = (Date.now() - pacedStarted) / 1000;
+      const pacedPods = options.totalPods - options.knownPods;
+      paced = {
+        pods: pacedPods,
+        seconds: pacedSeconds,
+        idlePerSecond,
+        operatorCpuMsPerPod: ((pacedCpu.operator - idlePerSecond.operator * pacedSeconds) * 1000) / pacedPods,
+        controlPlaneMsPerPod: ((pacedCpu.controlPlane - idlePerSecond.controlPlane * pacedSeconds) * 1000) / pacedPods,
+      };
       await sleep(2_000);
     }
     const usage = await group.usage();
@@ -435,6 +461,7 @@ export async function runScale(options: ScaleOptions): Promise<ScaleResult> {
       },
       admission: { serial: overhead(serial), underLoad: { ...overhead(underLoad), samples: underLoad.labelled.length + underLoad.unlabelled.length }, apiServer: histogramDelta(histogramBefore, histogramAfter), operator: histogramDelta(operatorHistogramBefore, operatorHistogramAfter) },
       memory: { rssAtKnownBytes, anonymousAtKnownBytes, cgroupAtKnownBytes, rssAtEndBytes, peakCgroupBytes: usage.peakMemoryBytes, oomKills: usage.oomKills },
+      ...(paced ? { paced } : {}),
       survived,
       exitCode: proc.running ? undefined : await proc.exited(),
       pods: {
