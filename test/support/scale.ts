@@ -259,7 +259,7 @@ async function cpuMark(operator: Cgroup): Promise<CpuMark> {
   return { machine: await machineBusySeconds(), harness: process.cpuUsage(), operator: (await operator.usage()).cpuSeconds };
 }
 
-/** CPU seconds since `mark`: the machine's, this process's (the harness, with the fake AWS), the operator's, and the rest (API server, etcd, scheduler, kwok). */
+/** CPU seconds since `mark`: the machine's, this process's (the harness, with the fake AWS), the operator's, and the rest (the API server and etcd). */
 async function cpuSince(mark: CpuMark, operator: Cgroup): Promise<{ machine: number; harness: number; operator: number; controlPlane: number }> {
   const now = await cpuMark(operator);
   const harnessUsage = process.cpuUsage(mark.harness);
@@ -271,7 +271,7 @@ async function cpuSince(mark: CpuMark, operator: Cgroup): Promise<{ machine: num
 
 /**
  * Waits until the machine is quiet again (under a quarter busy for half a second, at most 30 s),
- * so that a phase's trailing work (scheduling, kwok's status updates, Events, the operator's own
+ * so that a phase's trailing work (Events, status writes, watch events, the operator's own
  * follow-up) is counted in that phase and does not slow down the next.
  */
 async function settle(maxMs = 30_000): Promise<void> {
