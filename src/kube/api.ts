@@ -137,11 +137,13 @@ export class KubeClient {
 export function loadKubeClient(kubeconfig?: string): KubeClient {
   if (kubeconfig) return new KubeClient(fromKubeconfigFile(kubeconfig));
   if (process.env.KUBERNETES_SERVICE_HOST) return new KubeClient(inCluster());
-  return new KubeClient(fromKubeconfigFile(defaultKubeconfigFile()));
+  return new KubeClient(fromKubeconfig(readKubeconfig(defaultKubeconfigFiles())));
 }
 
-function defaultKubeconfigFile(): string {
-  return process.env.KUBECONFIG?.split(path.delimiter).find(Boolean) ?? path.join(process.env.HOME ?? '', '.kube', 'config');
+/** The files of KUBECONFIG (a path list, as kubectl reads it), else ~/.kube/config. */
+function defaultKubeconfigFiles(): string[] {
+  const files = (process.env.KUBECONFIG ?? '').split(path.delimiter).filter(Boolean);
+  return files.length > 0 ? files : [path.join(process.env.HOME ?? '', '.kube', 'config')];
 }
 
 /** The namespace kubectl would use: the current context's, the pod's own in a cluster, else default. */
@@ -154,8 +156,8 @@ export function currentNamespace(kubeconfig?: string): string {
     }
   }
   try {
-    const doc = load(readFileSync(kubeconfig ?? defaultKubeconfigFile(), 'utf8')) as KubeconfigFile;
-    return doc.contexts?.find((c) => c.name === doc['current-context'])?.context.namespace ?? 'default';
+    const merged = readKubeconfig(kubeconfig ? [kubeconfig] : defaultKubeconfigFiles());
+    return merged.contexts.get(merged.currentContext ?? '')?.value.namespace ?? 'default';
   } catch {
     return 'default';
   }
@@ -191,51 +193,110 @@ interface KubeconfigFile {
   contexts?: { name: string; context: { cluster: string; user: string; namespace?: string } }[];
 }
 
-/** A kubeconfig's current context. Relative file paths are relative to the kubeconfig file. */
+/** An entry of a kubeconfig and the file it came from (its relative paths are relative to that file). */
+interface Entry<T> {
+  value: T;
+  file: string;
+}
+
+/** One or more kubeconfig files merged. */
+export interface Kubeconfig {
+  files: string[];
+  currentContext?: string;
+  clusters: Map<string, Entry<Record<string, unknown>>>;
+  users: Map<string, Entry<Record<string, unknown>>>;
+  contexts: Map<string, Entry<{ cluster: string; user: string; namespace?: string }>>;
+}
+
+/**
+ * Reads and merges kubeconfig files as kubectl does with a KUBECONFIG list: the first file to
+ * name a cluster, user or context, or to set current-context, wins; files that do not exist are
+ * skipped, unless none exists.
+ */
+export function readKubeconfig(files: readonly string[]): Kubeconfig {
+  const merged: Kubeconfig = { files: [], clusters: new Map(), users: new Map(), contexts: new Map() };
+  for (const file of files) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw error;
+    }
+    merged.files.push(file);
+    const doc = (load(text) ?? {}) as KubeconfigFile;
+    merged.currentContext ??= doc['current-context'] || undefined;
+    for (const c of doc.clusters ?? []) if (!merged.clusters.has(c.name)) merged.clusters.set(c.name, { value: c.cluster, file });
+    for (const u of doc.users ?? []) if (!merged.users.has(u.name)) merged.users.set(u.name, { value: u.user, file });
+    for (const c of doc.contexts ?? []) if (!merged.contexts.has(c.name)) merged.contexts.set(c.name, { value: c.context, file });
+  }
+  if (merged.files.length === 0) throw new Error(`no kubeconfig: ${files.join(path.delimiter)} not found`);
+  return merged;
+}
+
+/** A kubeconfig file's current context. Relative file paths are relative to the kubeconfig file. */
 export function fromKubeconfigFile(file: string): ClientConfig {
-  const doc = load(readFileSync(file, 'utf8')) as KubeconfigFile;
-  const context = doc.contexts?.find((c) => c.name === doc['current-context'])?.context;
-  if (!context) throw new Error(`${file}: no current context`);
-  const cluster = doc.clusters?.find((c) => c.name === context.cluster)?.cluster;
-  const user = doc.users?.find((u) => u.name === context.user)?.user ?? {};
-  if (!cluster || typeof cluster.server !== 'string') throw new Error(`${file}: context ${doc['current-context'] ?? ''} has no cluster with a server`);
-  const resolve = (p: string): string => path.resolve(path.dirname(file), p);
-  const material = (fileKey: string, dataKey: string, from: Record<string, unknown>): Buffer | undefined => {
-    const data = from[dataKey];
+  return fromKubeconfig(readKubeconfig([file]));
+}
+
+/** The current context of merged kubeconfig files. */
+export function fromKubeconfig(kubeconfig: Kubeconfig): ClientConfig {
+  const where = kubeconfig.files.join(path.delimiter);
+  const name = kubeconfig.currentContext ?? '';
+  const context = kubeconfig.contexts.get(name)?.value;
+  if (!context) throw new Error(`${where}: no current context`);
+  const cluster = kubeconfig.clusters.get(context.cluster);
+  const user = kubeconfig.users.get(context.user) ?? { value: {}, file: kubeconfig.files[0] ?? '' };
+  if (!cluster || typeof cluster.value.server !== 'string') throw new Error(`${where}: context ${name} has no cluster with a server`);
+  const material = (fileKey: string, dataKey: string, from: Entry<Record<string, unknown>>): Buffer | undefined => {
+    const data = from.value[dataKey];
     if (typeof data === 'string') return Buffer.from(data, 'base64');
-    const name = from[fileKey];
-    return typeof name === 'string' ? readFileSync(resolve(name)) : undefined;
+    const relative = from.value[fileKey];
+    return typeof relative === 'string' ? readFileSync(path.resolve(path.dirname(from.file), relative)) : undefined;
   };
-  const config: ClientConfig = { server: cluster.server.replace(/\/$/, '') };
+  const config: ClientConfig = { server: cluster.value.server.replace(/\/$/, '') };
   const ca = material('certificate-authority', 'certificate-authority-data', cluster);
   const cert = material('client-certificate', 'client-certificate-data', user);
   const key = material('client-key', 'client-key-data', user);
   if (ca) config.ca = ca;
   if (cert) config.cert = cert;
   if (key) config.key = key;
-  if (cluster['insecure-skip-tls-verify'] === true) config.insecureSkipTlsVerify = true;
-  if (typeof cluster['tls-server-name'] === 'string') config.tlsServerName = cluster['tls-server-name'];
-  if (typeof user.token === 'string') {
-    const header = { authorization: `Bearer ${user.token}` };
+  if (cluster.value['insecure-skip-tls-verify'] === true) config.insecureSkipTlsVerify = true;
+  if (typeof cluster.value['tls-server-name'] === 'string') config.tlsServerName = cluster.value['tls-server-name'];
+  const credentials = user.value;
+  if (typeof credentials.token === 'string') {
+    const header = { authorization: `Bearer ${credentials.token}` };
     config.authorization = () => Promise.resolve(header);
-  } else if (typeof user.tokenFile === 'string') {
-    config.authorization = bearerFromFile(resolve(user.tokenFile));
-  } else if (typeof user.username === 'string' && typeof user.password === 'string') {
-    const header = { authorization: `Basic ${Buffer.from(`${user.username}:${user.password}`).toString('base64')}` };
+  } else if (typeof credentials.tokenFile === 'string') {
+    config.authorization = bearerFromFile(path.resolve(path.dirname(user.file), credentials.tokenFile));
+  } else if (typeof credentials.username === 'string' && typeof credentials.password === 'string') {
+    const header = { authorization: `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}` };
     config.authorization = () => Promise.resolve(header);
-  } else if (user.exec !== undefined || user['auth-provider'] !== undefined) {
-    config.authorization = pluginAuthorization(file);
+  } else if (credentials.exec !== undefined || credentials['auth-provider'] !== undefined) {
+    config.authorization = pluginAuthorization(user, config.server);
   }
   return config;
 }
 
-/** exec and auth-provider credentials through client-node's implementations, loaded only here. */
-function pluginAuthorization(file: string): () => Promise<Record<string, string>> {
+/**
+ * exec and auth-provider credentials through client-node's implementations, loaded only here. It
+ * is given the one user entry (kubeconfig JSON is YAML), not the files: client-node refuses a
+ * name that two files share, where kubectl takes the first.
+ */
+function pluginAuthorization(user: Entry<Record<string, unknown>>, server: string): () => Promise<Record<string, string>> {
   let kubeConfig: Promise<{ applyToHTTPSOptions(options: { headers?: Record<string, unknown> }): Promise<void> }> | undefined;
   return async () => {
     kubeConfig ??= import('@kubernetes/client-node').then(({ KubeConfig }) => {
       const kc = new KubeConfig();
-      kc.loadFromFile(file);
+      kc.loadFromString(
+        JSON.stringify({
+          'current-context': 'plugin',
+          contexts: [{ name: 'plugin', context: { cluster: 'plugin', user: 'plugin' } }],
+          clusters: [{ name: 'plugin', cluster: { server } }],
+          users: [{ name: 'plugin', user: user.value }],
+        }),
+      );
+      kc.makePathsAbsolute(path.dirname(user.file));
       return kc;
     });
     const options: { headers?: Record<string, unknown> } = {};

@@ -1,11 +1,11 @@
 // The operator's Kubernetes client: kubeconfig and in-cluster configuration, JSON requests and
 // their errors, and watch streams whose lines arrive split across chunks.
 import http from 'node:http';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { ApiError, fromKubeconfigFile, inCluster, KubeClient } from '../../src/kube/api.js';
+import { ApiError, currentNamespace, fromKubeconfig, fromKubeconfigFile, inCluster, KubeClient, readKubeconfig } from '../../src/kube/api.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'kube-api-'));
 afterAll(() => {
@@ -49,6 +49,51 @@ describe('client configuration', () => {
     const file = path.join(dir, 'no-context');
     writeFileSync(file, 'apiVersion: v1\nkind: Config\nclusters: []\n');
     expect(() => fromKubeconfigFile(file)).toThrow(`${file}: no current context`);
+  });
+
+  it('merges a KUBECONFIG list as kubectl does: the first to name an entry or set the context wins, paths stay relative to their own file, missing files are skipped', async () => {
+    const a = path.join(dir, 'merge-a');
+    const b = path.join(mkdtempSync(path.join(dir, 'merge-b-')), 'config');
+    writeFileSync(path.join(path.dirname(b), 'b-ca.pem'), 'B-CA');
+    writeFileSync(a, `current-context: work
+contexts: [{name: work, context: {cluster: shared, user: me, namespace: team-a}}]
+users: [{name: me, user: {token: from-a}}]
+`);
+    writeFileSync(b, `current-context: other
+contexts: [{name: work, context: {cluster: elsewhere, user: me}}]
+clusters: [{name: shared, cluster: {server: 'https://b.example:6443', certificate-authority: b-ca.pem}}]
+users: [{name: me, user: {token: from-b}}]
+`);
+    const config = fromKubeconfig(readKubeconfig([a, path.join(dir, 'missing'), b]));
+    expect([config.server, String(config.ca), await config.authorization?.()]).toEqual(['https://b.example:6443', 'B-CA', { authorization: 'Bearer from-a' }]);
+
+    const saved = process.env.KUBECONFIG;
+    try {
+      process.env.KUBECONFIG = [a, b].join(path.delimiter);
+      expect(currentNamespace()).toBe('team-a');
+    } finally {
+      if (saved === undefined) Reflect.deleteProperty(process.env, 'KUBECONFIG');
+      else process.env.KUBECONFIG = saved;
+    }
+    expect(() => readKubeconfig([path.join(dir, 'missing')])).toThrow(/no kubeconfig: .*missing not found/);
+  });
+
+  it('exec credentials (as aws eks get-token gives) through client-node, also when two files name the same user', async () => {
+    const bin = path.join(dir, 'bin');
+    mkdirSync(bin, { recursive: true });
+    const plugin = path.join(bin, 'get-token');
+    writeFileSync(plugin, `#!/bin/sh\necho '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"exec-token"}}'\n`);
+    chmodSync(plugin, 0o755);
+    const first = path.join(dir, 'exec-first');
+    const second = path.join(dir, 'exec-second');
+    writeFileSync(first, `current-context: c
+contexts: [{name: c, context: {cluster: k, user: u}}]
+clusters: [{name: k, cluster: {server: 'https://10.9.8.7:6443'}}]
+users: [{name: u, user: {exec: {apiVersion: client.authentication.k8s.io/v1, command: ${plugin}, interactiveMode: Never}}}]
+`);
+    writeFileSync(second, 'users: [{name: u, user: {token: not-this-one}}]\n');
+    const config = fromKubeconfig(readKubeconfig([first, second]));
+    expect(await config.authorization?.()).toEqual({ authorization: 'Bearer exec-token' });
   });
 
   it('in a cluster: the service host (IPv6 in brackets), the CA and the mounted token', async () => {
