@@ -183,6 +183,21 @@ describe("the API server's limits on the operator's account (ValidatingAdmission
     expect(result.stderr).toMatch(message);
   });
 
+  it('binds the operator account in whatever namespace the bundle is installed to', async () => {
+    const plane = controlPlane();
+    await plane.kubectlOk(['create', 'namespace', 'elsewhere']);
+    await plane.kubectlOk(['create', 'serviceaccount', 'entitlement-operator-controller-manager', '-n', 'elsewhere']);
+    await plane.kubectlOk(['create', 'clusterrolebinding', 'elsewhere-operator', '--clusterrole', 'entitlement-operator-manager-role', '--serviceaccount', 'elsewhere:entitlement-operator-controller-manager']);
+    try {
+      const result = await plane.kubectl(['--as=system:serviceaccount:elsewhere:entitlement-operator-controller-manager', 'create', 'token', 'powerful', '-n', 'kube-system']);
+      expect(result.code).not.toBe(0);
+      expect(result.stderr).toMatch(/audience sts\.amazonaws\.com/);
+    } finally {
+      await plane.kubectlOk(['delete', 'clusterrolebinding', 'elsewhere-operator']);
+      await plane.kubectlOk(['delete', 'namespace', 'elsewhere', '--wait=false']);
+    }
+  });
+
   it.each([
     ["a labelled pod's container image", 'labelled', [{ op: 'replace', path: '/spec/containers/0/image', value: 'registry.invalid/evil:1' }], /change nothing in a pod's spec/],
     ["a labelled pod's other annotations", 'labelled', [{ op: 'add', path: '/metadata/annotations', value: { 'other.example/x': 'y' } }], /only the marketplace\.entitlements\.io\/ annotations/],
