@@ -1,15 +1,28 @@
 // Child processes that cannot outlive the test process. Each runs under a tiny shell supervisor
 // that holds a pipe from us: when the test process ends for any reason (a failed test, Ctrl-C,
-// even SIGKILL) the pipe closes and the supervisor stops the child. Each supervisor leads its own
-// process group, so stop() can always finish the job with one SIGKILL.
+// even SIGKILL) the pipe closes and the supervisor stops the child: SIGTERM, then SIGKILL to the
+// whole group after a grace period (an API server whose etcd is gone takes a minute to stop on
+// SIGTERM). Each supervisor leads its own process group, so stop() can always finish the job
+// with one SIGKILL.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, closeSync, readFileSync } from 'node:fs';
+
+/** How long a child may take to stop on SIGTERM once the test process is gone (and the longest grace stop() gives). */
+const orphanGraceSeconds = 10;
 
 const supervisor = `
 exec 3<&0
 "$@" </dev/null 3<&- &
 child=$!
-{ cat >/dev/null; kill -TERM "$child" 2>/dev/null; } <&3 &
+{
+  cat >/dev/null
+  kill -TERM "$child" 2>/dev/null
+  waited=0 # the KILL goes to our own group, so a reused PID can only delay it
+  while kill -0 "$child" 2>/dev/null; do
+    [ "$waited" -ge ${orphanGraceSeconds} ] && kill -KILL 0
+    sleep 1; waited=$((waited + 1))
+  done
+} <&3 &
 exec 3<&-
 trap 'kill -TERM "$child" 2>/dev/null' TERM
 wait "$child"; status=$?

@@ -39,12 +39,12 @@ describe('ManagedProcess', () => {
     await waitFor('the group to be gone', async () => ((await groupMembers(pgid)).length === 0 ? true : undefined), 5_000);
   });
 
-  it('the child dies when the test process is SIGKILLed', async () => {
-    // A separate Node process (run with type stripping) starts a supervised sleep, prints the
-    // process group, then gets SIGKILL: no cleanup code of its own can run.
+  // A separate Node process (run with type stripping) starts a supervised child, prints the
+  // process group, then gets SIGKILL: no cleanup code of its own can run.
+  async function orphan(command: string, args: string[]): Promise<number> {
     const script = `
       const { ManagedProcess } = await import(${JSON.stringify(path.join(repoRoot, 'test/support/processes.ts'))});
-      const proc = new ManagedProcess('orphan', 'sleep', ['300'], { logFile: ${JSON.stringify(path.join(dir, 'orphan.log'))} });
+      const proc = new ManagedProcess('orphan', ${JSON.stringify(command)}, ${JSON.stringify(args)}, { logFile: ${JSON.stringify(path.join(dir, 'orphan.log'))} });
       console.log(proc.pid);
       setInterval(() => {}, 1000);
     `;
@@ -55,8 +55,17 @@ describe('ManagedProcess', () => {
       }),
     );
     await waitFor('the orphan to start', async () => ((await groupMembers(pgid)).length >= 2 ? true : undefined));
-
     parent.kill('SIGKILL');
+    return pgid;
+  }
+
+  it('the child dies when the test process is SIGKILLed', async () => {
+    const pgid = await orphan('sleep', ['300']);
     await waitFor('the orphan to be stopped', async () => ((await groupMembers(pgid)).length === 0 ? true : undefined), 10_000);
   });
+
+  it('a child that ignores SIGTERM is killed after the grace period when the test process is SIGKILLed', async () => {
+    const pgid = await orphan('sh', ['-c', 'trap "" TERM; while :; do sleep 1; done']);
+    await waitFor('the orphan to be killed', async () => ((await groupMembers(pgid)).length === 0 ? true : undefined), 20_000);
+  }, 30_000);
 });
