@@ -36,7 +36,7 @@ import { Metrics } from './observability/metrics.js';
 import { Manager, type Part } from './manager.js';
 import { close } from './net/servers.js';
 import { CertificateStore, type WebhookTls } from './webhook/certificates.js';
-import { configureWebhook } from './webhook/configuration.js';
+import { configureWebhook, exemptNamespaces } from './webhook/configuration.js';
 import { AdmissionThread } from './webhook/admission-thread.js';
 
 export const leaseName = 'entitlement-operator-leader';
@@ -104,8 +104,8 @@ export interface RunningOperator {
 }
 
 /** The query of one page of a list. */
-function listQuery(continueToken: string | undefined, labelSelector?: string): string {
-  return new URLSearchParams({ limit: '500', ...(continueToken ? { continue: continueToken } : {}), ...(labelSelector ? { labelSelector } : {}) }).toString();
+function listQuery(continueToken: string | undefined, labelSelector?: string, fieldSelector?: string): string {
+  return new URLSearchParams({ limit: '500', ...(continueToken ? { continue: continueToken } : {}), ...(labelSelector ? { labelSelector } : {}), ...(fieldSelector ? { fieldSelector } : {}) }).toString();
 }
 
 /** A part from a start and a stop function. */
@@ -237,7 +237,10 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
   );
 
   // Caches: products, and labelled pods only (a label-selector watch, never all pods), of which
-  // only the fields the controllers read, indexed by product.
+  // only the fields the controllers read, indexed by product. Pods of the namespaces the webhook
+  // never gates are left out: never registered, evicted or counted (a forged verdict there would
+  // count, and a product made there must not let the operator evict control-plane pods).
+  const podFieldSelector = exemptNamespaces(options.namespace).map((namespace) => `metadata.namespace!=${namespace}`).join(',');
   const products = new Informer<MarketplaceProduct>(
     client,
     {
@@ -253,7 +256,8 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
       name: 'pods',
       path: '/api/v1/pods',
       labelSelector: productLabel,
-      list: (page) => client.request<ListResult<V1Pod>>('GET', `/api/v1/pods?${listQuery(page, productLabel)}`),
+      fieldSelector: podFieldSelector,
+      list: (page) => client.request<ListResult<V1Pod>>('GET', `/api/v1/pods?${listQuery(page, productLabel, podFieldSelector)}`),
       transform: cachedPod,
       indexBy: productKeyOfPod,
     },

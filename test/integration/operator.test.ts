@@ -194,6 +194,33 @@ describe('running pods', () => {
   });
 });
 
+describe('namespaces the webhook never gates', () => {
+  it('kube-system pods are left alone: not registered, not evicted, not annotated, a forged verdict not counted', async () => {
+    fake.setBehaviour('system-code', { error: 'CustomerNotEntitledException' });
+    await createProduct(custom, 'kube-system', 'system', operatorMode({ productCode: 'system-code' }));
+    const forged = labelledPod('forged', 'system');
+    if (forged.metadata) forged.metadata.annotations = { [annotations.status]: 'Entitled', [annotations.reason]: 'SignatureVerified' };
+    await core.createNamespacedPod({ namespace: 'kube-system', body: forged });
+    await core.createNamespacedPod({ namespace: 'kube-system', body: labelledPod('unchecked', 'system') });
+    // A pod elsewhere, made after them, gets its verdict: the operator has seen their events by then.
+    await createProduct(custom, ns, 'after-system', operatorMode({ productCode: 'after-system-code' }));
+    await core.createNamespacedPod({ namespace: ns, body: labelledPod('after-system-0', 'after-system') });
+    expect(verdict(await settled('after-system-0'))).toBe('Entitled');
+    const status = await waitForPod('the kube-system product reconciled', async () => {
+      const p = await getProduct(custom, 'kube-system', 'system');
+      return p.status?.observedGeneration === p.metadata.generation ? p.status : undefined;
+    });
+
+    expect(status).toMatchObject({ entitledPods: 0, blockedPods: 0, pendingPods: 0 });
+    expect(fake.calls('RegisterUsage').filter((c) => c.productCode === 'system-code')).toHaveLength(0);
+    const pods = (await core.listNamespacedPod({ namespace: 'kube-system', labelSelector: 'marketplace.entitlements.io/product=system' })).items;
+    expect(pods.map((p) => [p.metadata?.name, verdict(p), p.metadata?.annotations?.[annotations.nonce], gated(p)]).sort()).toEqual([
+      ['forged', 'Entitled', undefined, false],
+      ['unchecked', undefined, undefined, false],
+    ]);
+  });
+});
+
 describe('observability', () => {
   it('exposes reconciles, durations, queue depth, AWS calls and latency, webhook latency, verdicts and leadership', async () => {
     expect(await operator.metric('entitlement_reconciles_total', { result: 'success' })).toBeGreaterThan(0);

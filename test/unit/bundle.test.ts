@@ -5,6 +5,7 @@ import type { V1ClusterRole, V1CustomResourceDefinition, V1Deployment, V1Mutatin
 import { load } from 'js-yaml';
 import { bundleObject, bundleObjects, operatorNamespace } from '../support/bundle.js';
 import { repoRoot } from '../support/testbin.js';
+import { exemptNamespaces } from '../../src/webhook/configuration.js';
 
 const clusterScoped = new Set(['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding', 'MutatingWebhookConfiguration', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding']);
 
@@ -87,7 +88,8 @@ describe('install bundle', () => {
       matchPolicy: 'Equivalent',
       rules: [{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'] }],
       objectSelector: { matchExpressions: [{ key: 'marketplace.entitlements.io/product', operator: 'Exists' }] },
-      namespaceSelector: { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: ['kube-system', operatorNamespace] }] },
+      // The operator leaves the same namespaces alone (exemptNamespaces).
+      namespaceSelector: { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: exemptNamespaces(operatorNamespace) }] },
     });
     expect(webhook?.timeoutSeconds).toBeLessThanOrEqual(10);
     const serviceRef = webhook?.clientConfig.service;
