@@ -7,7 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, closeSync, readFileSync } from 'node:fs';
 
-/** How long a child may take to stop on SIGTERM once the test process is gone (and the longest grace stop() gives). */
+/** How long a child may take to stop on SIGTERM once the test process is gone. */
 const orphanGraceSeconds = 10;
 
 const supervisor = `
@@ -15,8 +15,10 @@ exec 3<&0
 "$@" </dev/null 3<&- &
 child=$!
 {
-  cat >/dev/null
+  said=$(cat)
   kill -TERM "$child" 2>/dev/null
+  # stop() says so before it closes the pipe, and finishes the job itself.
+  [ "$said" = stop ] && exit 0
   waited=0 # the KILL goes to our own group, so a reused PID can only delay it
   while kill -0 "$child" 2>/dev/null; do
     [ "$waited" -ge ${orphanGraceSeconds} ] && kill -KILL 0
@@ -63,6 +65,8 @@ export class ManagedProcess {
         resolve(code);
       });
     });
+    // The supervisor may be gone when stop() writes to it (EPIPE): nothing is lost then.
+    this.child.stdin?.on('error', () => undefined);
     // Keep the pipe from holding the event loop open; it still closes when we exit.
     this.child.unref();
   }
@@ -106,7 +110,7 @@ export class ManagedProcess {
    * pipe watcher) reaps it, and callers check for leftovers right after.
    */
   async stop(graceMs = 10_000): Promise<void> {
-    this.child.stdin?.end();
+    if (this.child.stdin?.writableEnded === false) this.child.stdin.end('stop');
     if (this.running) {
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
