@@ -106,8 +106,8 @@ export class ManagedProcess {
 
   /**
    * Stops the process: SIGTERM through the supervisor, SIGKILL to the group after graceMs. Resolves
-   * once the group is gone: a killed process lingers until its parent (init, for the orphaned
-   * pipe watcher) reaps it, and callers check for leftovers right after.
+   * once the group is gone: a killed process lingers until it is reaped (by init, once the
+   * supervisor is gone), and callers check for leftovers right after.
    */
   async stop(graceMs = 10_000): Promise<void> {
     if (this.child.stdin?.writableEnded === false) this.child.stdin.end('stop');
