@@ -15,19 +15,22 @@ import { ProductClients } from './aws/product-clients.js';
 import type { AwsSettings } from './aws/settings.js';
 import { clockFromEnv, type Clock } from './clock.js';
 import type { OperatorFlags } from './config/flags.js';
-import { PodReconciler, RetryLater } from './controller/pod-reconciler.js';
+import { productKeyOfPod } from './api/pod-state.js';
+import { podCache, type CachedPod } from './controller/cached-pod.js';
+import { Evictions } from './controller/evictions.js';
+import { KeyConfigMaps } from './controller/key-config-maps.js';
+import { OperatorKey } from './controller/operator-key.js';
+import { PodReconciler } from './controller/pod-reconciler.js';
 import { ProductOutcomes } from './controller/product-outcomes.js';
-import { cachedPod, productKeyOfPod } from './controller/cached-pod.js';
 import { ProductStatusReconciler } from './controller/product-status.js';
 import { Registrar } from './controller/registration.js';
 import { loadKubeClient } from './kube/api.js';
-import { kubeConfigMapReader } from './kube/config-maps.js';
 import { describeError } from './kube/errors.js';
 import { EventRecorder } from './kube/events.js';
 import { Informer, objectKey, type ListResult } from './kube/informer.js';
 import { LeaderElector } from './kube/leader-election.js';
 import { kubeSecretReader } from './kube/secrets.js';
-import { WorkQueue } from './kube/workqueue.js';
+import { RetryLater, WorkQueue } from './kube/workqueue.js';
 import { LedgerStore } from './metering/ledger-store.js';
 import { MeteringReconciler } from './metering/reconciler.js';
 import { HealthServer } from './observability/health.js';
@@ -63,12 +66,15 @@ export interface OperatorOptions {
   clock: Clock;
   /** The longest wait between periodic checks of a NotEntitled pod. */
   recheckMaxIntervalMs: number;
+  /** How long PodDisruptionBudgets may refuse the eviction of a pod that was never entitled before it is deleted. */
+  evictionGraceMs: number;
 }
 
 /**
  * Options from the environment: POD_NAMESPACE and POD_NAME (downward API), WEBHOOK_CERTIFICATES
  * (self-managed or cert-manager), SIMULATED_CLOCK (tests and demos), RECHECK_MAX_INTERVAL_SECONDS,
- * and for tuning LEASE_DURATION_SECONDS (renew deadline 2/3 of it) and CERTIFICATE_CHECK_SECONDS.
+ * UNENTITLED_EVICTION_GRACE_SECONDS, and for tuning LEASE_DURATION_SECONDS (renew deadline 2/3 of
+ * it) and CERTIFICATE_CHECK_SECONDS.
  */
 export function defaultOperatorOptions(env: NodeJS.ProcessEnv = process.env): OperatorOptions {
   const seconds = (name: string, fallback: number): number => {
@@ -92,6 +98,7 @@ export function defaultOperatorOptions(env: NodeJS.ProcessEnv = process.env): Op
     statusIntervalMs: 1_000,
     clock: clockFromEnv(env),
     recheckMaxIntervalMs: seconds('RECHECK_MAX_INTERVAL_SECONDS', 900),
+    evictionGraceMs: seconds('UNENTITLED_EVICTION_GRACE_SECONDS', 60),
   };
 }
 
@@ -119,6 +126,8 @@ function part(name: string, start: (signal: AbortSignal) => Promise<void>, stop:
  */
 export async function startOperator(flags: OperatorFlags, aws: AwsSettings, options: OperatorOptions, log: Logger, signal: AbortSignal = new AbortController().signal): Promise<RunningOperator> {
   const manager = new Manager(log);
+  let fail: (reason: string) => void = () => undefined;
+  const failed = new Promise<string>((resolve) => (fail = resolve));
   const client = loadKubeClient(flags.kubeconfig);
   // First in, last out: the connection pool closes after every part that uses it.
   manager.add(part('api-client', () => Promise.resolve(), () => client.close()));
@@ -250,15 +259,21 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
     },
     log,
   );
-  const pods = new Informer<V1Pod>(
+  // The key of the seals on verdicts: loaded (or made) before the pod cache, whose transform drops
+  // every verdict state it does not verify. Replaced under a running replica, that replica exits.
+  const operatorKey = new OperatorKey(client, options.namespace, log, (reason) => {
+    fail(reason);
+  });
+  manager.add(part('operator-key', () => operatorKey.start(), () => operatorKey.stop()));
+  const pods = new Informer<CachedPod>(
     client,
     {
       name: 'pods',
       path: '/api/v1/pods',
       labelSelector: productLabel,
       fieldSelector: podFieldSelector,
-      list: (page) => client.request<ListResult<V1Pod>>('GET', `/api/v1/pods?${listQuery(page, productLabel, podFieldSelector)}`),
-      transform: cachedPod,
+      list: (page) => client.request<ListResult<CachedPod>>('GET', `/api/v1/pods?${listQuery(page, productLabel, podFieldSelector)}`),
+      transform: podCache(operatorKey),
       indexBy: productKeyOfPod,
     },
     log,
@@ -275,10 +290,12 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
         cachesSynced = true;
       },
       async () => {
-        await Promise.all(caches.map((cache) => cache.stop()));
+        await Promise.all([...caches.map((cache) => cache.stop()), keyConfigMaps.stop()]);
       },
     ),
   );
+  // The ConfigMaps products take their keys from, each watched on its own.
+  const keyConfigMaps = new KeyConfigMaps(client, log);
 
   // Controllers: pods (registrations), products (status) and metering, each with its own queue,
   // so status writes and hourly reports never wait behind registrations.
@@ -287,9 +304,23 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
   const identities = new Identities(operatorCredentials, createStsClient(aws, operatorCredentials), new PodIdentity(client, createStsClient(aws, 'anonymous')));
   const outcomes = new ProductOutcomes();
   const productClients = new ProductClients(aws, identities, metrics, options.awsConcurrency);
-  const registrar = new Registrar(productClients, kubeConfigMapReader(client), options.clock);
+  const registrar = new Registrar(productClients, keyConfigMaps.read, options.clock);
   const events = new EventRecorder(client, options.identity, log);
-  const podReconciler = new PodReconciler(client, pods, products, registrar, outcomes, events, metrics, options.clock, options.recheckMaxIntervalMs, log);
+  const podReconciler = new PodReconciler({
+    client,
+    pods,
+    products,
+    registrar,
+    sealer: operatorKey,
+    keyFingerprint: (product) => keyConfigMaps.fingerprint(product),
+    evictions: new Evictions({ client, events, metrics, graceMs: options.evictionGraceMs }),
+    outcomes,
+    events,
+    metrics,
+    clock: options.clock,
+    maxRecheckMs: options.recheckMaxIntervalMs,
+    log,
+  });
   const metering = new MeteringReconciler(products, pods, new LedgerStore(client, options.namespace), productClients, events, metrics, options.clock, log);
   const statusReconciler = new ProductStatusReconciler(client, products, pods, outcomes, (key) => metering.outcome(key), options.clock, log);
   const queueOptions = (controller: string, concurrency: number) => ({
@@ -337,7 +368,16 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
       seenVersions.set(key, seen);
       for (const pod of pods.byIndex(key)) podQueue.add(objectKey(pod));
     }
+    keyConfigMaps.track(products.list());
   };
+  // A product's key changed in its ConfigMap: its pods refused under the old key are checked again.
+  keyConfigMaps.onChange((configMapKey) => {
+    if (!reconciling) return;
+    for (const product of products.list()) {
+      if (`${product.metadata.namespace}/${product.spec.publicKey.configMapKeyRef?.name ?? ''}` !== configMapKey) continue;
+      for (const pod of pods.byIndex(objectKey(product))) podQueue.add(objectKey(pod));
+    }
+  });
   pods.onUpsert(enqueuePod);
   pods.onDelete((pod) => {
     podReconciler.forget(pod);
@@ -348,6 +388,7 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
   products.onDelete((product) => {
     seenVersions.delete(objectKey(product));
     if (reconciling) {
+      keyConfigMaps.track(products.list());
       metering.forget(product).catch((error: unknown) => {
         log.warn('could not delete the usage ledger of a deleted product', { product: objectKey(product), error: describeError(error) });
       });
@@ -366,8 +407,6 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
     for (const pod of pods.list()) enqueuePod(pod);
   };
 
-  let fail: (reason: string) => void = () => undefined;
-  const failed = new Promise<string>((resolve) => (fail = resolve));
   void webhook.exited.then((code) => {
     fail(`the admission thread exited (code ${code})`);
   });

@@ -19,6 +19,8 @@ export const annotations = {
   recheck: `${group}/recheck`,
   /** The operator's record of a NotEntitled pod's checks (JSON, see CheckRecord). */
   checks: `${group}/checks`,
+  /** The operator's MAC of the pod's verdict state (controller/verdict-seal.ts): without it, no verdict is believed. */
+  seal: `${group}/seal`,
 } as const;
 
 export type Verdict = 'Entitled' | 'NotEntitled';
@@ -54,6 +56,8 @@ export interface CheckRecord {
   /** What the latest check was for: the product's generation and recheck annotation, the pod's recheck annotation. */
   product: string;
   pod: string;
+  /** And the fingerprint of the public key, when a ConfigMap holds it. */
+  key?: string;
 }
 
 export interface MarketplaceProductSpec {
@@ -82,6 +86,7 @@ export interface MarketplaceProductStatus {
   entitledPods?: number;
   blockedPods?: number;
   pendingPods?: number;
+  bypassedPods?: number;
   lastRegistrationTime?: string;
   publicKeyRotationTimestamp?: string;
   metering?: { lastReportedHour?: string; lostHours?: string[] };

@@ -1,18 +1,41 @@
 // What the operator keeps of a labelled pod: the fields its controllers read, nothing else. A
 // whole pod is several kilobytes once parsed (managed fields, containers, status); thousands of
 // them do not fit the Deployment's memory limit, while this is about a tenth of that.
+//
+// It is also where a verdict state without the operator's seal stops: it is dropped here, so the
+// pod, status and metering controllers see such a pod as one without a verdict, and only the
+// fact that it carried one is kept (to report it).
 import type { V1Pod } from '@kubernetes/client-node';
-import { group, productLabel } from '../api/marketplace-product.js';
+import { annotations as own, group, productLabel } from '../api/marketplace-product.js';
+import { verdictStateAnnotations } from '../api/pod-state.js';
 import { podRequests } from '../metering/usage.js';
+import type { Sealer } from './verdict-seal.js';
 
-const ownAnnotation = `${group}/`;
+const ownPrefix = `${group}/`;
+const dropped: ReadonlySet<string> = new Set([...verdictStateAnnotations, own.seal]);
 
-export function cachedPod(pod: V1Pod): V1Pod {
+export interface CachedPod extends V1Pod {
+  /** What the pod claimed without the operator's seal (its status, else the annotation it had), now dropped. */
+  unverifiedVerdict?: string;
+}
+
+/** The cache's transform: the fields the controllers read, the verdict state only when its seal verifies. */
+export function podCache(sealer: Sealer): (pod: V1Pod) => CachedPod {
+  return (pod) => {
+    const cached = cachedPod(pod);
+    if (sealer.seal.verifies(cached)) return cached;
+    const { annotations: claimed = {}, ...metadata } = cached.metadata ?? {};
+    const kept = Object.entries(claimed).filter(([key]) => !dropped.has(key));
+    return { ...cached, metadata: { ...metadata, ...(kept.length > 0 ? { annotations: Object.fromEntries(kept) } : {}) }, unverifiedVerdict: claimed[own.status] ?? verdictStateAnnotations.find((key) => key in claimed) ?? own.seal };
+  };
+}
+
+function cachedPod(pod: V1Pod): V1Pod {
   const metadata = pod.metadata ?? {};
   const product = metadata.labels?.[productLabel];
   let annotations: Record<string, string> | undefined;
   for (const [key, value] of Object.entries(metadata.annotations ?? {})) {
-    if (key.startsWith(ownAnnotation)) (annotations ??= {})[key] = value;
+    if (key.startsWith(ownPrefix)) (annotations ??= {})[key] = value;
   }
   const gates = pod.spec?.schedulingGates;
   // Metering reads the requests: kept as the pod's effective ones, in one container.
@@ -38,10 +61,4 @@ export function cachedPod(pod: V1Pod): V1Pod {
     },
     ...(phase ? { status: { phase } } : {}),
   };
-}
-
-/** Index key of a pod's product: "namespace/product". */
-export function productKeyOfPod(pod: V1Pod): string | undefined {
-  const product = pod.metadata?.labels?.[productLabel];
-  return product === undefined ? undefined : `${pod.metadata?.namespace ?? ''}/${product}`;
 }

@@ -1,233 +1,341 @@
 // Reconciles one labelled pod towards its verdict. Level-triggered and idempotent: it reads the
-// pod's annotations and gate and does only what is missing, so a restart or a repeated event
+// pod's verdict state and gate and does only what is missing, so a restart or a repeated event
 // never registers a pod twice.
 //   watch → queue → here → Registrar (AWS) → verdict → pod patch, Event, product outcome
+// It believes only a verdict state it sealed itself (the cache drops any other, cached-pod.ts),
+// so a forged `Entitled` is a pod without a verdict, checked with AWS like a new one. Every write
+// names the pod's uid, so a result computed for a pod never lands on a successor of its name.
 import type { V1Pod } from '@kubernetes/client-node';
-import { annotations, permanentReasons, productLabel, schedulingGate, type CheckRecord, type MarketplaceProduct, type NotEntitledReason, type Verdict } from '../api/marketplace-product.js';
+import { annotations, permanentReasons, productLabel, schedulingGate, type CheckRecord, type MarketplaceProduct } from '../api/marketplace-product.js';
+import { isBypassing, isGated, mustNotRun, verdictStateOf, wasEntitled, type VerdictState } from '../api/pod-state.js';
 import { newNonce } from '../aws/nonce.js';
 import type { Clock } from '../clock.js';
+import { contentTypes, type KubeClient } from '../kube/api.js';
+import { describeError, isGoneOrReplaced } from '../kube/errors.js';
 import type { EventRecorder } from '../kube/events.js';
 import type { Informer } from '../kube/informer.js';
-import { ApiError, contentTypes, segment, type KubeClient } from '../kube/api.js';
-import type { Outcome } from '../kube/workqueue.js';
+import { RetryLater, type Outcome } from '../kube/workqueue.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import type { CachedPod } from './cached-pod.js';
+import { podPath, type Evictions } from './evictions.js';
 import type { ProductOutcomes } from './product-outcomes.js';
-import { checkBasis, planRecheck, readCheckRecord, recheckDelayMs } from './rechecks.js';
-import type { Registrar } from './registration.js';
+import { checkBasis, planRecheck, recheckDelayMs, type CheckBasis } from './rechecks.js';
+import type { Registrar, RegistrationOutcome } from './registration.js';
+import type { Sealer } from './verdict-seal.js';
 
-export class RetryLater extends Error {
-  override name = 'RetryLater';
+export interface PodReconcilerDeps {
+  client: KubeClient;
+  pods: Informer<CachedPod>;
+  products: Informer<MarketplaceProduct>;
+  registrar: Registrar;
+  /** Seals the verdicts written (the operator key's seal). */
+  sealer: Sealer;
+  /** The fingerprint of a product's public key when a ConfigMap holds it (key-config-maps.ts). */
+  keyFingerprint: (product: MarketplaceProduct) => string | undefined;
+  evictions: Evictions;
+  outcomes: ProductOutcomes;
+  events: EventRecorder;
+  metrics: Metrics;
+  clock: Clock;
+  /** The longest wait between periodic checks of a NotEntitled pod. */
+  maxRecheckMs: number;
+  log: Logger;
 }
 
-export function isGated(pod: V1Pod): boolean {
-  return (pod.spec?.schedulingGates ?? []).some((g) => g.name === schedulingGate);
-}
-
-export function verdictOf(pod: V1Pod): Verdict | undefined {
-  const value = pod.metadata?.annotations?.[annotations.status];
-  return value === 'Entitled' || value === 'NotEntitled' ? value : undefined;
-}
-
-export function reasonOf(pod: V1Pod): string | undefined {
-  return pod.metadata?.annotations?.[annotations.reason];
-}
-
-interface Written {
+/** What this process knows of a pod beyond what the cache shows, by uid. */
+interface PodMemory {
+  /** The nonce it wrote (after a check again, the cache may still show the previous one). */
   nonce?: string;
-  /** 'cleared': a check again is under way (the verdict annotations were removed). */
-  verdict?: Verdict | 'cleared';
-  /** We removed the gate. The API server never lets a gate be added back, so it stays removed. */
+  /** The verdict state it wrote last: the cache lags behind its own writes, and a re-run must see them or it would register the pod twice. */
+  state?: VerdictState;
+  /** It removed the gate. The API server never lets a gate be added back, so it stays removed. */
   ungated?: boolean;
-  checks?: CheckRecord;
+  /** Reported once per pod: a verdict it did not seal, a pod found running ungated. */
+  reportedUnverified?: boolean;
+  reportedBypass?: boolean;
+  /** The revocation its refusal started is not finished (a pod could not be marked). */
+  revocationPending?: boolean;
 }
+
+type Refused = Extract<RegistrationOutcome, { verdict: 'NotEntitled' }>;
+type Entitled = Extract<RegistrationOutcome, { verdict: 'Entitled' }>;
+
+/** Revoked pods are marked this many at a time. */
+const revocationBatch = 16;
 
 export class PodReconciler {
-  // What this process wrote to pods, by uid. The informer cache lags behind our own writes, and a
-  // re-run of the same pod must see them, or it would register the pod a second time.
-  private readonly written = new Map<string, Written>();
+  private readonly memory = new Map<string, PodMemory>();
 
-  constructor(
-    private readonly client: KubeClient,
-    private readonly pods: Informer<V1Pod>,
-    private readonly products: Informer<MarketplaceProduct>,
-    private readonly registrar: Registrar,
-    private readonly outcomes: ProductOutcomes,
-    private readonly events: EventRecorder,
-    private readonly metrics: Metrics,
-    private readonly clock: Clock,
-    /** The longest wait between periodic checks of a NotEntitled pod. */
-    private readonly maxRecheckMs: number,
-    private readonly log: Logger,
-  ) {}
+  constructor(private readonly deps: PodReconcilerDeps) {}
 
   async reconcile(key: string): Promise<Outcome | undefined> {
-    const pod = this.pods.get(key);
-    if (!pod?.metadata || pod.metadata.deletionTimestamp) return undefined;
-    const namespace = pod.metadata.namespace ?? '';
-    const productName = pod.metadata.labels?.[productLabel];
-    if (!productName) return undefined;
-    const log = this.log.child({ pod: key, product: `${namespace}/${productName}` });
-    const product = this.products.get(`${namespace}/${productName}`);
-    const mine = this.written.get(pod.metadata.uid ?? '');
-    const verdict = mine?.verdict === 'cleared' ? undefined : (verdictOf(pod) ?? mine?.verdict);
-    const reason = mine?.verdict === 'cleared' ? undefined : reasonOf(pod);
+    const pod = this.deps.pods.get(key);
+    const uid = pod?.metadata?.uid;
+    const productName = pod?.metadata?.labels?.[productLabel];
+    if (!pod || !uid || !productName || pod.metadata?.deletionTimestamp) return undefined;
+    const namespace = pod.metadata?.namespace ?? '';
+    const log = this.deps.log.child({ pod: key, product: `${namespace}/${productName}` });
+    const product = this.deps.products.get(`${namespace}/${productName}`);
+    const memory = this.memory.get(uid) ?? {};
+    const state = memory.state ?? verdictStateOf(pod);
+    const gated = isGated(pod) && !memory.ungated;
+    await this.reportTampering(pod, product, state, log);
 
-    if (verdict === 'Entitled') {
-      if (isGated(pod) && !mine?.ungated) await this.patchPod(pod, {}, true); // finish an interrupted ungate
+    if (state.status === 'Entitled') {
+      if (gated) await this.patchPod(pod, {}, true); // finish an interrupted ungate
       return undefined;
     }
-    if (verdict === 'NotEntitled' && reason !== 'ProductNotFound') {
-      if (!product) return undefined;
-      const plan = planRecheck(mine?.checks ?? readCheckRecord(pod), reason, checkBasis(product, pod), this.clock.now(), this.maxRecheckMs);
-      if (plan.kind === 'now') {
-        await this.checkAgain(pod, product, plan.attempts, reason, log.child({ why: plan.why }));
-        return undefined;
-      }
-      if (product.spec.enforcement === 'Audit' && isGated(pod) && !mine?.ungated) await this.patchPod(pod, {}, true);
-      else if (product.spec.enforcement !== 'Audit' && !isGated(pod)) await this.evict(pod, log);
-      return plan.kind === 'at' ? { requeueAfterMs: this.clock.realMsUntil(plan.time) } : undefined;
-    }
-    if (!product) {
-      if (reason !== 'ProductNotFound') {
-        await this.patchPod(pod, { [annotations.status]: 'NotEntitled', [annotations.reason]: 'ProductNotFound' }, false);
-        await this.events.pod(pod, 'Warning', 'NotEntitled', 'CheckEntitlement', `MarketplaceProduct ${namespace}/${productName} not found; the pod stays gated until it exists`);
-        this.metrics.verdicts.inc({ verdict: 'NotEntitled', reason: 'ProductNotFound' });
-        log.info('product not found, pod stays gated');
-      }
+    if (state.status === 'NotEntitled' && state.reason !== 'ProductNotFound') return product ? this.refused(pod, product, state, gated, log) : undefined;
+    if (!product) return this.productNotFound(pod, state, log);
+    return this.registerAndRecord(pod, product, state, gated, log);
+  }
+
+  /** The pod is gone: forget what was written to it and how its eviction went. */
+  forget(pod: V1Pod): void {
+    const uid = pod.metadata?.uid ?? '';
+    this.memory.delete(uid);
+    this.deps.evictions.forget(uid);
+  }
+
+  /** A NotEntitled pod: checked again when due; kept from running meanwhile, or let run under Audit. */
+  private async refused(pod: CachedPod, product: MarketplaceProduct, state: VerdictState, gated: boolean, log: Logger): Promise<Outcome | undefined> {
+    if (this.memory.get(pod.metadata?.uid ?? '')?.revocationPending) await this.revoke(product, pod, log);
+    const plan = planRecheck(state.checks, state.reason, this.basis(product, pod), this.deps.clock.now(), this.deps.maxRecheckMs);
+    if (plan.kind === 'now') {
+      await this.checkAgain(pod, product, state, plan.attempts, log.child({ why: plan.why }));
       return undefined;
     }
-    return this.registerAndRecord(pod, product, log);
+    const next = plan.kind === 'at' ? { requeueAfterMs: this.deps.clock.realMsUntil(plan.time) } : undefined;
+    if (!gated && mustNotRun(product, state)) return sooner(await this.deps.evictions.remove(pod, wasEntitled(state), state.reason ?? 'NotEntitled', log), next);
+    if (gated && product.spec.enforcement === 'Audit') await this.patchPod(pod, {}, true);
+    return next;
+  }
+
+  private async productNotFound(pod: CachedPod, state: VerdictState, log: Logger): Promise<undefined> {
+    if (state.reason === 'ProductNotFound') return undefined;
+    const productKey = `${pod.metadata?.namespace ?? ''}/${pod.metadata?.labels?.[productLabel] ?? ''}`;
+    if (!(await this.writeState(pod, { status: 'NotEntitled', reason: 'ProductNotFound', ...registeredAtOf(state) }, false))) return undefined;
+    await this.deps.events.pod(pod, 'Warning', 'NotEntitled', 'CheckEntitlement', `MarketplaceProduct ${productKey} not found; the pod stays gated until it exists`);
+    this.deps.metrics.verdicts.inc({ verdict: 'NotEntitled', reason: 'ProductNotFound' });
+    log.info('product not found, pod stays gated');
+    return undefined;
   }
 
   /** Registers the pod (nonce written ahead) and records the verdict on it, its product and in an Event. */
-  private async registerAndRecord(pod: V1Pod, product: MarketplaceProduct, log: Logger): Promise<Outcome | undefined> {
-    const productKey = `${product.metadata.namespace}/${product.metadata.name}`;
-    // Write-ahead: the nonce is on the pod before RegisterUsage, so a retry after a crash is the
-    // same registration (same nonce), never a second one.
+  private async registerAndRecord(pod: CachedPod, product: MarketplaceProduct, state: VerdictState, gated: boolean, log: Logger): Promise<undefined> {
     const uid = pod.metadata?.uid ?? '';
-    // Ours first: after a check again, the cache may still show the previous nonce.
-    let nonce = this.written.get(uid)?.nonce ?? pod.metadata?.annotations?.[annotations.nonce];
+    // Write-ahead: the nonce is on the pod before RegisterUsage, so a retry after a crash is the
+    // same registration (same nonce), never a second one. Ours first: after a check again, the
+    // cache may still show the previous nonce.
+    let nonce = this.memory.get(uid)?.nonce ?? pod.metadata?.annotations?.[annotations.nonce];
     if (!nonce) {
       nonce = newNonce();
       if (!(await this.patchPod(pod, { [annotations.nonce]: nonce }, false))) return undefined;
-      this.written.set(uid, { ...this.written.get(uid), nonce });
+      this.remember(uid, { nonce });
     }
     const podRef = {
       namespace: pod.metadata?.namespace ?? '',
       name: pod.metadata?.name ?? '',
-      uid: pod.metadata?.uid ?? '',
+      uid,
       ...(pod.spec?.serviceAccountName ? { serviceAccountName: pod.spec.serviceAccountName } : {}),
     };
-    const result = await this.registrar.register(product, podRef, nonce);
+    const result = await this.deps.registrar.register(product, podRef, nonce);
     if (result.verdict === 'Retry') {
       // One Event per product when its registrations start failing, not one per pod and retry:
       // an AWS outage or a missing credential must not turn into a storm of writes.
-      if (this.outcomes.record(productKey, { status: 'Unknown', reason: 'Retrying', message: result.message })) {
-        await this.events.product(product, 'Warning', 'Retrying', 'RegisterUsage', `registrations of product ${product.spec.productCode} are failing and will be retried: ${result.message}`);
+      if (this.deps.outcomes.record(productKeyOf(product), { status: 'Unknown', reason: 'Retrying', message: result.message })) {
+        await this.deps.events.product(product, 'Warning', 'Retrying', 'RegisterUsage', `registrations of product ${product.spec.productCode} are failing and will be retried: ${result.message}`);
       }
       log.warn('registration will be retried', { error: result.message });
       throw new RetryLater(result.message);
     }
-
-    const audit = product.spec.enforcement === 'Audit';
-    if (result.verdict === 'Entitled') {
-      const registeredAt = result.registeredAt.toISOString();
-      await this.patchPod(pod, { [annotations.status]: 'Entitled', [annotations.reason]: 'SignatureVerified', [annotations.registeredAt]: registeredAt, [annotations.checks]: null }, isGated(pod));
-      this.written.set(uid, { nonce, verdict: 'Entitled', ungated: true });
-      this.outcomes.record(productKey, {
-        status: 'True',
-        reason: 'SignatureVerified',
-        message: `registration of pod ${podRef.namespace}/${podRef.name} verified`,
-        registeredAt,
-        ...(result.publicKeyRotationTimestamp ? { publicKeyRotationTimestamp: result.publicKeyRotationTimestamp.toISOString() } : {}),
-      });
-      this.metrics.verdicts.inc({ verdict: 'Entitled', reason: 'SignatureVerified' });
-      await this.events.pod(pod, 'Normal', 'Entitled', 'RegisterUsage', `RegisterUsage for product ${product.spec.productCode} verified (key version ${product.spec.publicKeyVersion})`);
-      log.debug('pod entitled');
-      return undefined;
-    }
-
-    // The record of its checks: what this one was for, when, and why it failed (for the next).
-    const previous = this.written.get(uid)?.checks ?? readCheckRecord(pod);
-    const now = this.clock.now();
-    const attempts = previous?.attempts ?? 1;
-    const next = permanentReasons.has(result.reason) ? {} : { next: new Date(now + recheckDelayMs(attempts, this.maxRecheckMs)).toISOString() };
-    const checks: CheckRecord = { ...checkBasis(product, pod), attempts, at: new Date(now).toISOString(), ...next, reason: result.reason };
-    await this.patchPod(pod, { [annotations.status]: 'NotEntitled', [annotations.reason]: result.reason, [annotations.checks]: JSON.stringify(checks) }, audit && isGated(pod));
-    this.written.set(uid, { nonce, verdict: 'NotEntitled', ungated: audit || this.written.get(uid)?.ungated === true, checks });
-    this.outcomes.record(productKey, { status: 'False', reason: result.reason, message: result.message });
-    this.metrics.verdicts.inc({ verdict: 'NotEntitled', reason: result.reason });
-    const consequence = audit ? 'Audit: the pod runs anyway' : isGated(pod) ? 'the pod stays gated' : 'the running pod is evicted';
-    // A check again with the same answer is no news: one Event per reason, not one per check.
-    if (previous?.reason !== result.reason) await this.events.pod(pod, 'Warning', 'NotEntitled', 'RegisterUsage', `${result.reason}: ${result.message}; ${consequence}`);
-    log.warn('pod not entitled', { reason: result.reason, error: result.message, enforcement: product.spec.enforcement ?? 'Enforce', attempts: checks.attempts });
-    if (!audit && !isGated(pod)) await this.evict(pod, log);
-    if (result.reason === 'CustomerNotEntitled' && product.spec.onRevocation === 'Evict') await this.revoke(product, result.reason, log);
+    if (result.verdict === 'Entitled') await this.recordEntitled(pod, product, result, gated, log);
+    else await this.recordRefused(pod, product, state, result, gated, log);
     return undefined;
   }
 
+  private async recordEntitled(pod: CachedPod, product: MarketplaceProduct, result: Entitled, gated: boolean, log: Logger): Promise<void> {
+    const registeredAt = result.registeredAt.toISOString();
+    if (!(await this.writeState(pod, { status: 'Entitled', reason: 'SignatureVerified', registeredAt }, gated))) return;
+    this.deps.outcomes.record(productKeyOf(product), {
+      status: 'True',
+      reason: 'SignatureVerified',
+      message: `registration of pod ${pod.metadata?.namespace ?? ''}/${pod.metadata?.name ?? ''} verified`,
+      registeredAt,
+      ...(result.publicKeyRotationTimestamp ? { publicKeyRotationTimestamp: result.publicKeyRotationTimestamp.toISOString() } : {}),
+    });
+    this.deps.metrics.verdicts.inc({ verdict: 'Entitled', reason: 'SignatureVerified' });
+    await this.deps.events.pod(pod, 'Normal', 'Entitled', 'RegisterUsage', `RegisterUsage for product ${product.spec.productCode} verified (key version ${product.spec.publicKeyVersion})`);
+    log.debug('pod entitled');
+  }
+
   /**
-   * Starts a check again: the verdict annotations go (the pod is pending again, and counted so), a
-   * fresh nonce is written ahead, and the record says what this check is for. The pod then takes
-   * the path of a new pod. Its gate was never put back, so an Audit pod keeps running meanwhile.
+   * Records a refusal with the record of its checks (what this one was for, when, why it failed).
+   * A running pod that must not run is evicted by the next pass, which this write's own watch
+   * event brings.
    */
-  private async checkAgain(pod: V1Pod, product: MarketplaceProduct, attempts: number, reason: string | undefined, log: Logger): Promise<void> {
+  private async recordRefused(pod: CachedPod, product: MarketplaceProduct, state: VerdictState, result: Refused, gated: boolean, log: Logger): Promise<void> {
+    const previous = state.checks;
+    const checks = this.checkRecord(product, pod, previous?.attempts ?? 1, result.reason);
+    const next: VerdictState = { status: 'NotEntitled', reason: result.reason, ...registeredAtOf(state), checks };
+    const audit = product.spec.enforcement === 'Audit';
+    if (!(await this.writeState(pod, next, audit && gated))) return;
+    this.deps.outcomes.record(productKeyOf(product), { status: 'False', reason: result.reason, message: result.message });
+    this.deps.metrics.verdicts.inc({ verdict: 'NotEntitled', reason: result.reason });
+    const consequence = !mustNotRun(product, next) ? 'Audit: the pod runs anyway' : gated ? 'the pod stays gated' : 'the running pod is evicted';
+    // A check again with the same answer is no news: one Event per reason, not one per check.
+    if (previous?.reason !== result.reason) await this.deps.events.pod(pod, 'Warning', 'NotEntitled', 'RegisterUsage', `${result.reason}: ${result.message}; ${consequence}`);
+    log.warn('pod not entitled', { reason: result.reason, error: result.message, enforcement: product.spec.enforcement ?? 'Enforce', attempts: checks.attempts });
+    if (result.reason === 'CustomerNotEntitled' && product.spec.onRevocation === 'Evict') await this.revoke(product, pod, log);
+  }
+
+  /**
+   * Starts a check again: the verdict goes (the pod is pending again, and counted so), a fresh
+   * nonce is written ahead, and the record says what this check is for. The pod then takes the
+   * path of a new pod. Its gate was never put back, so an Audit pod keeps running meanwhile.
+   */
+  private async checkAgain(pod: CachedPod, product: MarketplaceProduct, state: VerdictState, attempts: number, log: Logger): Promise<void> {
     const uid = pod.metadata?.uid ?? '';
     const nonce = newNonce();
-    const checks: CheckRecord = { ...checkBasis(product, pod), attempts, ...(reason ? { reason } : {}) };
-    const patch = { [annotations.status]: null, [annotations.reason]: null, [annotations.nonce]: nonce, [annotations.checks]: JSON.stringify(checks) };
-    if (!(await this.patchPod(pod, patch, false))) return;
-    this.written.set(uid, { nonce, verdict: 'cleared', ungated: this.written.get(uid)?.ungated ?? !isGated(pod), checks });
-    log.info('checking the pod again', { attempts, previousReason: reason });
+    const next: VerdictState = { ...registeredAtOf(state), checks: { ...this.basis(product, pod), attempts, ...(state.reason ? { reason: state.reason } : {}) } };
+    if (!(await this.patchPod(pod, { [annotations.nonce]: nonce, ...this.deps.sealer.seal.annotate(pod, next) }, false))) return;
+    this.remember(uid, { nonce, state: next, ungated: this.memory.get(uid)?.ungated ?? !isGated(pod) });
+    log.info('checking the pod again', { attempts, previousReason: state.reason });
   }
 
-  /** The pod is gone: forget what was written to it. */
-  forget(pod: V1Pod): void {
-    this.written.delete(pod.metadata?.uid ?? '');
+  /**
+   * onRevocation: Evict. AWS refused `refused`'s identity: every entitled pod of the product with
+   * the same identity is marked NotEntitled (and evicted by its own next pass, so one budget's
+   * refusal holds back no other pod). In Pod identity mode that is the pods of the same
+   * ServiceAccount (and so the same role), not the whole product.
+   */
+  private async revoke(product: MarketplaceProduct, refused: CachedPod, log: Logger): Promise<void> {
+    const uid = refused.metadata?.uid ?? '';
+    const caller = callerOf(product, refused);
+    const targets = this.deps.pods
+      .byIndex(productKeyOf(product))
+      .filter((pod) => pod.metadata?.uid !== uid && !pod.metadata?.deletionTimestamp && this.stateOf(pod).status === 'Entitled' && callerOf(product, pod) === caller);
+    const failures: string[] = [];
+    for (let i = 0; i < targets.length; i += revocationBatch) {
+      await Promise.all(
+        targets.slice(i, i + revocationBatch).map((pod) =>
+          this.markRevoked(pod, product, caller).catch((error: unknown) => {
+            failures.push(describeError(error));
+          }),
+        ),
+      );
+    }
+    this.remember(uid, { revocationPending: failures.length > 0 });
+    if (targets.length > 0) log.info('entitlement revoked', { identity: caller, pods: targets.length, failed: failures.length });
+    if (failures.length > 0) throw new Error(`revocation incomplete: ${failures.length} of ${targets.length} pods could not be marked NotEntitled: ${failures[0] ?? ''}`);
   }
 
-  /** onRevocation: Evict — every running pod of the product is marked and evicted. */
-  private async revoke(product: MarketplaceProduct, reason: NotEntitledReason, log: Logger): Promise<void> {
-    const running = this.pods.byIndex(`${product.metadata.namespace}/${product.metadata.name}`).filter((p) => !isGated(p) && !p.metadata?.deletionTimestamp);
-    for (const pod of running) {
-      if (verdictOf(pod) !== 'NotEntitled') {
-        await this.patchPod(pod, { [annotations.status]: 'NotEntitled', [annotations.reason]: reason }, false);
-        await this.events.pod(pod, 'Warning', 'NotEntitled', 'Evict', `${reason}: entitlement revoked; evicting (onRevocation: Evict)`);
-      }
-      await this.evict(pod, log);
+  private async markRevoked(pod: CachedPod, product: MarketplaceProduct, caller: string): Promise<void> {
+    const next: VerdictState = { status: 'NotEntitled', reason: 'CustomerNotEntitled', ...registeredAtOf(this.stateOf(pod)), checks: this.checkRecord(product, pod, 1, 'CustomerNotEntitled') };
+    if (!(await this.writeState(pod, next, false))) return;
+    this.deps.metrics.verdicts.inc({ verdict: 'NotEntitled', reason: 'CustomerNotEntitled' });
+    await this.deps.events.pod(pod, 'Warning', 'NotEntitled', 'Evict', `CustomerNotEntitled: AWS refused ${caller} for another pod of the product; entitlement revoked, evicting (onRevocation: Evict)`);
+  }
+
+  /** Reports, once per pod, a verdict it did not seal and a pod found running without the gate. */
+  private async reportTampering(pod: CachedPod, product: MarketplaceProduct | undefined, state: VerdictState, log: Logger): Promise<void> {
+    const uid = pod.metadata?.uid ?? '';
+    const memory = this.memory.get(uid) ?? {};
+    if (pod.unverifiedVerdict !== undefined && !memory.reportedUnverified) {
+      this.remember(uid, { reportedUnverified: true });
+      this.deps.metrics.gateBypasses.inc({ kind: 'unverified_verdict' });
+      log.warn('the pod carries a verdict the operator did not write; it is ignored', { claimed: pod.unverifiedVerdict });
+      await this.deps.events.pod(pod, 'Warning', 'UnverifiedVerdict', 'CheckEntitlement', `the pod carries a verdict the operator did not seal (${pod.unverifiedVerdict}): it is ignored, and the pod is checked with AWS like a new one`);
+    }
+    if (product && !memory.ungated && !memory.reportedBypass && isBypassing(product, pod, state)) {
+      this.remember(uid, { reportedBypass: true });
+      this.deps.metrics.gateBypasses.inc({ kind: 'ungated' });
+      log.warn('the pod is not gated but holds no verified Entitled verdict; it is registered and evicted if refused');
+      await this.deps.events.pod(pod, 'Warning', 'Ungated', 'CheckEntitlement', 'the pod is not gated, yet holds no verified Entitled verdict (its gate was removed by someone other than the operator, or it was never gated): it is registered now and, if refused, evicted');
     }
   }
 
-  private async evict(pod: V1Pod, log: Logger): Promise<void> {
-    const name = pod.metadata?.name ?? '';
-    const namespace = pod.metadata?.namespace ?? '';
+  private basis(product: MarketplaceProduct, pod: V1Pod): CheckBasis {
+    return checkBasis(product, pod, this.deps.keyFingerprint(product));
+  }
+
+  /** The record of a check that just failed: the `attempts`-th of its streak, and when the next is due (none for a permanent reason). */
+  private checkRecord(product: MarketplaceProduct, pod: V1Pod, attempts: number, reason: string): CheckRecord {
+    const now = this.deps.clock.now();
+    const next = permanentReasons.has(reason) ? {} : { next: new Date(now + recheckDelayMs(attempts, this.deps.maxRecheckMs)).toISOString() };
+    return { ...this.basis(product, pod), attempts, at: new Date(now).toISOString(), ...next, reason };
+  }
+
+  private stateOf(pod: CachedPod): VerdictState {
+    return this.memory.get(pod.metadata?.uid ?? '')?.state ?? verdictStateOf(pod);
+  }
+
+  private remember(uid: string, changes: PodMemory): void {
+    this.memory.set(uid, { ...this.memory.get(uid), ...changes });
+  }
+
+  /**
+   * Writes a sealed verdict state (and removes the gate). It is remembered before the write: a
+   * revocation writes other pods' states, and their own reconcile, which the write's watch event
+   * brings, must not find the state it replaces still remembered. False if the pod is gone or
+   * replaced (the memory is then as it was).
+   */
+  private async writeState(pod: CachedPod, state: VerdictState, ungate: boolean): Promise<boolean> {
+    const uid = pod.metadata?.uid ?? '';
+    const before = this.memory.get(uid);
+    this.remember(uid, { state });
+    const restore = (): void => {
+      if (before) this.memory.set(uid, before);
+      else this.memory.delete(uid);
+    };
     try {
-      await this.client.send('POST', `${podPath(namespace, name)}/eviction`, { apiVersion: 'policy/v1', kind: 'Eviction', metadata: { name, namespace } });
-      log.info('evicted pod', { evicted: `${namespace}/${name}` });
+      if (await this.patchPod(pod, this.deps.sealer.seal.annotate(pod, state), ungate)) return true;
     } catch (error) {
-      if (error instanceof ApiError && error.code === 404) return;
-      // 429: a PodDisruptionBudget says not now. Try again later.
-      if (error instanceof ApiError && error.code === 429) throw new RetryLater(`eviction of ${namespace}/${name} blocked by a PodDisruptionBudget`);
+      restore();
       throw error;
     }
+    restore();
+    return false;
   }
 
-  /** Patches annotations and optionally removes the gate, in one request. False if the pod is gone. */
+  /**
+   * Patches annotations and optionally removes the gate, in one request that names the pod's uid
+   * (a successor of the same name refuses it). False if the pod is gone or replaced.
+   */
   private async patchPod(pod: V1Pod, annotationValues: Record<string, string | null>, ungate: boolean): Promise<boolean> {
-    const body: Record<string, unknown> = {};
-    if (Object.keys(annotationValues).length > 0) body.metadata = { annotations: annotationValues };
-    if (ungate) body.spec = { schedulingGates: [{ $patch: 'delete', name: schedulingGate }] };
+    const body: Record<string, unknown> = {
+      metadata: { uid: pod.metadata?.uid, ...(Object.keys(annotationValues).length > 0 ? { annotations: annotationValues } : {}) },
+      ...(ungate ? { spec: { schedulingGates: [{ $patch: 'delete', name: schedulingGate }] } } : {}),
+    };
     try {
-      await this.client.send('PATCH', podPath(pod.metadata?.namespace ?? '', pod.metadata?.name ?? ''), body, contentTypes.strategicMergePatch);
+      await this.deps.client.send('PATCH', podPath(pod), body, contentTypes.strategicMergePatch);
+      if (ungate) this.remember(pod.metadata?.uid ?? '', { ungated: true });
       return true;
     } catch (error) {
-      if (error instanceof ApiError && error.code === 404) return false;
+      if (isGoneOrReplaced(error)) return false;
       throw error;
     }
   }
 }
 
-function podPath(namespace: string, name: string): string {
-  return `/api/v1/namespaces/${segment(namespace)}/pods/${segment(name)}`;
+function productKeyOf(product: MarketplaceProduct): string {
+  return `${product.metadata.namespace}/${product.metadata.name}`;
+}
+
+function registeredAtOf(state: VerdictState): Pick<VerdictState, 'registeredAt'> {
+  return state.registeredAt ? { registeredAt: state.registeredAt } : {};
+}
+
+/** Whose identity signs the pod's AWS calls: the operator's, or in Pod mode its ServiceAccount's (and so its role). */
+function callerOf(product: MarketplaceProduct, pod: V1Pod): string {
+  if (product.spec.identity?.mode === 'Operator') return "the operator's identity";
+  return `ServiceAccount ${pod.metadata?.namespace ?? ''}/${pod.spec?.serviceAccountName ?? 'default'}`;
+}
+
+/** The outcome that comes back sooner. */
+function sooner(a: Outcome | undefined, b: Outcome | undefined): Outcome | undefined {
+  if (a?.requeueAfterMs === undefined) return b;
+  if (b?.requeueAfterMs === undefined) return a;
+  return a.requeueAfterMs <= b.requeueAfterMs ? a : b;
 }

@@ -4,7 +4,6 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { V1Pod } from '@kubernetes/client-node';
 import {
-  annotations,
   group,
   plural,
   version,
@@ -18,7 +17,7 @@ import type { Clock } from '../clock.js';
 import type { MeteringOutcome } from '../metering/reconciler.js';
 import { rfc3339 } from '../kube/times.js';
 import type { Logger } from '../observability/logger.js';
-import { isGated, verdictOf, reasonOf } from './pod-reconciler.js';
+import { isBypassing, isGated, mustNotRun, verdictStateOf } from '../api/pod-state.js';
 import type { ProductOutcomes } from './product-outcomes.js';
 
 const maxConflictRetries = 5;
@@ -34,16 +33,20 @@ export function desiredStatus(
   let entitled = 0;
   let blocked = 0;
   let pending = 0;
+  let bypassed = 0;
   let lastRegistration = current.lastRegistrationTime;
   for (const pod of pods) {
-    const verdict = verdictOf(pod);
+    // The cache holds only verdict states the operator sealed (cached-pod.ts).
+    const state = verdictStateOf(pod);
     const terminating = pod.metadata?.deletionTimestamp !== undefined;
-    if (verdict === 'Entitled') {
+    if (isBypassing(product, pod, state)) bypassed++;
+    if (state.status === 'Entitled') {
       if (!terminating) entitled++;
-      const at = pod.metadata?.annotations?.[annotations.registeredAt];
+      const at = state.registeredAt;
       if (at && (!lastRegistration || at > lastRegistration)) lastRegistration = at;
-    } else if (verdict === 'NotEntitled' && reasonOf(pod) !== 'ProductNotFound') {
-      if (isGated(pod) || terminating) blocked++;
+    } else if (state.status === 'NotEntitled' && state.reason !== 'ProductNotFound') {
+      // Held back: gated, or being evicted (a refused pod that must not run).
+      if (isGated(pod) || terminating || mustNotRun(product, state)) blocked++;
     } else if (!terminating) {
       pending++;
     }
@@ -74,6 +77,7 @@ export function desiredStatus(
     entitledPods: entitled,
     blockedPods: blocked,
     pendingPods: pending,
+    bypassedPods: bypassed,
     ...(lastRegistration ? { lastRegistrationTime: rfc3339(lastRegistration) } : {}),
     ...(rotation ? { publicKeyRotationTimestamp: rfc3339(rotation) } : {}),
     ...(metering

@@ -1,7 +1,7 @@
-// When a NotEntitled pod is checked again (pure): at once when its product changed (generation)
-// or a user asked (the recheck annotation, on the product or the pod, set or changed since the
-// last check), else with backoff from the last verdict, 1 minute doubling up to a cap users set,
-// except for the permanent reasons.
+// When a NotEntitled pod is checked again (pure): at once when its product changed (generation),
+// its public key changed (the ConfigMap a product names), or a user asked (the recheck
+// annotation, on the product or the pod, set or changed since the last check), else with backoff
+// from the last verdict, 1 minute doubling up to a cap users set, except for the permanent reasons.
 import type { V1Pod } from '@kubernetes/client-node';
 import { annotations, permanentReasons, type CheckRecord, type MarketplaceProduct } from '../api/marketplace-product.js';
 
@@ -9,23 +9,18 @@ export const recheckBaseMs = 60_000;
 
 export type RecheckPlan = { kind: 'now'; attempts: number; why: string } | { kind: 'at'; time: number } | { kind: 'never' };
 
-/** What a check is for: the product's generation and recheck annotation, and the pod's. */
-export function checkBasis(product: MarketplaceProduct, pod: V1Pod): Pick<CheckRecord, 'product' | 'pod'> {
+export type CheckBasis = Pick<CheckRecord, 'product' | 'pod' | 'key'>;
+
+/**
+ * What a check is for: the product's generation and recheck annotation, the pod's, and the
+ * fingerprint of the key a ConfigMap holds (key-config-maps.ts; undefined when not known).
+ */
+export function checkBasis(product: MarketplaceProduct, pod: V1Pod, key?: string): CheckBasis {
   return {
     product: `${product.metadata.generation ?? 0}/${product.metadata.annotations?.[annotations.recheck] ?? ''}`,
     pod: pod.metadata?.annotations?.[annotations.recheck] ?? '',
+    ...(key !== undefined ? { key } : {}),
   };
-}
-
-export function readCheckRecord(pod: V1Pod): CheckRecord | undefined {
-  const text = pod.metadata?.annotations?.[annotations.checks];
-  if (!text) return undefined;
-  try {
-    const value = JSON.parse(text) as Partial<CheckRecord>;
-    return typeof value.attempts === 'number' && typeof value.product === 'string' && typeof value.pod === 'string' ? (value as CheckRecord) : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /** The delay after the n-th check of a streak. */
@@ -34,9 +29,10 @@ export function recheckDelayMs(attempts: number, maxIntervalMs: number): number 
 }
 
 /** `record`: what the operator last wrote about the pod's checks (its own copy is newer than the cache's). */
-export function planRecheck(record: CheckRecord | undefined, reason: string | undefined, basis: Pick<CheckRecord, 'product' | 'pod'>, nowMs: number, maxIntervalMs: number): RecheckPlan {
+export function planRecheck(record: CheckRecord | undefined, reason: string | undefined, basis: CheckBasis, nowMs: number, maxIntervalMs: number): RecheckPlan {
   if (!record) return { kind: 'now', attempts: 1, why: 'no record of its checks' };
   if (record.product !== basis.product) return { kind: 'now', attempts: 1, why: 'its MarketplaceProduct changed or asked for a check' };
+  if (basis.key !== undefined && record.key !== basis.key) return { kind: 'now', attempts: 1, why: 'its public key changed' };
   if (record.pod !== basis.pod) return { kind: 'now', attempts: 1, why: 'a check was asked for on the pod' };
   if (reason !== undefined && permanentReasons.has(reason)) return { kind: 'never' };
   const at = Date.parse(record.at ?? '');

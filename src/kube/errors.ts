@@ -22,3 +22,22 @@ function installHint(error: ApiError): string | undefined {
   if (error.code === 403) return "the operator's ServiceAccount lacks this permission: kubectl apply -f config/install.yaml installs its RBAC";
   return undefined;
 }
+
+/**
+ * The object a write addressed is gone: deleted (404), or replaced by a successor of the same name
+ * whose uid differs from the one the write named (409 from a uid precondition of an eviction or a
+ * delete; 422 "metadata.uid: field is immutable" from a patch that names the uid). Any other 409
+ * (an eviction that raced a change of the pod) is not: it is worth trying again.
+ */
+export function isGoneOrReplaced(error: unknown): boolean {
+  if (!(error instanceof ApiError)) return false;
+  if (error.code === 404) return true;
+  if (error.code === 409) return /UID in (the )?precondition/i.test(error.message);
+  if (error.code !== 422) return false;
+  try {
+    const status = JSON.parse(error.body) as { details?: { causes?: { field?: string }[] } };
+    return status.details?.causes?.some((cause) => cause.field === 'metadata.uid') === true;
+  } catch {
+    return false;
+  }
+}

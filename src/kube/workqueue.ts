@@ -10,6 +10,11 @@ export interface Outcome {
   requeueAfterMs?: number;
 }
 
+/** A failure that is expected (AWS throttling, a budget refusing an eviction): retried with backoff, not logged as an error. */
+export class RetryLater extends Error {
+  override name = 'RetryLater';
+}
+
 export interface WorkQueueOptions {
   concurrency: number;
   /** Per-key backoff after failures: base · 2^(failures-1), capped. */

@@ -10,7 +10,7 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { annotations, type MarketplaceProduct } from '../api/marketplace-product.js';
 import { roleSessionName } from '../aws/pod-identity.js';
-import { verdictOf } from '../controller/pod-reconciler.js';
+import { verdictOf } from '../api/pod-state.js';
 import { podRequests, quantityOf, usageOf, type PodUsage } from './usage.js';
 
 export const hourMs = 60 * 60 * 1000;

@@ -13,6 +13,18 @@ export class Metrics {
   readonly webhookRequests = new Counter({ name: 'entitlement_webhook_requests_total', help: 'Admission requests by outcome (gated, allowed, bad_request, not_found)', labelNames: ['outcome'], registers: [this.registry] });
   readonly webhookLatency = new Histogram({ name: 'entitlement_webhook_duration_seconds', help: 'Admission request latency', labelNames: ['outcome'], registers: [this.registry], buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1] });
   readonly verdicts = new Counter({ name: 'entitlement_verdicts_total', help: 'Verdicts written to pods, by verdict and reason', labelNames: ['verdict', 'reason'], registers: [this.registry] });
+  readonly gateBypasses = new Counter({
+    name: 'entitlement_gate_bypasses_total',
+    help: 'Labelled pods found with a verdict the operator did not seal (unverified_verdict), or running ungated without a verified Entitled verdict (ungated); each is checked with AWS',
+    labelNames: ['kind'],
+    registers: [this.registry],
+  });
+  readonly evictions = new Counter({
+    name: 'entitlement_evictions_total',
+    help: 'Evictions of pods that must not run, by outcome: evicted, refused (by a PodDisruptionBudget), deleted (never entitled, past the grace period of refusals)',
+    labelNames: ['outcome'],
+    registers: [this.registry],
+  });
   readonly meteringRecords = new Counter({
     name: 'entitlement_metering_records_total',
     help: 'Hourly MeterUsage records by outcome: sent (accepted), duplicate (AWS already had it), failed (an attempt that will be retried), lost (outside the 6-hour window, never sent)',

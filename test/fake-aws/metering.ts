@@ -34,7 +34,11 @@ export async function handleMetering(operation: string, body: Body, state: FakeS
 /** Applies the product's configured faults: delay, throttling, 5xx, a fixed error. */
 export async function applyFaults(productCode: string, state: FakeState): Promise<void> {
   const behaviour = state.behaviour(productCode);
-  if (behaviour.delayMs) await new Promise((resolve) => setTimeout(resolve, behaviour.delayMs));
+  if (behaviour.delayMs) {
+    state.delayed.set(productCode, (state.delayed.get(productCode) ?? 0) + 1);
+    await new Promise((resolve) => setTimeout(resolve, behaviour.delayMs));
+    state.delayed.set(productCode, (state.delayed.get(productCode) ?? 1) - 1);
+  }
   if (state.nextCallHits(productCode, 'throttle', behaviour.throttleShare)) throw new AwsFault(400, 'ThrottlingException', 'Rate exceeded');
   if (state.nextCallHits(productCode, '5xx', behaviour.serverErrorShare)) {
     throw new AwsFault(500, 'InternalServiceErrorException', 'An internal error has occurred. Retry your request.');

@@ -70,6 +70,8 @@ export class FakeState {
   readonly issued = new Map<string, IssuedCredentials>();
   readonly meteringRecords = new Map<string, MeteringRecord>();
   readonly clientTokens = new Map<string, string>();
+  /** Calls waiting out their product's delayMs now, by product code (a test can act while one is in flight). */
+  readonly delayed = new Map<string, number>();
   private readonly counters = new Map<string, number>();
 
   /** The clock of usage timestamps (the 6-hour window); credential expiry stays on real time. */

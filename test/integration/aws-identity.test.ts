@@ -11,11 +11,14 @@ import { Identities } from '../../src/aws/identity.js';
 import { IdentityUnavailableError, PodIdentity, roleArnAnnotation } from '../../src/aws/pod-identity.js';
 import { loadPublicKey } from '../../src/aws/public-key.js';
 import { PublicKeyError, verifyRegistrationSignature } from '../../src/aws/signature.js';
-import { kubeConfigMapReader } from '../../src/kube/config-maps.js';
+import { KeyConfigMaps } from '../../src/controller/key-config-maps.js';
+import type { KubeClient } from '../../src/kube/api.js';
+import { createLogger } from '../../src/observability/logger.js';
 import { kubeSecretReader } from '../../src/kube/secrets.js';
 import { FakeAws } from '../fake-aws/server.js';
 import { controlPlaneForSuite } from '../support/control-plane.js';
 import { fakeCredentials, fakeSettings } from '../support/fake-aws.js';
+import { waitFor } from '../support/wait.js';
 
 const controlPlane = controlPlaneForSuite();
 const namespace = 'team';
@@ -148,7 +151,18 @@ describe('Identities (the choice by identity.mode)', () => {
 });
 
 describe('product public key', () => {
-  const read = () => kubeConfigMapReader(controlPlane().client());
+  // The operator reads key ConfigMaps from a watch of each (KeyConfigMaps), not a GET per pod.
+  let keys: KeyConfigMaps;
+  let client: KubeClient;
+  beforeAll(() => {
+    client = controlPlane().client();
+    keys = new KeyConfigMaps(client, createLogger({ level: 'error' }));
+  });
+  afterAll(async () => {
+    await keys.stop();
+    await client.close();
+  });
+  const read = () => keys.read;
   const expected = { productCode: 'keyed', publicKeyVersion: 1, nonce: 'n1' };
 
   it('from a ConfigMap verifies the fake signature', async () => {
@@ -168,5 +182,32 @@ describe('product public key', () => {
     const error = await loadPublicKey(source, namespace, read()).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(PublicKeyError);
     expect((error as Error).message).toMatch(message);
+  });
+
+  it("a product's key ConfigMap is watched: a change, a deletion and a return are seen, and its fingerprint follows the PEM", async () => {
+    const product = { metadata: { name: 'p', namespace }, spec: { productCode: 'keyed', publicKeyVersion: 1, publicKey: { configMapKeyRef: { name: 'rotating-key', key: 'pem' } } } };
+    const changes: string[] = [];
+    keys.onChange((key) => changes.push(key));
+    keys.track([product]);
+    await expect(keys.read(namespace, 'rotating-key')).resolves.toBeUndefined();
+    expect(keys.fingerprint(product)).toBe('absent');
+    await core.createNamespacedConfigMap({ namespace, body: { metadata: { name: 'rotating-key' }, data: { pem: fake.publicKeyPem } } });
+    const seen = async (n: number) => waitFor(`${n} changes`, () => Promise.resolve(changes.filter((c) => c === `${namespace}/rotating-key`).length >= n ? true : undefined), 10_000, 50);
+    await seen(1);
+    const original = keys.fingerprint(product);
+    expect(original).toMatch(/^[\w-]{16}$/);
+    await core.replaceNamespacedConfigMap({ name: 'rotating-key', namespace, body: { metadata: { name: 'rotating-key' }, data: { pem: 'rewritten by the team' } } });
+    await seen(2);
+    expect(keys.fingerprint(product)).not.toBe(original);
+    await expect(keys.read(namespace, 'rotating-key')).resolves.toEqual({ pem: 'rewritten by the team' });
+    await core.replaceNamespacedConfigMap({ name: 'rotating-key', namespace, body: { metadata: { name: 'rotating-key' }, data: { pem: fake.publicKeyPem } } });
+    await seen(3);
+    expect(keys.fingerprint(product)).toBe(original);
+    await core.deleteNamespacedConfigMap({ name: 'rotating-key', namespace });
+    await seen(4);
+    expect(keys.fingerprint(product)).toBe('absent');
+    // No product names it any more: its watch ends.
+    keys.track([]);
+    expect(keys.fingerprint(product)).toBeUndefined();
   });
 });

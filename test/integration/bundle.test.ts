@@ -62,7 +62,8 @@ it('the operator ServiceAccount may do what the reconciler needs and no more', a
   expect(await can('create', 'serviceaccounts', '--subresource=token', '-n', 'default')).toBe('yes');
   expect(await can('update', 'marketplaceproducts.marketplace.entitlements.io', '--subresource=status', '-n', 'default')).toBe('yes');
   expect(await can('update', 'leases.coordination.k8s.io/entitlement-operator-leader', '-n', operatorNamespace)).toBe('yes');
-  expect(await can('delete', 'pods', '-n', 'default')).toBe('no');
+  expect(await can('delete', 'pods', '-n', 'default')).toBe('yes');
+  expect(await can('deletecollection', 'pods', '-n', 'default')).toBe('no');
   expect(await can('update', 'marketplaceproducts.marketplace.entitlements.io', '-n', 'default')).toBe('no');
   expect(await can('get', 'secrets', '-n', 'default')).toBe('no');
   expect(await can('update', 'leases.coordination.k8s.io/other', '-n', operatorNamespace)).toBe('no');

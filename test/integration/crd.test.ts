@@ -142,7 +142,7 @@ describe('status subresource and kubectl get', () => {
     expect((lines[1] ?? '').split(/\s+/).slice(0, 6)).toEqual(['printed', 'printed-code', 'True', 'SignatureVerified', '3', '1']);
 
     const wide = (await plane.kubectlOk(['get', '-n', namespace, 'mpp', 'printed', '-o', 'wide'])).split('\n')[0]?.split(/\s{2,}/);
-    expect(wide).toEqual(['NAME', 'PRODUCT CODE', 'ENTITLED', 'REASON', 'ENTITLED PODS', 'BLOCKED', 'PENDING', 'ENFORCEMENT', 'METERED', 'LAST REPORTED HOUR', 'AGE']);
+    expect(wide).toEqual(['NAME', 'PRODUCT CODE', 'ENTITLED', 'REASON', 'ENTITLED PODS', 'BLOCKED', 'PENDING', 'BYPASSED', 'ENFORCEMENT', 'METERED', 'LAST REPORTED HOUR', 'AGE']);
   });
 
   it('is found by its short name, singular and category', async () => {

@@ -106,9 +106,9 @@ describe('install bundle', () => {
     expect(grants.sort()).toEqual([
       'admissionregistration.k8s.io/mutatingwebhookconfigurations:get[entitlement-operator-mutating-webhook-configuration]',
       'admissionregistration.k8s.io/mutatingwebhookconfigurations:patch[entitlement-operator-mutating-webhook-configuration]',
-      'core/configmaps:get',
+      'core/configmaps:get', 'core/configmaps:list', 'core/configmaps:watch',
       'core/pods/eviction:create',
-      'core/pods:list', 'core/pods:patch', 'core/pods:watch',
+      'core/pods:delete', 'core/pods:list', 'core/pods:patch', 'core/pods:watch',
       'core/serviceaccounts/token:create',
       'core/serviceaccounts:get',
       'events.k8s.io/events:create',

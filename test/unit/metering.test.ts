@@ -1,8 +1,10 @@
 // Metering's pure parts: a pod's usage from its requests, and the ledger (hours a pod counts
 // for, records of an hour, the window, progress).
+import { randomBytes } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
-import { annotations, productLabel, type MarketplaceProduct } from '../../src/api/marketplace-product.js';
-import { cachedPod } from '../../src/controller/cached-pod.js';
+import { productLabel, type MarketplaceProduct } from '../../src/api/marketplace-product.js';
+import { podCache } from '../../src/controller/cached-pod.js';
+import { VerdictSeal } from '../../src/controller/verdict-seal.js';
 import { completeHour, dueHours, hourMs, newLedger, observePods, recordsOf, withinWindow } from '../../src/metering/ledger.js';
 import { decodeLedger, encodeLedger } from '../../src/metering/ledger-store.js';
 import { clientToken } from '../../src/metering/reconciler.js';
@@ -52,7 +54,7 @@ describe('resource quantities and pod usage', () => {
       spec: { containers: [{ name: 'a', resources: { requests: { cpu: '1001m', memory: '1.5Gi' } } }, { name: 'b', resources: { requests: { cpu: '1' } } }] },
       status: { phase: 'Running' },
     };
-    const cached = cachedPod(pod);
+    const cached = podCache(sealer)(pod);
     expect(cached.status?.phase).toBe('Running');
     expect(usageOf(podRequests(cached))).toEqual(usageOf(podRequests(pod)));
     expect(usageOf(podRequests(cached))).toEqual({ vCPU: 3, MemoryGiB: 2 });
@@ -62,15 +64,14 @@ describe('resource quantities and pod usage', () => {
 const hour = 493_000; // some hour since the epoch
 const at = (h: number, minutes = 0): string => new Date(h * hourMs + minutes * 60_000).toISOString();
 
-function pod(name: string, options: { cpu?: string; memory?: string; registeredHour?: number; phase?: string; verdict?: string; uid?: string } = {}): V1Pod {
-  return cachedPod({
-    metadata: {
-      name,
-      namespace: 'shop',
-      uid: options.uid ?? `uid-${name}`,
-      labels: { [productLabel]: 'app' },
-      annotations: { [annotations.status]: options.verdict ?? 'Entitled', [annotations.registeredAt]: at(options.registeredHour ?? hour, 5) },
-    },
+// The pod cache believes only sealed verdicts: the pods here carry the operator's seal.
+const sealer = { seal: new VerdictSeal(randomBytes(32)) };
+
+function pod(name: string, options: { cpu?: string; memory?: string; registeredHour?: number; phase?: string; verdict?: 'Entitled' | 'NotEntitled'; uid?: string } = {}): V1Pod {
+  const metadata = { name, namespace: 'shop', uid: options.uid ?? `uid-${name}`, labels: { [productLabel]: 'app' } };
+  const sealed = sealer.seal.annotate({ metadata }, { status: options.verdict ?? 'Entitled', reason: 'SignatureVerified', registeredAt: at(options.registeredHour ?? hour, 5) });
+  return podCache(sealer)({
+    metadata: { ...metadata, annotations: Object.fromEntries(Object.entries(sealed).filter((entry): entry is [string, string] => entry[1] !== null)) },
     spec: { serviceAccountName: 'app', containers: [{ name: 'c', resources: { requests: { cpu: options.cpu ?? '500m', memory: options.memory ?? '1Gi' } } }] },
     status: { phase: options.phase ?? 'Running' },
   });

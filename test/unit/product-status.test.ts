@@ -18,18 +18,29 @@ const pod = (annotations: Record<string, string>, gated: boolean, terminating = 
 const now = new Date('2026-11-26T12:00:00Z');
 
 describe('desiredStatus', () => {
-  it('counts entitled, blocked (gated or evicted) and pending pods; Audit failures are not blocked', () => {
+  it('counts entitled, blocked (gated, evicted or being evicted), pending and bypassed pods under Enforce', () => {
     const pods = [
       pod({ status: 'Entitled', 'registered-at': '2026-11-26T11:00:00.000Z' }, false),
       pod({ status: 'Entitled', 'registered-at': '2026-11-26T11:30:00.000Z' }, false),
       pod({ status: 'NotEntitled', reason: 'CustomerNotEntitled' }, true),
       pod({ status: 'NotEntitled', reason: 'CustomerNotEntitled' }, false, true),
+      // Refused, running ungated: being evicted, and never entitled (its gate was removed by someone else).
       pod({ status: 'NotEntitled', reason: 'CustomerNotEntitled' }, false),
+      // Revoked (it was entitled): being evicted, but not a bypass.
+      pod({ status: 'NotEntitled', reason: 'CustomerNotEntitled', 'registered-at': '2026-11-26T10:00:00.000Z' }, false),
       pod({}, true),
       pod({ nonce: 'n' }, true),
+      // No verdict and no gate: a bypass, pending its registration.
+      pod({ nonce: 'n' }, false),
     ];
     const status = desiredStatus(product(), pods, undefined, now);
-    expect(status).toMatchObject({ entitledPods: 2, blockedPods: 2, pendingPods: 2, observedGeneration: 3, lastRegistrationTime: '2026-11-26T11:30:00Z' });
+    expect(status).toMatchObject({ entitledPods: 2, blockedPods: 4, pendingPods: 3, bypassedPods: 2, observedGeneration: 3, lastRegistrationTime: '2026-11-26T11:30:00Z' });
+  });
+
+  it('under Audit a refused pod runs: neither blocked nor bypassed', () => {
+    const audited = { ...product(), spec: { ...product().spec, enforcement: 'Audit' as const } };
+    const pods = [pod({ status: 'NotEntitled', reason: 'CustomerNotEntitled' }, false), pod({ nonce: 'n' }, false), pod({ status: 'NotEntitled', reason: 'CustomerNotEntitled' }, true)];
+    expect(desiredStatus(audited, pods, undefined, now)).toMatchObject({ entitledPods: 0, blockedPods: 1, pendingPods: 1, bypassedPods: 0 });
   });
 
   it('is Unknown/AwaitingPods before any registration', () => {

@@ -1,7 +1,8 @@
 // When a NotEntitled pod is checked again (the pure plan).
 import type { V1Pod } from '@kubernetes/client-node';
 import { annotations, type CheckRecord, type MarketplaceProduct } from '../../src/api/marketplace-product.js';
-import { checkBasis, planRecheck, readCheckRecord, recheckDelayMs } from '../../src/controller/rechecks.js';
+import { readCheckRecord } from '../../src/api/pod-state.js';
+import { checkBasis, planRecheck, recheckDelayMs } from '../../src/controller/rechecks.js';
 
 const minute = 60_000;
 const max = 15 * minute;
@@ -30,6 +31,14 @@ describe('planRecheck', () => {
     // Asked before, with the same value: already done.
     const asked = record(1, checkBasis(product(1), pod('please')));
     expect(planRecheck(asked, 'CustomerNotEntitled', checkBasis(product(1), pod('please')), at, max).kind).toBe('at');
+  });
+
+  it('checks a permanent reason at once when the key in its ConfigMap changed, not when it is unknown', () => {
+    const underKey = record(1, checkBasis(product(1), pod(), 'key-a'));
+    expect(planRecheck(underKey, 'InvalidSignature', checkBasis(product(1), pod(), 'key-b'), at, max)).toEqual({ kind: 'now', attempts: 1, why: 'its public key changed' });
+    expect(planRecheck(underKey, 'InvalidSignature', checkBasis(product(1), pod(), 'key-a'), at, max)).toEqual({ kind: 'never' });
+    // The ConfigMap's watch has not synced yet (or the key is inline): the record alone decides.
+    expect(planRecheck(underKey, 'InvalidSignature', checkBasis(product(1), pod()), at, max)).toEqual({ kind: 'never' });
   });
 
   it('never checks a permanent reason periodically, but does when asked', () => {

@@ -1,0 +1,99 @@
+// The key only the operator holds, for the seals on pods' verdicts (verdict-seal.ts): 32 random
+// bytes in a Secret of the operator's own namespace, which no namespace user can read. The first
+// replica makes it; replicas starting together converge on one (create, and on conflict read what
+// won). Every replica watches it: deleted, it is made again with the key the replica holds (so
+// the verdicts already sealed stay valid); replaced by another key, the replica must restart
+// with it, since a seal made with one key cannot be checked with another.
+import { randomBytes } from 'node:crypto';
+import type { V1Secret } from '@kubernetes/client-node';
+import { ApiError, segment, type KubeClient } from '../kube/api.js';
+import { describeError } from '../kube/errors.js';
+import { Informer, type ListResult } from '../kube/informer.js';
+import type { Logger } from '../observability/logger.js';
+import { VerdictSeal } from './verdict-seal.js';
+
+export const operatorKeySecretName = 'entitlement-operator-mac-key';
+const dataKey = 'key';
+
+export class OperatorKey {
+  private readonly informer: Informer<V1Secret>;
+  private key: Buffer | undefined;
+  private current: VerdictSeal | undefined;
+
+  /** `onReplaced` is called when the Secret holds another key than this replica's: it must restart. */
+  constructor(
+    private readonly client: KubeClient,
+    private readonly namespace: string,
+    private readonly log: Logger,
+    private readonly onReplaced: (reason: string) => void,
+  ) {
+    const path = `/api/v1/namespaces/${segment(namespace)}/secrets`;
+    const fieldSelector = `metadata.name=${operatorKeySecretName}`;
+    this.informer = new Informer<V1Secret>(
+      client,
+      { name: 'operator-key', path, fieldSelector, list: () => client.request<ListResult<V1Secret>>('GET', `${path}?fieldSelector=${encodeURIComponent(fieldSelector)}`) },
+      log,
+    );
+    this.informer.onUpsert((secret) => {
+      if (this.key && !holds(secret, this.key)) this.onReplaced(`the operator key in Secret ${namespace}/${operatorKeySecretName} was replaced`);
+    });
+    this.informer.onDelete(() => void this.restore());
+  }
+
+  /** The seal under this replica's key; there is none before start(). */
+  get seal(): VerdictSeal {
+    if (!this.current) throw new Error('the operator key is not loaded yet');
+    return this.current;
+  }
+
+  /** Reads the key, or makes it; then watches it. */
+  async start(): Promise<void> {
+    await this.informer.start();
+    const existing = this.informer.get(`${this.namespace}/${operatorKeySecretName}`);
+    this.key = existing ? keyOf(existing) : await this.create(randomBytes(32));
+    this.current = new VerdictSeal(this.key);
+  }
+
+  stop(): Promise<void> {
+    return this.informer.stop();
+  }
+
+  /** Makes the Secret with `key`; if another replica was first, its key. */
+  private async create(key: Buffer): Promise<Buffer> {
+    const path = `/api/v1/namespaces/${segment(this.namespace)}/secrets`;
+    try {
+      await this.client.send('POST', path, {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name: operatorKeySecretName, namespace: this.namespace, labels: { 'app.kubernetes.io/name': 'entitlement-operator' } },
+        type: 'Opaque',
+        data: { [dataKey]: key.toString('base64') },
+      });
+      return key;
+    } catch (error) {
+      if (!(error instanceof ApiError && error.code === 409)) throw error;
+      return keyOf(await this.client.request<V1Secret>('GET', `${path}/${operatorKeySecretName}`));
+    }
+  }
+
+  private async restore(): Promise<void> {
+    if (!this.key) return;
+    try {
+      const key = await this.create(this.key);
+      if (key.equals(this.key)) this.log.warn('the operator key Secret was deleted; made it again with the same key', { secret: `${this.namespace}/${operatorKeySecretName}` });
+      else this.onReplaced(`the operator key Secret ${this.namespace}/${operatorKeySecretName} was deleted and made again with another key`);
+    } catch (error) {
+      this.log.warn('could not make the deleted operator key Secret again', { error: describeError(error) });
+    }
+  }
+}
+
+function holds(secret: V1Secret, key: Buffer): boolean {
+  return Buffer.from(secret.data?.[dataKey] ?? '', 'base64').equals(key);
+}
+
+function keyOf(secret: V1Secret): Buffer {
+  const key = Buffer.from(secret.data?.[dataKey] ?? '', 'base64');
+  if (key.length < 32) throw new Error(`Secret ${secret.metadata?.namespace ?? ''}/${operatorKeySecretName} holds no key of 32 bytes or more in data.${dataKey}`);
+  return key;
+}

@@ -1,0 +1,89 @@
+// The seal on a pod's verdict state, and the pod cache that believes only sealed ones: what a
+// namespace user who may patch pods (and read every annotation) can and cannot make of it.
+import { randomBytes } from 'node:crypto';
+import type { V1Pod } from '@kubernetes/client-node';
+import { annotations, productLabel } from '../../src/api/marketplace-product.js';
+import { verdictStateOf, type VerdictState } from '../../src/api/pod-state.js';
+import { podCache } from '../../src/controller/cached-pod.js';
+import { VerdictSeal } from '../../src/controller/verdict-seal.js';
+
+const seal = new VerdictSeal(randomBytes(32));
+const cache = podCache({ seal });
+const entitled: VerdictState = { status: 'Entitled', reason: 'SignatureVerified', registeredAt: '2026-12-01T10:00:00.000Z' };
+
+function pod(uid: string, product = 'app', extra: Record<string, string> = {}): V1Pod {
+  return { metadata: { name: 'db-0', namespace: 'team', uid, labels: { [productLabel]: product }, annotations: { [annotations.nonce]: 'n1', ...extra } }, spec: { containers: [] } };
+}
+
+/** The pod with `state` written as the operator writes it (its sealed annotations). */
+function written(target: V1Pod, state: VerdictState, sealer = seal): V1Pod {
+  return withAnnotations(target, Object.fromEntries(Object.entries(sealer.annotate(target, state)).filter((entry): entry is [string, string] => entry[1] !== null)));
+}
+
+function withAnnotations(p: V1Pod, extra: Record<string, string>): V1Pod {
+  const copy = structuredClone(p);
+  copy.metadata ??= {};
+  copy.metadata.annotations = { ...copy.metadata.annotations, ...extra };
+  return copy;
+}
+const sealOf = (p: V1Pod): string => p.metadata?.annotations?.[annotations.seal] ?? '';
+
+describe('VerdictSeal', () => {
+  it('writes every verdict annotation, null where the state has none, and a seal', () => {
+    const values = seal.annotate(pod('u1'), { status: 'NotEntitled', reason: 'CustomerNotEntitled' });
+    expect(values).toMatchObject({ [annotations.status]: 'NotEntitled', [annotations.reason]: 'CustomerNotEntitled', [annotations.registeredAt]: null, [annotations.checks]: null });
+    expect(values[annotations.seal]).toMatch(/^v1\.[\w-]{43}$/);
+    // No state at all: nothing to seal, and the seal goes too.
+    expect(seal.annotate(pod('u1'), {})[annotations.seal]).toBeNull();
+  });
+
+  it('verifies what it sealed, and a pod with no verdict state', () => {
+    expect(seal.verifies(written(pod('u1'), entitled))).toBe(true);
+    expect(seal.verifies(pod('u1'))).toBe(true);
+  });
+
+  const refused = written(pod('u1'), { status: 'NotEntitled', reason: 'CustomerNotEntitled' });
+  const sealedEntitled = written(pod('u1'), entitled);
+  it.each([
+    ['a verdict without a seal', pod('u1', 'app', { [annotations.status]: 'Entitled', [annotations.reason]: 'SignatureVerified' })],
+    ['a sealed refusal turned into Entitled', withAnnotations(refused, { [annotations.status]: 'Entitled', [annotations.reason]: 'SignatureVerified' })],
+    ['a registration time added to a sealed refusal (to pass for a revoked pod)', withAnnotations(refused, { [annotations.registeredAt]: '2026-12-01T09:00:00.000Z' })],
+    ['the annotations of an entitled pod copied to a successor of the same name (another uid)', withAnnotations(pod('u2'), sealedEntitled.metadata?.annotations ?? {})],
+    ['the annotations of an entitled pod kept while its label moves to another product', withAnnotations(pod('u1', 'other'), sealedEntitled.metadata?.annotations ?? {})],
+    ['a seal under another key', written(pod('u1'), entitled, new VerdictSeal(randomBytes(32)))],
+    ['a truncated seal', withAnnotations(sealedEntitled, { [annotations.seal]: sealOf(sealedEntitled).slice(0, 20) })],
+  ])('refuses %s', (_what, forged) => {
+    expect(seal.verifies(forged)).toBe(false);
+  });
+
+  it('refuses a key shorter than 32 bytes', () => {
+    expect(() => new VerdictSeal(randomBytes(16))).toThrow(/32 or more/);
+  });
+});
+
+describe('the pod cache', () => {
+  it('keeps a sealed verdict state', () => {
+    const cached = cache(written(pod('u1'), entitled));
+    expect(verdictStateOf(cached)).toEqual(entitled);
+    expect(cached.unverifiedVerdict).toBeUndefined();
+  });
+
+  it('drops a forged verdict state, keeps the nonce and the recheck request, and says what the pod claimed', () => {
+    const forged = pod('u1', 'app', { [annotations.status]: 'Entitled', [annotations.reason]: 'SignatureVerified', [annotations.registeredAt]: entitled.registeredAt ?? '', [annotations.recheck]: '1' });
+    const cached = cache(forged);
+    expect(verdictStateOf(cached)).toEqual({});
+    expect(cached.metadata?.annotations).toEqual({ [annotations.nonce]: 'n1', [annotations.recheck]: '1' });
+    expect(cached.unverifiedVerdict).toBe('Entitled');
+  });
+
+  it('drops a forged record of checks on a pod without a verdict', () => {
+    const cached = cache(pod('u1', 'app', { [annotations.checks]: JSON.stringify({ attempts: 1, product: '1/', pod: '' }) }));
+    expect(verdictStateOf(cached)).toEqual({});
+    expect(cached.unverifiedVerdict).toBe(annotations.checks);
+  });
+
+  it("drops annotations that are not the operator's, and the pod's spec but what the controllers read", () => {
+    const cached = cache({ ...written(pod('u1'), entitled), spec: { serviceAccountName: 'app', schedulingGates: [{ name: 'other' }], containers: [{ name: 'c', image: 'i', env: [{ name: 'A', value: 'b' }] }] } });
+    expect(cached.spec).toEqual({ serviceAccountName: 'app', schedulingGates: [{ name: 'other' }], containers: [] });
+  });
+});
