@@ -81,6 +81,7 @@ export class PodReconciler {
     const state = memory.state ?? verdictStateOf(pod);
     const gated = isGated(pod) && !memory.ungated;
     await this.reportTampering(pod, product, state, log);
+    if (pod.unverifiedVerdict !== undefined) return this.startOver(pod, memory, log);
 
     if (state.status === 'Entitled') {
       if (gated) await this.patchPod(pod, {}, true); // finish an interrupted ungate
@@ -202,6 +203,22 @@ export class PodReconciler {
     if (!(await this.patchPod(pod, { [annotations.nonce]: nonce, ...this.deps.sealer.seal.annotate(pod, next) }, false))) return;
     this.remember(uid, { nonce, state: next, ungated: this.memory.get(uid)?.ungated ?? !isGated(pod) });
     log.info('checking the pod again', { attempts, previousReason: state.reason });
+  }
+
+  /**
+   * The pod carries a verdict state the operator did not seal: it is checked with AWS like a new
+   * pod. The forged annotations go, and a fresh nonce is written ahead (one whoever forged the
+   * verdict could have chosen is not used). Only what this process itself knows is kept: that
+   * the pod was entitled once.
+   */
+  private async startOver(pod: CachedPod, memory: PodMemory, log: Logger): Promise<undefined> {
+    const uid = pod.metadata?.uid ?? '';
+    const nonce = newNonce();
+    const next: VerdictState = registeredAtOf(memory.state ?? {});
+    if (!(await this.patchPod(pod, { [annotations.nonce]: nonce, ...this.deps.sealer.seal.annotate(pod, next) }, false))) return undefined;
+    this.remember(uid, { nonce, state: next });
+    log.info('checking the pod with AWS like a new one: its verdict was not the operator\'s');
+    return undefined;
   }
 
   /**

@@ -1,7 +1,8 @@
 // The mutation: add the entitlement scheduling gate to a labelled pod at CREATE, and the nonce its
 // registration will use. The nonce is then stored with the pod before any RegisterUsage (the
 // write-ahead the registration needs, without a write of its own). Pure, so it is easy to reason
-// about; idempotent, so a reinvoked admission (the gate already there) changes nothing twice.
+// about. A pod created with the gate already gets the operator's nonce all the same: a nonce, like
+// a verdict, is never the pod's own.
 import { annotations, group, productLabel, schedulingGate } from '../api/marketplace-product.js';
 import { newNonce } from '../aws/nonce.js';
 
@@ -28,9 +29,9 @@ const userAnnotations: ReadonlySet<string> = new Set([annotations.recheck]);
 
 /**
  * The JSON Patch that gates the pod and gives it `nonce`, or undefined when there is nothing to
- * do. A nonce the pod brought along is replaced: the operator chooses it. So are verdicts and
- * the other annotations only the operator writes: a pod created with `status: Entitled` must
- * not pass for a registered one.
+ * do (not a labelled pod's CREATE). A nonce the pod brought along is replaced: the operator
+ * chooses it. So are verdicts and the other annotations only the operator writes: a pod created
+ * with `status: Entitled` must not pass for a registered one.
  */
 export function gatePatch(request: AdmissionRequest, nonce: string): JsonPatch | undefined {
   const pod = request.object;
@@ -40,13 +41,13 @@ export function gatePatch(request: AdmissionRequest, nonce: string): JsonPatch |
     .filter((key) => key.startsWith(`${group}/`) && key !== annotations.nonce && !userAnnotations.has(key))
     .map((key) => ({ op: 'remove', path: `/metadata/annotations/${pointerEscape(key)}` }));
   const gates = pod.spec?.schedulingGates;
-  // Gated already (a reinvocation, or a pod made with the gate): only the forged annotations go.
-  if (gates?.some((g) => g.name === schedulingGate)) return forged.length > 0 ? forged : undefined;
+  const gate: JsonPatch = gates?.some((g) => g.name === schedulingGate)
+    ? []
+    : [gates ? { op: 'add', path: '/spec/schedulingGates/-', value: { name: schedulingGate } } : { op: 'add', path: '/spec/schedulingGates', value: [{ name: schedulingGate }] }];
   const nonceAnnotation: JsonPatch[number] = pod.metadata.annotations
     ? { op: 'add', path: `/metadata/annotations/${pointerEscape(annotations.nonce)}`, value: nonce }
     : { op: 'add', path: '/metadata/annotations', value: { [annotations.nonce]: nonce } };
-  const gate: JsonPatch[number] = gates ? { op: 'add', path: '/spec/schedulingGates/-', value: { name: schedulingGate } } : { op: 'add', path: '/spec/schedulingGates', value: [{ name: schedulingGate }] };
-  return [gate, ...forged, nonceAnnotation];
+  return [...gate, ...forged, nonceAnnotation];
 }
 
 /** A JSON Pointer token (RFC 6901): ~ and / escaped. */

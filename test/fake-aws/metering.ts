@@ -19,7 +19,7 @@ type Body = Record<string, unknown>;
 export async function handleMetering(operation: string, body: Body, state: FakeState, keys: SigningKeys, caller: string): Promise<Body> {
   switch (operation) {
     case 'RegisterUsage':
-      return registerUsage(body, state, keys);
+      return registerUsage(body, state, keys, caller);
     case 'MeterUsage':
       return meterUsage(body, state, caller);
     case 'BatchMeterUsage':
@@ -54,7 +54,7 @@ function requireProductCode(body: Body): string {
   return code;
 }
 
-async function registerUsage(body: Body, state: FakeState, keys: SigningKeys): Promise<Body> {
+async function registerUsage(body: Body, state: FakeState, keys: SigningKeys, caller: string): Promise<Body> {
   const productCode = requireProductCode(body);
   const version = body.PublicKeyVersion;
   if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) {
@@ -66,6 +66,9 @@ async function registerUsage(body: Body, state: FakeState, keys: SigningKeys): P
   }
   await applyFaults(productCode, state);
   const behaviour = state.behaviour(productCode);
+  if (behaviour.notEntitledRoles?.some((role) => caller.startsWith(`${role}/`))) {
+    throw new AwsFault(400, 'CustomerNotEntitledException', `the customer behind ${caller} is not entitled to ${productCode}`);
+  }
   const claims = { productCode, publicKeyVersion: version, nonce, iat: Math.floor(state.clock.now() / 1000) };
   const signature = await new SignJWT(claims)
     .setProtectedHeader({ alg: 'PS256', typ: 'JWT' })

@@ -12,6 +12,8 @@ export interface ProductBehaviour {
   throttleShare?: number;
   /** Share (0..1) of calls answered 500 InternalServiceErrorException. */
   serverErrorShare?: number;
+  /** Answer RegisterUsage CustomerNotEntitledException to calls signed for these roles (their customer has not subscribed). */
+  notEntitledRoles?: string[];
   /** Wait this long before answering. */
   delayMs?: number;
   /** Sign RegisterUsage answers with a key other than the published one. */

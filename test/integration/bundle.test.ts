@@ -62,6 +62,7 @@ it('the operator ServiceAccount may do what the reconciler needs and no more', a
   expect(await can('create', 'serviceaccounts', '--subresource=token', '-n', 'default')).toBe('yes');
   expect(await can('update', 'marketplaceproducts.marketplace.entitlements.io', '--subresource=status', '-n', 'default')).toBe('yes');
   expect(await can('update', 'leases.coordination.k8s.io/entitlement-operator-leader', '-n', operatorNamespace)).toBe('yes');
+  // Delete and patch of pods are narrowed by the limits policy (below), which RBAC cannot do.
   expect(await can('delete', 'pods', '-n', 'default')).toBe('yes');
   expect(await can('deletecollection', 'pods', '-n', 'default')).toBe('no');
   expect(await can('update', 'marketplaceproducts.marketplace.entitlements.io', '-n', 'default')).toBe('no');
@@ -121,63 +122,97 @@ it('the example overlay configures image and region in one apply, and its Role l
   await plane.kubectlOk(['delete', '-f', path.join(overlay, 'aws-credentials-access.yaml')]);
 });
 
-describe("the API server's limits on the operator's account (ValidatingAdmissionPolicy)", () => {
+describe("the API server's limits on the operator's account (ValidatingAdmissionPolicy), tried with its token", () => {
   const operatorUser = `system:serviceaccount:${operatorNamespace}:entitlement-operator-controller-manager`;
   const as = `--as=${operatorUser}`;
-  const podSpec = (labels: Record<string, string>, gated: boolean) => ({
+  const apps = 'apps';
+  const podSpec = (name: string, namespace: string, labels: Record<string, string>, gated: boolean, serviceAccountName = 'app') => ({
     apiVersion: 'v1',
     kind: 'Pod',
-    metadata: { labels },
+    metadata: { name, namespace, labels },
     spec: {
-      // The operator's namespace enforces the restricted Pod Security level, and the webhook
-      // leaves it alone, so these pods are created as they are.
+      // The operator's namespace enforces the restricted Pod Security level.
       securityContext: { runAsNonRoot: true, runAsUser: 1000, seccompProfile: { type: 'RuntimeDefault' } },
-      serviceAccountName: 'app',
+      serviceAccountName,
       ...(gated ? { schedulingGates: [{ name: 'marketplace.entitlements.io/entitlement' }] } : {}),
       containers: [{ name: 'app', image: 'registry.invalid/app:1', securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } } }],
     },
   });
-  let uid = '';
+  const labelled = { 'marketplace.entitlements.io/product': 'p' };
+  const uids: Record<string, string> = {};
+  /** A token of the operator's account bound to a pod of its own, as the kubelet projects it in cluster. */
+  let inClusterToken = '';
 
   beforeAll(async () => {
     const plane = controlPlane();
-    await plane.kubectlOk(['create', 'serviceaccount', 'app', '-n', operatorNamespace]);
+    await plane.kubectlOk(['create', 'namespace', apps]);
+    await plane.kubectlOk(['create', 'namespace', 'metered']);
+    await plane.kubectlOk(['label', 'namespace', 'metered', 'marketplace.entitlements.io/meter-ended-pods=true']);
+    for (const namespace of [apps, 'metered', operatorNamespace]) await plane.kubectlOk(['create', 'serviceaccount', 'app', '-n', namespace]);
     await plane.kubectlOk(['create', 'serviceaccount', 'powerful', '-n', 'kube-system']);
-    const labelled = { ...podSpec({ 'marketplace.entitlements.io/product': 'p' }, true), metadata: { name: 'labelled', namespace: operatorNamespace, labels: { 'marketplace.entitlements.io/product': 'p' } } };
-    const plain = { ...podSpec({ app: 'plain' }, false), metadata: { name: 'plain', namespace: operatorNamespace, labels: { app: 'plain' } } };
-    await plane.kubectlOk(['create', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [labelled, plain] }));
-    uid = await plane.kubectlOk(['get', 'pod', 'labelled', '-n', operatorNamespace, '-o', 'jsonpath={.metadata.uid}']);
+    // No operator runs here to answer the fail-closed webhook: it is put back after the pods exist.
+    await plane.kubectlOk(['delete', 'mutatingwebhookconfiguration', 'entitlement-operator-mutating-webhook-configuration']);
+    const pods = [
+      podSpec('gated', apps, labelled, true),
+      podSpec('running', apps, labelled, false),
+      podSpec('plain', apps, { app: 'plain' }, false),
+      podSpec('own', operatorNamespace, labelled, false),
+      podSpec('operator', operatorNamespace, { app: 'operator' }, false, 'entitlement-operator-controller-manager'),
+    ];
+    await plane.kubectlOk(['create', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: pods }));
+    await plane.kubectlOk(['apply', '-f', bundlePath]);
+    for (const pod of pods) uids[pod.metadata.name] = await plane.kubectlOk(['get', 'pod', pod.metadata.name, '-n', pod.metadata.namespace, '-o', 'jsonpath={.metadata.uid}']);
+    inClusterToken = (
+      await plane.kubectlOk(['create', 'token', 'entitlement-operator-controller-manager', '-n', operatorNamespace, '--bound-object-kind', 'Pod', '--bound-object-name', 'operator', '--bound-object-uid', uids.operator ?? '', '--duration', '10m'])
+    ).trim();
   });
 
   const run = (...args: string[]) => controlPlane().kubectl([as, ...args]);
-  // The operator patches pods without reading them (kubectl would GET first, which it may not).
-  const patchAsOperator = async (pod: string, patch: unknown, type: string): Promise<string> => {
+  /** A request as the operator, without reading first (kubectl would GET, which it may not): out of cluster (impersonated), or with the in-cluster token. */
+  const asOperator = async (method: 'PATCH' | 'DELETE' | 'POST', path: string, body: unknown, type: string = contentTypes.json, inCluster = false): Promise<string> => {
     const admin = fromKubeconfigFile(controlPlane().kubeconfigPath);
-    const operator = new KubeClient({ ...admin, authorization: () => Promise.resolve({ 'impersonate-user': operatorUser }) });
+    const identity: Record<string, string> = inCluster ? { authorization: `Bearer ${inClusterToken}` } : { 'impersonate-user': operatorUser };
+    const operator = new KubeClient({ server: admin.server, ...(admin.ca ? { ca: admin.ca } : {}), ...(inCluster ? {} : { cert: admin.cert ?? '', key: admin.key ?? '' }), authorization: () => Promise.resolve(identity) });
     try {
-      await operator.send('PATCH', `/api/v1/namespaces/${operatorNamespace}/pods/${pod}`, patch, type);
-      return 'patched';
+      await operator.send(method, path, body, type);
+      return 'done';
     } catch (error) {
       return error instanceof Error ? error.message : String(error);
     } finally {
       await operator.close();
     }
   };
+  const podPath = (namespace: string, name: string) => `/api/v1/namespaces/${namespace}/pods/${name}`;
+  const webhookPath = '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/entitlement-operator-mutating-webhook-configuration';
+  const caBundle = Buffer.from('-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n').toString('base64');
+  const stsToken = (namespace: string, bound?: string) => [
+    'create', 'token', 'app', '-n', namespace, '--audience', 'sts.amazonaws.com', '--duration', '10m',
+    ...(bound ? ['--bound-object-kind', 'Pod', '--bound-object-name', bound, '--bound-object-uid', uids[bound] ?? ''] : []),
+  ];
 
-  it('allows what the operator does: STS tokens (pod-bound, or unbound for ended pods), its annotations, the gate removed', async () => {
-    const token = await run('create', 'token', 'app', '-n', operatorNamespace, '--audience', 'sts.amazonaws.com', '--bound-object-kind', 'Pod', '--bound-object-name', 'labelled', '--bound-object-uid', uid, '--duration', '10m');
-    expect(token.stderr).toBe('');
-    // Unbound: the hourly usage of a pod that has ended is reported with its account's identity.
-    const unbound = await run('create', 'token', 'app', '-n', operatorNamespace, '--audience', 'sts.amazonaws.com', '--duration', '10m');
-    expect(unbound.stderr).toBe('');
-    const patch = { metadata: { annotations: { 'marketplace.entitlements.io/status': 'Entitled' } }, spec: { schedulingGates: [{ $patch: 'delete', name: 'marketplace.entitlements.io/entitlement' }] } };
-    expect(await patchAsOperator('labelled', patch, contentTypes.strategicMergePatch)).toBe('patched');
+  it('allows what the operator does: STS tokens bound to a pod, its annotations and the gate removed, evicting or deleting a running labelled pod, the caBundle', async () => {
+    expect((await run(...stsToken(apps, 'gated'))).stderr).toBe('');
+    const verdict = { metadata: { uid: uids.gated, annotations: { 'marketplace.entitlements.io/status': 'Entitled' } }, spec: { schedulingGates: [{ $patch: 'delete', name: 'marketplace.entitlements.io/entitlement' }] } };
+    expect(await asOperator('PATCH', podPath(apps, 'gated'), verdict, contentTypes.strategicMergePatch)).toBe('done');
+    expect(await asOperator('PATCH', webhookPath, [{ op: 'replace', path: '/webhooks/0/clientConfig/caBundle', value: caBundle }], contentTypes.jsonPatch, true)).toBe('done');
+    // Out of cluster (--webhook-url): the URL too.
+    expect(await asOperator('PATCH', webhookPath, [{ op: 'replace', path: '/webhooks/0/clientConfig', value: { url: 'https://127.0.0.1:9443/mutate-v1-pod', caBundle } }], contentTypes.jsonPatch)).toBe('done');
+    expect(await asOperator('POST', `${podPath(apps, 'running')}/eviction`, { apiVersion: 'policy/v1', kind: 'Eviction', metadata: { name: 'running', namespace: apps }, deleteOptions: { preconditions: { uid: uids.running } } })).toBe('done');
+  });
+
+  it('allows an unbound STS token only in a namespace labelled to meter ended pods', async () => {
+    expect((await run(...stsToken('metered'))).stderr).toBe('');
+    const refused = await run(...stsToken(apps));
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/token bound to no pod .* only in a namespace labelled marketplace\.entitlements\.io\/meter-ended-pods=true/);
   });
 
   it.each([
-    ['a default-audience token for a kube-system account', ['create', 'token', 'powerful', '-n', 'kube-system'], /audience sts\.amazonaws\.com/],
-    ['an STS token bound to a Secret', ['create', 'token', 'app', '-n', operatorNamespace, '--audience', 'sts.amazonaws.com', '--bound-object-kind', 'Secret', '--bound-object-name', 'entitlement-operator-webhook-tls', '--duration', '10m'], /bind tokens only to a Pod/],
-    ['a long-lived STS token', ['create', 'token', 'app', '-n', operatorNamespace, '--audience', 'sts.amazonaws.com', '--bound-object-kind', 'Pod', '--bound-object-name', 'labelled', '--duration', '48h'], /expire within an hour/],
+    ['a default-audience token', ['create', 'token', 'app', '-n', apps], /audience sts\.amazonaws\.com/],
+    ['an STS token for a kube-system account', ['create', 'token', 'powerful', '-n', 'kube-system', '--audience', 'sts.amazonaws.com', '--duration', '10m'], /leaves the pods of kube-system alone/],
+    ["an STS token in the operator's own namespace", ['create', 'token', 'app', '-n', operatorNamespace, '--audience', 'sts.amazonaws.com', '--duration', '10m'], /leaves the pods of entitlement-operator-system alone/],
+    ['an STS token bound to a Secret', ['create', 'token', 'app', '-n', apps, '--audience', 'sts.amazonaws.com', '--bound-object-kind', 'Secret', '--bound-object-name', 'some-secret', '--duration', '10m'], /bind tokens only to a Pod/],
+    ['a long-lived STS token', ['create', 'token', 'app', '-n', apps, '--audience', 'sts.amazonaws.com', '--bound-object-kind', 'Pod', '--bound-object-name', 'gated', '--duration', '48h'], /expire within an hour/],
   ])('refuses %s', async (_what, args, message) => {
     const result = await run(...args);
     expect(result.code).not.toBe(0);
@@ -190,7 +225,7 @@ describe("the API server's limits on the operator's account (ValidatingAdmission
     await plane.kubectlOk(['create', 'serviceaccount', 'entitlement-operator-controller-manager', '-n', 'elsewhere']);
     await plane.kubectlOk(['create', 'clusterrolebinding', 'elsewhere-operator', '--clusterrole', 'entitlement-operator-manager-role', '--serviceaccount', 'elsewhere:entitlement-operator-controller-manager']);
     try {
-      const result = await plane.kubectl(['--as=system:serviceaccount:elsewhere:entitlement-operator-controller-manager', 'create', 'token', 'powerful', '-n', 'kube-system']);
+      const result = await plane.kubectl(['--as=system:serviceaccount:elsewhere:entitlement-operator-controller-manager', 'create', 'token', 'app', '-n', apps]);
       expect(result.code).not.toBe(0);
       expect(result.stderr).toMatch(/audience sts\.amazonaws\.com/);
     } finally {
@@ -200,10 +235,43 @@ describe("the API server's limits on the operator's account (ValidatingAdmission
   });
 
   it.each([
-    ["a labelled pod's container image", 'labelled', [{ op: 'replace', path: '/spec/containers/0/image', value: 'registry.invalid/evil:1' }], /change nothing in a pod's spec/],
-    ["a labelled pod's other annotations", 'labelled', [{ op: 'add', path: '/metadata/annotations', value: { 'other.example/x': 'y' } }], /only the marketplace\.entitlements\.io\/ annotations/],
-    ['an unlabelled pod', 'plain', [{ op: 'add', path: '/metadata/annotations', value: { 'marketplace.entitlements.io/status': 'Entitled' } }], /only pods labelled marketplace\.entitlements\.io\/product/],
-  ])('refuses a patch of %s', async (_what, pod, patch, message) => {
-    expect(await patchAsOperator(pod, patch, contentTypes.jsonPatch)).toMatch(message);
+    ["a labelled pod's container image", apps, 'gated', [{ op: 'replace', path: '/spec/containers/0/image', value: 'registry.invalid/evil:1' }], /change nothing in a pod's spec/],
+    ["a labelled pod's other annotations", apps, 'gated', [{ op: 'add', path: '/metadata/annotations/other.example~1x', value: 'y' }], /only the marketplace\.entitlements\.io\/ annotations/],
+    ['an unlabelled pod', apps, 'plain', [{ op: 'add', path: '/metadata/annotations', value: { 'marketplace.entitlements.io/status': 'Entitled' } }], /only pods labelled marketplace\.entitlements\.io\/product/],
+    ["a labelled pod in the operator's own namespace", operatorNamespace, 'own', [{ op: 'add', path: '/metadata/annotations', value: { 'marketplace.entitlements.io/status': 'Entitled' } }], /leaves the pods of entitlement-operator-system alone/],
+  ])('refuses a patch of %s', async (_what, namespace, pod, patch, message) => {
+    expect(await asOperator('PATCH', podPath(namespace, pod), patch, contentTypes.jsonPatch)).toMatch(message);
+  });
+
+  it('refuses to delete a pod that is gated, unlabelled, or in its own namespace, and to evict there', async () => {
+    const plane = controlPlane();
+    await plane.kubectlOk(['delete', 'mutatingwebhookconfiguration', 'entitlement-operator-mutating-webhook-configuration']);
+    await plane.kubectlOk(['create', '-f', '-'], JSON.stringify(podSpec('gated-too', apps, labelled, true)));
+    await plane.kubectlOk(['apply', '-f', bundlePath]);
+    const deletion = { apiVersion: 'v1', kind: 'DeleteOptions' };
+    expect(await asOperator('DELETE', podPath(apps, 'gated-too'), deletion)).toMatch(/delete only pods that run ungated/);
+    expect(await asOperator('DELETE', podPath(apps, 'plain'), deletion)).toMatch(/only pods labelled marketplace\.entitlements\.io\/product/);
+    expect(await asOperator('DELETE', podPath(operatorNamespace, 'own'), deletion)).toMatch(/leaves the pods of entitlement-operator-system alone/);
+    const eviction = { apiVersion: 'policy/v1', kind: 'Eviction', metadata: { name: 'own', namespace: operatorNamespace } };
+    expect(await asOperator('POST', `${podPath(operatorNamespace, 'own')}/eviction`, eviction)).toMatch(/leaves the pods of entitlement-operator-system alone/);
+    // A labelled pod that runs ungated (what an eviction budget may hold back): deleted.
+    expect(await asOperator('DELETE', podPath(apps, 'gated'), { ...deletion, preconditions: { uid: uids.gated } })).toBe('done');
+  });
+
+  it.each([
+    ['its rules (to see every Secret)', [{ op: 'replace', path: '/webhooks/0/rules/0/resources', value: ['secrets'] }]],
+    ['its object selector', [{ op: 'replace', path: '/webhooks/0/objectSelector', value: {} }]],
+    ['its namespace selector', [{ op: 'replace', path: '/webhooks/0/namespaceSelector', value: {} }]],
+    ['its failure policy', [{ op: 'replace', path: '/webhooks/0/failurePolicy', value: 'Ignore' }]],
+    ['its timeout', [{ op: 'replace', path: '/webhooks/0/timeoutSeconds', value: 30 }]],
+    ['its annotations (cert-manager reads which CA to inject from one)', [{ op: 'add', path: '/metadata/annotations', value: { 'cert-manager.io/inject-ca-from': 'kube-system/other' } }]],
+  ])('refuses a change of its webhook configuration in %s', async (_what, patch) => {
+    expect(await asOperator('PATCH', webhookPath, patch, contentTypes.jsonPatch, true)).toMatch(/only the caBundle of its webhook configuration/);
+    expect(await asOperator('PATCH', webhookPath, patch, contentTypes.jsonPatch)).toMatch(/only the caBundle of its webhook configuration/);
+  });
+
+  it('refuses a new URL for its webhook when it runs in cluster (a token bound to its pod)', async () => {
+    const elsewhere = [{ op: 'replace', path: '/webhooks/0/clientConfig', value: { url: 'https://attacker.invalid/steal', caBundle } }];
+    expect(await asOperator('PATCH', webhookPath, elsewhere, contentTypes.jsonPatch, true)).toMatch(/its URL only when it runs out of cluster/);
   });
 });

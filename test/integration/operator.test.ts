@@ -1,12 +1,13 @@
 // The entitlement gate end to end: the built operator, out of cluster as the bundle's
 // ServiceAccount, against a real API server and the fake AWS.
-import { CoordinationV1Api, EventsV1Api, type CoreV1Api, type CustomObjectsApi } from '@kubernetes/client-node';
+import { CoordinationV1Api, EventsV1Api, PatchStrategy, PolicyV1Api, setHeaderOptions, type CoreV1Api, type CustomObjectsApi } from '@kubernetes/client-node';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { readFile } from 'node:fs/promises';
 import { annotations } from '../../src/api/marketplace-product.js';
 import type { FakeAws } from '../fake-aws/server.js';
 import { controlPlaneForSuite } from '../support/control-plane.js';
 import { fakeCredentials } from '../support/fake-aws.js';
-import { prepareOperatorEnvironment, startOperatorProcess, waitForPod, type OperatorProcess } from '../support/operator.js';
+import { prepareOperatorEnvironment, startOperatorProcess, waitForPod, withoutGateGuard, type OperatorProcess } from '../support/operator.js';
 import { createProduct, gated, getProduct, labelledPod, readPod, reason, verdict } from '../support/pods.js';
 
 const controlPlane = controlPlaneForSuite();
@@ -168,11 +169,14 @@ describe('running pods', () => {
     await createProduct(custom, ns, 'bypass-ok', operatorMode({ productCode: 'bypass-ok-code' }));
     fake.setBehaviour('bypass-bad-code', { error: 'CustomerNotEntitledException' });
     await createProduct(custom, ns, 'bypass-bad', operatorMode({ productCode: 'bypass-bad-code' }));
-    for (const product of ['bypass-ok', 'bypass-bad']) {
-      // Created without the label (the webhook never sees it), labelled afterwards.
-      await core.createNamespacedPod({ namespace: ns, body: { metadata: { name: `${product}-0` }, spec: { containers: [{ name: 'c', image: 'registry.invalid/x:1' }] } } });
-      await controlPlane().kubectlOk(['label', 'pod', '-n', ns, `${product}-0`, `marketplace.entitlements.io/product=${product}`]);
-    }
+    // Created without the label (the webhook never sees it), labelled afterwards: what a cluster
+    // admin can do once the gate guard's binding is gone (test/integration/gate-guard.test.ts).
+    await withoutGateGuard(controlPlane(), async () => {
+      for (const product of ['bypass-ok', 'bypass-bad']) {
+        await core.createNamespacedPod({ namespace: ns, body: { metadata: { name: `${product}-0` }, spec: { containers: [{ name: 'c', image: 'registry.invalid/x:1' }] } } });
+        await controlPlane().kubectlOk(['label', 'pod', '-n', ns, `${product}-0`, `marketplace.entitlements.io/product=${product}`]);
+      }
+    });
     const ok = await settled('bypass-ok-0');
     expect([verdict(ok), gated(ok)]).toEqual(['Entitled', false]);
     await waitForPod('the failing pod to be evicted', async () => ((await core.listNamespacedPod({ namespace: ns, fieldSelector: 'metadata.name=bypass-bad-0' })).items.length === 0 ? true : undefined));
@@ -192,6 +196,67 @@ describe('running pods', () => {
     });
     expect(remaining.map((p) => [p.metadata?.name, verdict(p), reason(p), gated(p)])).toEqual([['evictable-2', 'NotEntitled', 'CustomerNotEntitled', true]]);
   });
+});
+
+describe('writes that name the pod', () => {
+  it('a result computed for a deleted pod never lands on its successor of the same name', async () => {
+    fake.setBehaviour('successor-code', { delayMs: 3000 });
+    await createProduct(custom, ns, 'successor', operatorMode({ productCode: 'successor-code' }));
+    await core.createNamespacedPod({ namespace: ns, body: labelledPod('db-0', 'successor') });
+    await waitForPod('the first db-0 registration in flight', () => Promise.resolve((fake.state.delayed.get('successor-code') ?? 0) > 0 ? true : undefined));
+    // Its answer, Entitled, is on its way; the successor will be refused.
+    fake.setBehaviour('successor-code', { error: 'CustomerNotEntitledException' });
+    await core.deleteNamespacedPod({ name: 'db-0', namespace: ns, gracePeriodSeconds: 0 });
+    await waitForPod('the first db-0 gone', async () => ((await core.listNamespacedPod({ namespace: ns, fieldSelector: 'metadata.name=db-0' })).items.length === 0 ? true : undefined));
+    const successor = await core.createNamespacedPod({ namespace: ns, body: labelledPod('db-0', 'successor') });
+    const pod = await settled('db-0');
+    expect(fake.calls('RegisterUsage', 'ok').filter((c) => c.productCode === 'successor-code')).toHaveLength(1);
+    expect([pod.metadata?.uid, verdict(pod), reason(pod), gated(pod)]).toEqual([successor.metadata?.uid, 'NotEntitled', 'CustomerNotEntitled', true]);
+    const refused = fake.calls('RegisterUsage', 'CustomerNotEntitledException').filter((c) => c.productCode === 'successor-code');
+    expect(refused.map((c) => c.request.Nonce)).toEqual([pod.metadata?.annotations?.[annotations.nonce]]);
+  });
+});
+
+describe('revocation', () => {
+  it('in Pod mode revokes only the refused identity, and finishes past a budget that refuses one of its pods', async () => {
+    const paying = 'arn:aws:iam::123456789012:role/paying';
+    const lapsed = 'arn:aws:iam::123456789012:role/lapsed';
+    for (const [name, role] of [['paying', paying], ['lapsed', lapsed]] as const) {
+      await core.createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name, annotations: { 'eks.amazonaws.com/role-arn': role } } } });
+    }
+    await createProduct(custom, ns, 'identities', { publicKey: { pem: fake.publicKeyPem }, productCode: 'identities-code', onRevocation: 'Evict' });
+    const pod = (name: string, serviceAccountName: string, labels: Record<string, string> = {}) => {
+      const body = labelledPod(name, 'identities', { serviceAccountName });
+      body.metadata = { name, labels: { 'marketplace.entitlements.io/product': 'identities', ...labels } };
+      return core.createNamespacedPod({ namespace: ns, body });
+    };
+    await pod('paying-0', 'paying');
+    await pod('lapsed-0', 'lapsed');
+    await pod('lapsed-1', 'lapsed', { held: 'yes' });
+    for (const name of ['paying-0', 'lapsed-0', 'lapsed-1']) expect(verdict(await settled(name))).toBe('Entitled');
+    // lapsed-1 runs, behind a budget that allows no disruption (a Pending pod would be evicted whatever its budget says).
+    await core.patchNamespacedPodStatus({ name: 'lapsed-1', namespace: ns, body: { status: { phase: 'Running' } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+    const policy = controlPlane().kubeConfig().makeApiClient(PolicyV1Api);
+    await policy.createNamespacedPodDisruptionBudget({ namespace: ns, body: { metadata: { name: 'held' }, spec: { maxUnavailable: 0, selector: { matchLabels: { held: 'yes' } } } } });
+
+    // The customer behind the lapsed role cancels; a new pod of that identity is refused.
+    fake.setBehaviour('identities-code', { notEntitledRoles: [lapsed] });
+    await pod('lapsed-2', 'lapsed');
+    expect(reason(await settled('lapsed-2'))).toBe('CustomerNotEntitled');
+    await waitForPod('lapsed-0 evicted', async () => ((await core.listNamespacedPod({ namespace: ns, fieldSelector: 'metadata.name=lapsed-0' })).items.length === 0 ? true : undefined));
+    const held = await readPod(core, ns, 'lapsed-1');
+    expect([verdict(held), reason(held)]).toEqual(['NotEntitled', 'CustomerNotEntitled']);
+    const payingPod = await readPod(core, ns, 'paying-0');
+    expect([verdict(payingPod), gated(payingPod)]).toEqual(['Entitled', false]);
+    // The budget protects a pod that was entitled: it is retried, never deleted past it.
+    await sleep(3_000);
+    expect((await readPod(core, ns, 'lapsed-1')).metadata?.deletionTimestamp).toBeUndefined();
+    await policy.deleteNamespacedPodDisruptionBudget({ name: 'held', namespace: ns });
+    await waitForPod('lapsed-1 evicted once its budget is gone', async () => ((await core.listNamespacedPod({ namespace: ns, fieldSelector: 'metadata.name=lapsed-1' })).items.length === 0 ? true : undefined), 120_000);
+    const events = (await controlPlane().kubeConfig().makeApiClient(EventsV1Api).listNamespacedEvent({ namespace: ns, fieldSelector: 'regarding.name=lapsed-1' })).items.map((e) => e.reason);
+    expect(events).not.toContain('Deleted');
+    expect((await readPod(core, ns, 'paying-0')).metadata?.deletionTimestamp).toBeUndefined();
+  }, 180_000);
 });
 
 describe('namespaces the webhook never gates', () => {

@@ -108,3 +108,25 @@ it('a pod created with a verdict of its own is gated and registered like any oth
   expect(gated(pod)).toBe(true);
   expect(callsFor('forged-code')).toHaveLength(1);
 });
+
+it("a product's key ConfigMap rewritten by the team refuses new pods (InvalidSignature); restored, they are checked again at once and run", async () => {
+  await core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'signing-key' }, data: { 'key.pem': fake.publicKeyPem } } });
+  await createProduct(custom, ns, 'keyed', { productCode: 'keyed-code', publicKey: { configMapKeyRef: { name: 'signing-key', key: 'key.pem' } }, identity: { mode: 'Operator' } });
+  await core.createNamespacedPod({ namespace: ns, body: labelledPod('keyed-0', 'keyed') });
+  await withVerdict('keyed-0', 'Entitled');
+  // Someone who may edit ConfigMaps in the namespace writes another key.
+  await core.replaceNamespacedConfigMap({ name: 'signing-key', namespace: ns, body: { metadata: { name: 'signing-key' }, data: { 'key.pem': testPublicKeyPem } } });
+  // Registrations read the key from the ConfigMap's watch: the next pod sees the new one.
+  await sleep(1_000);
+  await core.createNamespacedPod({ namespace: ns, body: labelledPod('keyed-1', 'keyed') });
+  await withVerdict('keyed-1', 'NotEntitled', 'InvalidSignature');
+  const calls = callsFor('keyed-code').length;
+  await sleep(5_000); // a permanent reason: no periodic check
+  expect(callsFor('keyed-code')).toHaveLength(calls);
+  // Restored: checked again at once, entitled, never recreated.
+  await core.replaceNamespacedConfigMap({ name: 'signing-key', namespace: ns, body: { metadata: { name: 'signing-key' }, data: { 'key.pem': fake.publicKeyPem } } });
+  const pod = await withVerdict('keyed-1', 'Entitled');
+  expect(gated(pod)).toBe(false);
+  // The entitled pod was never checked again.
+  expect(callsFor('keyed-code')).toHaveLength(calls + 1);
+}, 60_000);

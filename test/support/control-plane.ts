@@ -94,10 +94,15 @@ export class ControlPlane {
   }
 
   /** Runs kubectl against this control plane as the admin user. Never throws on a non-zero exit. */
-  async kubectl(args: readonly string[], input?: string): Promise<CommandResult> {
+  kubectl(args: readonly string[], input?: string): Promise<CommandResult> {
+    return this.kubectlWith(this.kubeconfigPath, args, input);
+  }
+
+  /** Runs kubectl with another kubeconfig (another user). Never throws on a non-zero exit. */
+  async kubectlWith(kubeconfig: string, args: readonly string[], input?: string): Promise<CommandResult> {
     const kubectl = await binary('kubectl');
     return new Promise((resolve, reject) => {
-      const child = execFile(kubectl, ['--kubeconfig', this.kubeconfigPath, ...args], { maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
+      const child = execFile(kubectl, ['--kubeconfig', kubeconfig, ...args], { maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
         if (error && typeof error.code !== 'number') reject(new Error(`kubectl could not run: ${error.message}`));
         else resolve({ code: typeof error?.code === 'number' ? error.code : 0, stdout, stderr });
       });

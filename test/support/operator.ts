@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { productLabel, schedulingGate } from '../../src/api/marketplace-product.js';
 import { FakeAws } from '../fake-aws/server.js';
-import { bundlePath, operatorNamespace } from './bundle.js';
+import { bundleObject, bundlePath, operatorNamespace } from './bundle.js';
 import type { ControlPlane } from './control-plane.js';
 import { fakeCredentials } from './fake-aws.js';
 import type { ManagedProcess } from './processes.js';
@@ -40,23 +40,49 @@ export async function installBundle(plane: ControlPlane): Promise<void> {
   await plane.kubectlOk(['wait', '--for=condition=Established', 'crd/marketplaceproducts.marketplace.entitlements.io', '--timeout=60s']);
 }
 
+export const gateGuardBinding = 'entitlement-operator-gate-guard';
+
+/**
+ * Runs `action` with the gate guard's binding deleted (what a cluster admin can do), then puts it
+ * back as the bundle has it. The API server takes a moment to see a binding come or go: a probe
+ * (a server-side dry run of labelling an unlabelled pod, which the guard refuses) tells when.
+ */
+export async function withoutGateGuard<T>(plane: ControlPlane, action: () => Promise<T>): Promise<T> {
+  const probe = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'gate-guard-probe', namespace: 'default' }, spec: { containers: [{ name: 'c', image: 'registry.invalid/probe:1' }] } };
+  await plane.kubectlOk(['apply', '-f', '-'], JSON.stringify(probe));
+  const guarded = async (): Promise<boolean> => (await plane.kubectl(['label', 'pod', 'gate-guard-probe', '-n', 'default', '--dry-run=server', `${productLabel}=probe`])).code !== 0;
+  await plane.kubectlOk(['delete', 'validatingadmissionpolicybinding', gateGuardBinding]);
+  try {
+    await waitFor('the API server to drop the gate guard', async () => ((await guarded()) ? undefined : true), 30_000, 100);
+    return await action();
+  } finally {
+    await plane.kubectlOk(['apply', '-f', '-'], JSON.stringify(bundleObject('ValidatingAdmissionPolicyBinding', gateGuardBinding)));
+    await waitFor('the API server to enforce the gate guard again', async () => ((await guarded()) ? true : undefined), 30_000, 100);
+    await plane.kubectlOk(['delete', 'pod', 'gate-guard-probe', '-n', 'default', '--wait=false']);
+  }
+}
+
 /** A kubeconfig that authenticates as the bundle's ServiceAccount (a TokenRequest token). */
-export async function serviceAccountKubeconfig(plane: ControlPlane): Promise<string> {
-  const kc = plane.kubeConfig();
-  const review = await kc.makeApiClient(CoreV1Api).createNamespacedServiceAccountToken({
-    name: operatorServiceAccount,
-    namespace: operatorNamespace,
+export function serviceAccountKubeconfig(plane: ControlPlane): Promise<string> {
+  return accountKubeconfig(plane, operatorNamespace, operatorServiceAccount, 'operator.kubeconfig');
+}
+
+/** A kubeconfig that authenticates as a ServiceAccount with a token of its own (TokenRequest), in the plane's directory. */
+export async function accountKubeconfig(plane: ControlPlane, namespace: string, account: string, fileName = `${namespace}-${account}.kubeconfig`): Promise<string> {
+  const review = await plane.kubeConfig().makeApiClient(CoreV1Api).createNamespacedServiceAccountToken({
+    name: account,
+    namespace,
     body: { spec: { audiences: [], expirationSeconds: 24 * 3600 } },
   });
-  const file = plane.file('operator.kubeconfig');
+  const file = plane.file(fileName);
   await writeFile(
     file,
     `apiVersion: v1
 kind: Config
 clusters: [{name: test, cluster: {server: ${plane.server}, certificate-authority: ${plane.file('ca.crt')}}}]
-users: [{name: operator, user: {token: ${review.status?.token ?? ''}}}]
-contexts: [{name: operator, context: {cluster: test, user: operator}}]
-current-context: operator
+users: [{name: ${account}, user: {token: ${review.status?.token ?? ''}}}]
+contexts: [{name: ${account}, context: {cluster: test, user: ${account}, namespace: ${namespace}}}]
+current-context: ${account}
 `,
     { mode: 0o600 },
   );

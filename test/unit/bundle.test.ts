@@ -1,7 +1,18 @@
 // The install bundle's shape: what a reviewer would otherwise check by eye.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { V1ClusterRole, V1CustomResourceDefinition, V1Deployment, V1MutatingWebhookConfiguration, V1NetworkPolicy, V1PodDisruptionBudget, V1Role, V1Service } from '@kubernetes/client-node';
+import type {
+  V1ClusterRole,
+  V1CustomResourceDefinition,
+  V1Deployment,
+  V1MutatingWebhookConfiguration,
+  V1NetworkPolicy,
+  V1PodDisruptionBudget,
+  V1Role,
+  V1Service,
+  V1ValidatingAdmissionPolicy,
+  V1ValidatingAdmissionPolicyBinding,
+} from '@kubernetes/client-node';
 import { load } from 'js-yaml';
 import { bundleObject, bundleObjects, operatorNamespace } from '../support/bundle.js';
 import { repoRoot } from '../support/testbin.js';
@@ -26,7 +37,9 @@ describe('install bundle', () => {
       'Service/entitlement-operator-metrics-service',
       'Service/entitlement-operator-webhook-service',
       'ServiceAccount/entitlement-operator-controller-manager',
+      'ValidatingAdmissionPolicy/entitlement-operator-gate-guard',
       'ValidatingAdmissionPolicy/entitlement-operator-limits',
+      'ValidatingAdmissionPolicyBinding/entitlement-operator-gate-guard',
       'ValidatingAdmissionPolicyBinding/entitlement-operator-limits',
     ]);
     const misplaced = bundleObjects().filter((o) => !clusterScoped.has(o.kind) && o.metadata.namespace !== operatorNamespace);
@@ -95,6 +108,16 @@ describe('install bundle', () => {
     const serviceRef = webhook?.clientConfig.service;
     expect(serviceRef?.namespace).toBe(operatorNamespace);
     expect(bundleObject<V1Service>('Service', serviceRef?.name).spec?.ports?.[0]?.targetPort).toBe('webhook');
+  });
+
+  it("the gate guard exempts exactly the operator's account and the namespaces the webhook never gates, and binds its own policy", () => {
+    const guard = bundleObject<V1ValidatingAdmissionPolicy>('ValidatingAdmissionPolicy', 'entitlement-operator-gate-guard');
+    expect(guard.spec?.failurePolicy).toBe('Fail');
+    expect(guard.spec?.matchConstraints?.namespaceSelector).toEqual({ matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: exemptNamespaces(operatorNamespace) }] });
+    const operator = guard.spec?.matchConditions?.find((c) => c.name === 'not-the-operator')?.expression;
+    expect(operator).toBe(`request.userInfo.username != 'system:serviceaccount:${operatorNamespace}:entitlement-operator-controller-manager'`);
+    const binding = bundleObject<V1ValidatingAdmissionPolicyBinding>('ValidatingAdmissionPolicyBinding', 'entitlement-operator-gate-guard');
+    expect(binding.spec).toEqual({ policyName: guard.metadata?.name, validationActions: ['Deny'] });
   });
 
   it('grants the operator only what the reconciler and webhook use, and no wildcard', () => {

@@ -6,6 +6,7 @@ import { annotations, productLabel } from '../../src/api/marketplace-product.js'
 import { verdictStateOf, type VerdictState } from '../../src/api/pod-state.js';
 import { podCache } from '../../src/controller/cached-pod.js';
 import { VerdictSeal } from '../../src/controller/verdict-seal.js';
+import { podCounts } from '../../src/metering/ledger.js';
 
 const seal = new VerdictSeal(randomBytes(32));
 const cache = podCache({ seal });
@@ -80,6 +81,13 @@ describe('the pod cache', () => {
     const cached = cache(pod('u1', 'app', { [annotations.checks]: JSON.stringify({ attempts: 1, product: '1/', pod: '' }) }));
     expect(verdictStateOf(cached)).toEqual({});
     expect(cached.unverifiedVerdict).toBe(annotations.checks);
+  });
+
+  it('a forged Entitled pod that runs does not count for metering; the same verdict sealed does', () => {
+    const running = (p: V1Pod): V1Pod => ({ ...p, status: { phase: 'Running' } });
+    const forged = withAnnotations(pod('u1'), { [annotations.status]: 'Entitled', [annotations.reason]: 'SignatureVerified', [annotations.registeredAt]: entitled.registeredAt ?? '' });
+    expect(podCounts(cache(running(forged)))).toBe(false);
+    expect(podCounts(cache(running(written(pod('u1'), entitled))))).toBe(true);
   });
 
   it("drops annotations that are not the operator's, and the pod's spec but what the controllers read", () => {

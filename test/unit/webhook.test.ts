@@ -45,10 +45,10 @@ const review = (object: unknown, extra: Record<string, unknown> = {}) =>
 
 describe('gatePatch', () => {
   const nonceOnly = { op: 'add', path: '/metadata/annotations', value: { [nonceKey]: 'n-1' } };
-  it('adds the gate list, appends to existing gates, and is idempotent', () => {
+  it('adds the gate list, appends to existing gates, and adds no second gate to a pod made with it', () => {
     expect(gatePatch({ uid: 'u', object: { metadata: { labels: label }, spec: {} } }, 'n-1')).toEqual([{ op: 'add', path: '/spec/schedulingGates', value: [{ name: gate }] }, nonceOnly]);
     expect(gatePatch({ uid: 'u', object: { metadata: { labels: label }, spec: { schedulingGates: [{ name: 'other' }] } } }, 'n-1')).toEqual([{ op: 'add', path: '/spec/schedulingGates/-', value: { name: gate } }, nonceOnly]);
-    expect(gatePatch({ uid: 'u', object: { metadata: { labels: label }, spec: { schedulingGates: [{ name: gate }] } } }, 'n-1')).toBeUndefined();
+    expect(gatePatch({ uid: 'u', object: { metadata: { labels: label }, spec: { schedulingGates: [{ name: gate }] } } }, 'n-1')).toEqual([nonceOnly]);
   });
 
   it("writes the registration's nonce with the gate, replacing one the pod brought (an escaped JSON Pointer)", () => {
@@ -75,8 +75,9 @@ describe('gatePatch', () => {
       ...removals,
       { op: 'add', path: '/metadata/annotations/marketplace.entitlements.io~1nonce', value: 'n-3' },
     ]);
-    // Made with the gate already: the forged annotations still go.
-    expect(gatePatch({ uid: 'u', object: { metadata: { labels: label, annotations }, spec: { schedulingGates: [{ name: gate }] } } }, 'n-4')).toEqual(removals);
+    // Made with the gate already, and a nonce of its choosing: the forged annotations still go, and the nonce is the operator's.
+    const gatedAlready = { metadata: { labels: label, annotations: { ...annotations, [nonceKey]: 'chosen' } }, spec: { schedulingGates: [{ name: gate }] } };
+    expect(gatePatch({ uid: 'u', object: gatedAlready }, 'n-4')).toEqual([...removals, { op: 'add', path: '/metadata/annotations/marketplace.entitlements.io~1nonce', value: 'n-4' }]);
   });
 
   it('leaves unlabelled pods and other operations alone', () => {
