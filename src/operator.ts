@@ -264,7 +264,7 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
   const operatorKey = new OperatorKey(client, options.namespace, log, (reason) => {
     fail(reason);
   });
-  manager.add(part('operator-key', () => operatorKey.start(), () => operatorKey.stop()));
+  manager.add(part('operator-key', (aborted) => operatorKey.start(aborted), () => operatorKey.stop()));
   const pods = new Informer<CachedPod>(
     client,
     {

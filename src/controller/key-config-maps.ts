@@ -25,6 +25,8 @@ const digest = (text: string): string => createHash('sha256').update(text).diges
 
 export class KeyConfigMaps {
   private readonly watches = new Map<string, Watch>();
+  /** Watches that no product names any more, still stopping. */
+  private readonly stopping = new Set<Promise<void>>();
   private readonly listeners: ((configMapKey: string) => void)[] = [];
 
   constructor(
@@ -44,7 +46,8 @@ export class KeyConfigMaps {
     for (const [key, watch] of this.watches) {
       if (wanted.has(key)) continue;
       this.watches.delete(key);
-      void watch.informer.stop();
+      const stopped = watch.informer.stop().finally(() => this.stopping.delete(stopped));
+      this.stopping.add(stopped);
     }
   }
 
@@ -86,7 +89,7 @@ export class KeyConfigMaps {
   async stop(): Promise<void> {
     const watches = [...this.watches.values()];
     this.watches.clear();
-    await Promise.all(watches.map((watch) => watch.informer.stop()));
+    await Promise.all([...watches.map((watch) => watch.informer.stop()), ...this.stopping]);
   }
 
   private watch(key: string): Watch {

@@ -46,9 +46,16 @@ export class OperatorKey {
     return this.current;
   }
 
-  /** Reads the key, or makes it; then watches it. */
-  async start(): Promise<void> {
-    await this.informer.start();
+  /** Reads the key, or makes it; then watches it. Rejects when `signal` aborts first. */
+  async start(signal?: AbortSignal): Promise<void> {
+    const stopOnAbort = (): void => void this.informer.stop();
+    signal?.addEventListener('abort', stopOnAbort, { once: true });
+    try {
+      await this.informer.start();
+    } finally {
+      signal?.removeEventListener('abort', stopOnAbort);
+    }
+    if (signal?.aborted) throw new Error('start-up aborted before the operator key was loaded');
     const existing = this.informer.get(`${this.namespace}/${operatorKeySecretName}`);
     this.key = existing ? keyOf(existing) : await this.create(randomBytes(32));
     this.current = new VerdictSeal(this.key);

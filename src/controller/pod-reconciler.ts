@@ -56,6 +56,8 @@ interface PodMemory {
   reportedBypass?: boolean;
   /** The revocation its refusal started is not finished (a pod could not be marked). */
   revocationPending?: boolean;
+  /** The resourceVersion whose unsealed verdict it started over from (until the cache shows its own write). */
+  startedOverFrom?: string;
 }
 
 type Refused = Extract<RegistrationOutcome, { verdict: 'NotEntitled' }>;
@@ -81,7 +83,7 @@ export class PodReconciler {
     const state = memory.state ?? verdictStateOf(pod);
     const gated = isGated(pod) && !memory.ungated;
     await this.reportTampering(pod, product, state, log);
-    if (pod.unverifiedVerdict !== undefined) return this.startOver(pod, memory, log);
+    if (pod.unverifiedVerdict !== undefined && memory.startedOverFrom !== pod.metadata?.resourceVersion) return this.startOver(pod, memory, log);
 
     if (state.status === 'Entitled') {
       if (gated) await this.patchPod(pod, {}, true); // finish an interrupted ungate
@@ -216,8 +218,8 @@ export class PodReconciler {
     const nonce = newNonce();
     const next: VerdictState = registeredAtOf(memory.state ?? {});
     if (!(await this.patchPod(pod, { [annotations.nonce]: nonce, ...this.deps.sealer.seal.annotate(pod, next) }, false))) return undefined;
-    this.remember(uid, { nonce, state: next });
-    log.info('checking the pod with AWS like a new one: its verdict was not the operator\'s');
+    this.remember(uid, { nonce, state: next, ...(pod.metadata?.resourceVersion ? { startedOverFrom: pod.metadata.resourceVersion } : {}) });
+    log.info("checking the pod with AWS like a new one: its verdict was not the operator's");
     return undefined;
   }
 

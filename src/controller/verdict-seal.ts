@@ -4,7 +4,7 @@
 // key can seal it, nor move a seal to another pod (the uid) or another product (the label). The
 // operator believes no verdict state without its seal (controller/cached-pod.ts), so with the
 // admission policy that guards the annotations gone, a forged verdict is still no verdict.
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
 import { annotations, productLabel } from '../api/marketplace-product.js';
 import { verdictStateAnnotations, verdictStateValues, type VerdictState } from '../api/pod-state.js';
@@ -17,8 +17,12 @@ export interface Sealer {
 }
 
 export class VerdictSeal {
-  constructor(private readonly key: Buffer) {
+  // A KeyObject: createHmac with a Buffer key tests for one by throwing and catching, every call.
+  private readonly key: KeyObject;
+
+  constructor(key: Buffer) {
     if (key.length < 32) throw new Error(`the operator key has ${key.length} bytes; a seal needs 32 or more`);
+    this.key = createSecretKey(key);
   }
 
   /** The annotations that write `state` on `pod`, with its seal: every verdict annotation, null where the state has none. */

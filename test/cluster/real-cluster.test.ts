@@ -206,6 +206,45 @@ async function timed<T>(what: string, step: () => Promise<T>): Promise<T> {
     }
   });
 
+  it('with the gate guard in place, controllers and kubectl work on product pods as before: a rollout, a StatefulSet pod recreated under its name, the garbage collector, kubectl debug and label', async () => {
+    // A ReplicaSet rollout: a new template, new pods entitled and running, the old ones gone.
+    const before = new Set((await podsOf('paid', 'paid')).map((p) => p.metadata?.uid));
+    await kubectl(['-n', 'paid', 'patch', 'deployment/paid', '--type=merge', '-p', JSON.stringify({ spec: { template: { metadata: { annotations: { 'example.com/rollout': '2' } } } } })]);
+    await kubectl(['-n', 'paid', 'rollout', 'status', 'deployment/paid', '--timeout=120s']);
+    const rolled = await runningContainers('paid', 'paid', 2);
+    for (const pod of rolled) expect([before.has(pod.metadata?.uid), verdict(pod)]).toEqual([false, 'Entitled']);
+
+    // A StatefulSet pod deleted: the controller recreates it under the same name, and it is registered afresh.
+    await core.createNamespacedService({ namespace: 'paid', body: { metadata: { name: 'db' }, spec: { clusterIP: 'None', selector: { app: 'db' }, ports: [{ port: 8080 }] } } });
+    await apps.createNamespacedStatefulSet({
+      namespace: 'paid',
+      body: { metadata: { name: 'db' }, spec: { serviceName: 'db', replicas: 1, selector: { matchLabels: { app: 'db' } }, template: { metadata: { labels: { app: 'db', [productLabel]: 'paid' } }, spec: busyboxSpec(['sleep', '3600']) } } },
+    });
+    const [first] = await runningContainers('paid', 'db', 1);
+    await core.deleteNamespacedPod({ name: 'db-0', namespace: 'paid' });
+    const [second] = await waitFor('db-0 recreated and running', async () => {
+      const pods = await runningContainers('paid', 'db', 1);
+      return pods[0]?.metadata?.uid !== first?.metadata?.uid ? pods : undefined;
+    }, 120_000, 500);
+    expect([second?.metadata?.name, verdict(second ?? {}), second?.metadata?.annotations?.['marketplace.entitlements.io/nonce'] === first?.metadata?.annotations?.['marketplace.entitlements.io/nonce']]).toEqual(['db-0', 'Entitled', false]);
+
+    // kubectl label and annotate (other keys), and kubectl debug (an ephemeral container).
+    const pod = rolled[0]?.metadata?.name ?? '';
+    await kubectl(['-n', 'paid', 'label', 'pod', pod, 'tier=web']);
+    await kubectl(['-n', 'paid', 'annotate', 'pod', pod, 'example.com/owner=payments']);
+    await kubectl(['-n', 'paid', 'debug', pod, `--image=${images.busybox}`, '--image-pull-policy=Never', '-c', 'debugger', '--', '/bin/busybox', 'sleep', '30']);
+    await waitFor('the debug container running', async () => {
+      const current = await core.readNamespacedPod({ name: pod, namespace: 'paid' });
+      return current.status?.ephemeralContainerStatuses?.find((c) => c.name === 'debugger')?.state?.running ? true : undefined;
+    }, 60_000, 500);
+
+    // The garbage collector: orphaning removes db-0's owner reference; deleting cascades.
+    await kubectl(['-n', 'paid', 'delete', 'statefulset', 'db', '--cascade=orphan']);
+    await waitFor("db-0's owner reference removed", async () => ((await core.readNamespacedPod({ name: 'db-0', namespace: 'paid' })).metadata?.ownerReferences?.length ?? 0) === 0 ? true : undefined, 60_000, 500);
+    await kubectl(['-n', 'paid', 'delete', 'pod', 'db-0', '--wait=true', '--timeout=60s']);
+    await kubectl(['-n', 'paid', 'delete', 'service', 'db']);
+  }, 300_000);
+
   it('deleting the leader pod: the other replica leads, and a new labelled pod is entitled', async () => {
     const old = await waitFor('a leader', leader);
     await timed('failover', async () => {

@@ -8,6 +8,7 @@ import type { V1Deployment } from '@kubernetes/client-node';
 import { loadAll } from 'js-yaml';
 import { contentTypes, fromKubeconfigFile, KubeClient } from '../../src/kube/api.js';
 import { bundleObject, bundleObjects, bundlePath, operatorNamespace, type BundleObject } from '../support/bundle.js';
+import { configureWebhook } from '../../src/webhook/configuration.js';
 import { binary, repoRoot } from '../support/testbin.js';
 
 const controlPlane = controlPlaneForSuite();
@@ -168,13 +169,17 @@ describe("the API server's limits on the operator's account (ValidatingAdmission
   });
 
   const run = (...args: string[]) => controlPlane().kubectl([as, ...args]);
-  /** A request as the operator, without reading first (kubectl would GET, which it may not): out of cluster (impersonated), or with the in-cluster token. */
-  const asOperator = async (method: 'PATCH' | 'DELETE' | 'POST', path: string, body: unknown, type: string = contentTypes.json, inCluster = false): Promise<string> => {
+  /** The operator's client: out of cluster (impersonated, no pod binding), or with the in-cluster token. */
+  const operatorClient = (inCluster: boolean): KubeClient => {
     const admin = fromKubeconfigFile(controlPlane().kubeconfigPath);
     const identity: Record<string, string> = inCluster ? { authorization: `Bearer ${inClusterToken}` } : { 'impersonate-user': operatorUser };
-    const operator = new KubeClient({ server: admin.server, ...(admin.ca ? { ca: admin.ca } : {}), ...(inCluster ? {} : { cert: admin.cert ?? '', key: admin.key ?? '' }), authorization: () => Promise.resolve(identity) });
+    return new KubeClient({ server: admin.server, ...(admin.ca ? { ca: admin.ca } : {}), ...(inCluster ? {} : { cert: admin.cert ?? '', key: admin.key ?? '' }), authorization: () => Promise.resolve(identity) });
+  };
+  /** What the operator's client makes of `call`: 'done', or the error's message. */
+  const asOperatorDo = async (call: (client: KubeClient) => Promise<unknown>, inCluster = false): Promise<string> => {
+    const operator = operatorClient(inCluster);
     try {
-      await operator.send(method, path, body, type);
+      await call(operator);
       return 'done';
     } catch (error) {
       return error instanceof Error ? error.message : String(error);
@@ -182,6 +187,9 @@ describe("the API server's limits on the operator's account (ValidatingAdmission
       await operator.close();
     }
   };
+  /** A request as the operator, without reading first (kubectl would GET, which it may not). */
+  const asOperator = (method: 'PATCH' | 'DELETE' | 'POST', path: string, body: unknown, type: string = contentTypes.json, inCluster = false): Promise<string> =>
+    asOperatorDo((client) => client.send(method, path, body, type), inCluster);
   const podPath = (namespace: string, name: string) => `/api/v1/namespaces/${namespace}/pods/${name}`;
   const webhookPath = '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/entitlement-operator-mutating-webhook-configuration';
   const caBundle = Buffer.from('-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n').toString('base64');
@@ -194,9 +202,12 @@ describe("the API server's limits on the operator's account (ValidatingAdmission
     expect((await run(...stsToken(apps, 'gated'))).stderr).toBe('');
     const verdict = { metadata: { uid: uids.gated, annotations: { 'marketplace.entitlements.io/status': 'Entitled' } }, spec: { schedulingGates: [{ $patch: 'delete', name: 'marketplace.entitlements.io/entitlement' }] } };
     expect(await asOperator('PATCH', podPath(apps, 'gated'), verdict, contentTypes.strategicMergePatch)).toBe('done');
-    expect(await asOperator('PATCH', webhookPath, [{ op: 'replace', path: '/webhooks/0/clientConfig/caBundle', value: caBundle }], contentTypes.jsonPatch, true)).toBe('done');
-    // Out of cluster (--webhook-url): the URL too.
-    expect(await asOperator('PATCH', webhookPath, [{ op: 'replace', path: '/webhooks/0/clientConfig', value: { url: 'https://127.0.0.1:9443/mutate-v1-pod', caBundle } }], contentTypes.jsonPatch)).toBe('done');
+    // The operator's own code: in cluster the caBundle, out of cluster (--webhook-url) the URL too.
+    const pem = Buffer.from(caBundle, 'base64').toString();
+    expect(await asOperatorDo((client) => configureWebhook(client, pem), true)).toBe('done');
+    expect(await asOperatorDo((client) => configureWebhook(client, `${pem}\n`, 'https://127.0.0.1:9443'))).toBe('done');
+    const configured = JSON.parse(await controlPlane().kubectlOk(['get', 'mutatingwebhookconfiguration', 'entitlement-operator-mutating-webhook-configuration', '-o', 'json'])) as { webhooks: { clientConfig: { url?: string } }[] };
+    expect(configured.webhooks[0]?.clientConfig.url).toBe('https://127.0.0.1:9443/mutate-v1-pod');
     expect(await asOperator('POST', `${podPath(apps, 'running')}/eviction`, { apiVersion: 'policy/v1', kind: 'Eviction', metadata: { name: 'running', namespace: apps }, deleteOptions: { preconditions: { uid: uids.running } } })).toBe('done');
   });
 

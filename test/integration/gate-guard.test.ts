@@ -150,6 +150,16 @@ describe('a namespace user with edit, the gate guard in place', () => {
     expect((await asTeam(['delete', 'pod', 'plain-0', '--wait=false'])).code).toBe(0);
   });
 
+  it('the API server counts each refusal, for a platform team to alert on', async () => {
+    const metrics = await controlPlane().kubectlOk(['get', '--raw', '/metrics']);
+    const denied = metrics
+      .split('\n')
+      .filter((line) => line.startsWith('apiserver_validating_admission_policy_check_total{') && line.includes('policy="entitlement-operator-gate-guard"') && line.includes('enforcement_action="deny"'))
+      .reduce((sum, line) => sum + Number(line.split(' ').pop()), 0);
+    // The refusals above: eight in the table, replace, label, the look-alike account and the binding.
+    expect(denied).toBeGreaterThanOrEqual(12);
+  });
+
   it('after all of it: the refused pod is still gated and refused, and nothing counts it entitled', async () => {
     const pod = await waitForPod('refused-0 refused again', async () => {
       const current = await readPod(core, ns, 'refused-0');
