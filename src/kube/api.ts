@@ -54,19 +54,25 @@ const tokenRereadMs = 60_000;
 
 export class KubeClient {
   private readonly dispatcher: Dispatcher;
+  /**
+   * For requests that may be abandoned (watches, deadlines): HTTP/1.1. On HTTP/2, undici 8.13
+   * leaves an abandoned stream on the session without an error listener, and closing the client
+   * later destroys it with an error nobody handles, which ends the process.
+   */
+  private readonly abandonable: Dispatcher;
 
   constructor(private readonly config: ClientConfig) {
-    this.dispatcher = new Agent({
-      connect: {
-        ...(config.ca !== undefined ? { ca: config.ca } : {}),
-        ...(config.cert !== undefined ? { cert: config.cert } : {}),
-        ...(config.key !== undefined ? { key: config.key } : {}),
-        ...(config.tlsServerName ? { servername: config.tlsServerName } : {}),
-        rejectUnauthorized: !config.insecureSkipTlsVerify,
-        keepAlive: true,
-        keepAliveInitialDelay: 30_000,
-      },
-    });
+    const connect = {
+      ...(config.ca !== undefined ? { ca: config.ca } : {}),
+      ...(config.cert !== undefined ? { cert: config.cert } : {}),
+      ...(config.key !== undefined ? { key: config.key } : {}),
+      ...(config.tlsServerName ? { servername: config.tlsServerName } : {}),
+      rejectUnauthorized: !config.insecureSkipTlsVerify,
+      keepAlive: true,
+      keepAliveInitialDelay: 30_000,
+    };
+    this.dispatcher = new Agent({ connect });
+    this.abandonable = new Agent({ connect, allowH2: false });
   }
 
   /**
@@ -81,7 +87,7 @@ export class KubeClient {
   async send(method: Method, path: string, body?: unknown, contentType: string = contentTypes.json, signal?: AbortSignal): Promise<string> {
     const response = await request(`${this.config.server}${path}`, {
       method,
-      dispatcher: this.dispatcher,
+      dispatcher: signal ? this.abandonable : this.dispatcher,
       ...(signal ? { signal } : {}),
       headers: { ...(await this.headers()), ...(body === undefined ? {} : { 'content-type': contentType }) },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
@@ -99,7 +105,7 @@ export class KubeClient {
   async watch(path: string, onEvent: WatchHandler, signal: AbortSignal, idleTimeoutMs = 60_000): Promise<void> {
     let response: Dispatcher.ResponseData;
     try {
-      response = await request(`${this.config.server}${path}`, { method: 'GET', dispatcher: this.dispatcher, headers: await this.headers(), signal, bodyTimeout: idleTimeoutMs });
+      response = await request(`${this.config.server}${path}`, { method: 'GET', dispatcher: this.abandonable, headers: await this.headers(), signal, bodyTimeout: idleTimeoutMs });
     } catch (error) {
       if (signal.aborted) return;
       throw error;
@@ -125,7 +131,7 @@ export class KubeClient {
   }
 
   async close(): Promise<void> {
-    await this.dispatcher.close();
+    await Promise.all([this.dispatcher.close(), this.abandonable.close()]);
   }
 
   private async headers(): Promise<Record<string, string>> {

@@ -1,6 +1,8 @@
 // The list-watch cache against a real API server: a list of many pages (the API server's
-// `metadata.continue`) fills the whole cache before the informer reports synced.
+// `metadata.continue`) fills the whole cache before the informer reports synced; a stopped
+// watch leaves its client safe to close.
 import type { V1ConfigMap } from '@kubernetes/client-node';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Informer, type ListResult } from '../../src/kube/informer.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { controlPlaneForSuite } from '../support/control-plane.js';
@@ -35,4 +37,28 @@ it('lists every page before it reports synced', async () => {
     await informer.stop();
     await client.close();
   }
+});
+
+it('a watch stopped well before its client closes leaves nothing behind that could end the process', async () => {
+  // On HTTP/2 (undici 8.13) an abandoned watch stream stayed on the session without an error
+  // listener, and closing the client a moment later destroyed it with an unhandled error: jest
+  // fails this suite with it (as the error ended the operator at shutdown).
+  const client = controlPlane().client();
+  const watch = (name: string) =>
+    new Informer<V1ConfigMap>(
+      client,
+      { name, path: '/api/v1/namespaces/default/configmaps', fieldSelector: `metadata.name=${name}`, list: () => client.request<ListResult<V1ConfigMap>>('GET', `/api/v1/namespaces/default/configmaps?fieldSelector=metadata.name%3D${name}`) },
+      createLogger({ level: 'error' }),
+    );
+  const first = watch('first');
+  await first.start();
+  await first.stop();
+  const second = watch('second');
+  await second.start();
+  await sleep(1_000);
+  await second.stop();
+  await client.request('GET', '/api/v1/namespaces/default/configmaps');
+  await client.close();
+  await sleep(500);
+  expect(first.synced && second.synced).toBe(true);
 });
