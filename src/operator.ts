@@ -278,6 +278,8 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
     },
     log,
   );
+  // The ConfigMaps products take their keys from, each watched on its own.
+  const keyConfigMaps = new KeyConfigMaps(client, log);
   const caches = [products, pods];
   manager.add(
     part(
@@ -294,8 +296,6 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
       },
     ),
   );
-  // The ConfigMaps products take their keys from, each watched on its own.
-  const keyConfigMaps = new KeyConfigMaps(client, log);
 
   // Controllers: pods (registrations), products (status) and metering, each with its own queue,
   // so status writes and hourly reports never wait behind registrations.
@@ -319,6 +319,9 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
     metrics,
     clock: options.clock,
     maxRecheckMs: options.recheckMaxIntervalMs,
+    requeue: (key) => {
+      podQueue.add(key);
+    },
     log,
   });
   const metering = new MeteringReconciler(products, pods, new LedgerStore(client, options.namespace), productClients, events, metrics, options.clock, log);
@@ -368,15 +371,12 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
       seenVersions.set(key, seen);
       for (const pod of pods.byIndex(key)) podQueue.add(objectKey(pod));
     }
-    keyConfigMaps.track(products.list());
+    keyConfigMaps.track(product);
   };
   // A product's key changed in its ConfigMap: its pods refused under the old key are checked again.
-  keyConfigMaps.onChange((configMapKey) => {
+  keyConfigMaps.onChange((productKeys) => {
     if (!reconciling) return;
-    for (const product of products.list()) {
-      if (`${product.metadata.namespace}/${product.spec.publicKey.configMapKeyRef?.name ?? ''}` !== configMapKey) continue;
-      for (const pod of pods.byIndex(objectKey(product))) podQueue.add(objectKey(pod));
-    }
+    for (const key of productKeys) for (const pod of pods.byIndex(key)) podQueue.add(objectKey(pod));
   });
   pods.onUpsert(enqueuePod);
   pods.onDelete((pod) => {
@@ -387,8 +387,8 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
   products.onUpsert(enqueueProduct);
   products.onDelete((product) => {
     seenVersions.delete(objectKey(product));
+    keyConfigMaps.untrack(objectKey(product));
     if (reconciling) {
-      keyConfigMaps.track(products.list());
       metering.forget(product).catch((error: unknown) => {
         log.warn('could not delete the usage ledger of a deleted product', { product: objectKey(product), error: describeError(error) });
       });

@@ -58,6 +58,8 @@ export interface CheckRecord {
   pod: string;
   /** And the fingerprint of the public key, when a ConfigMap holds it. */
   key?: string;
+  /** The operator let the pod run though refused (Audit): under Enforce later, its budget is respected. */
+  ranUnderAudit?: true;
 }
 
 export interface MarketplaceProductSpec {

@@ -65,12 +65,17 @@ export function verdictStateValues(state: VerdictState): Record<(typeof verdictS
   };
 }
 
-/**
- * The pod held a verified Entitled verdict once, so the operator itself removed its gate. Refused
- * since (onRevocation: Evict), it is a revoked pod: its PodDisruptionBudget is respected.
- */
+/** The pod held a verified Entitled verdict once. Refused since (onRevocation: Evict), it is a revoked pod. */
 export function wasEntitled(state: VerdictState): boolean {
   return state.registeredAt !== undefined;
+}
+
+/**
+ * The operator itself let the pod run: it was entitled once, or refused under Audit. Its
+ * PodDisruptionBudget is respected when it must go; a pod never allowed to run gets no such grace.
+ */
+export function wasAllowedToRun(state: VerdictState): boolean {
+  return wasEntitled(state) || state.checks?.ranUnderAudit === true;
 }
 
 /**
@@ -87,5 +92,5 @@ export function mustNotRun(product: MarketplaceProduct, state: VerdictState): bo
  * forged, by someone other than the operator. The operator registers it and evicts it if refused.
  */
 export function isBypassing(product: MarketplaceProduct, pod: V1Pod, state: VerdictState): boolean {
-  return product.spec.enforcement !== 'Audit' && !isGated(pod) && pod.metadata?.deletionTimestamp === undefined && state.status !== 'Entitled' && !wasEntitled(state);
+  return product.spec.enforcement !== 'Audit' && !isGated(pod) && pod.metadata?.deletionTimestamp === undefined && state.status !== 'Entitled' && !wasAllowedToRun(state);
 }

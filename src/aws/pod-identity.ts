@@ -111,7 +111,8 @@ export class PodIdentity {
       return review.status.token;
     } catch (error) {
       if (!(error instanceof ApiError) || error.code >= 500) throw error;
-      throw new IdentityUnavailableError(`TokenRequest for ServiceAccount ${pod.namespace}/${serviceAccount} failed: HTTP ${error.code}`);
+      // The API server's message says why (a refusal of the operator's limits names what they allow).
+      throw new IdentityUnavailableError(`TokenRequest for ServiceAccount ${pod.namespace}/${serviceAccount} failed: ${error.message}`);
     }
   }
 }

@@ -4,7 +4,9 @@
 //
 // It is also where a verdict state without the operator's seal stops: it is dropped here, so the
 // pod, status and metering controllers see such a pod as one without a verdict, and only the
-// fact that it carried one is kept (to report it).
+// fact that it carried one is kept (to report it). The one exception is the upgrade from a
+// release without seals: for a short while, a verdict that carries no seal at all is kept, for
+// the pod reconciler to seal (operator-key.ts).
 import type { V1Pod } from '@kubernetes/client-node';
 import { annotations as own, group, productLabel } from '../api/marketplace-product.js';
 import { verdictStateAnnotations } from '../api/pod-state.js';
@@ -17,6 +19,8 @@ const dropped: ReadonlySet<string> = new Set([...verdictStateAnnotations, own.se
 export interface CachedPod extends V1Pod {
   /** What the pod claimed without the operator's seal (its status, else the annotation it had), now dropped. */
   unverifiedVerdict?: string;
+  /** Its verdict carries no seal and is kept, to be sealed: a release without seals wrote it. */
+  unsealedVerdict?: true;
 }
 
 /** The cache's transform: the fields the controllers read, the verdict state only when its seal verifies. */
@@ -25,8 +29,10 @@ export function podCache(sealer: Sealer): (pod: V1Pod) => CachedPod {
     const cached = cachedPod(pod);
     if (sealer.seal.verifies(cached)) return cached;
     const { annotations: claimed = {}, ...metadata } = cached.metadata ?? {};
+    if (!(own.seal in claimed) && sealer.adoptsUnsealed(pod)) return { ...cached, unsealedVerdict: true };
     const kept = Object.entries(claimed).filter(([key]) => !dropped.has(key));
-    return { ...cached, metadata: { ...metadata, ...(kept.length > 0 ? { annotations: Object.fromEntries(kept) } : {}) }, unverifiedVerdict: claimed[own.status] ?? verdictStateAnnotations.find((key) => key in claimed) ?? own.seal };
+    const what = claimed[own.status] ?? verdictStateAnnotations.find((key) => key in claimed) ?? 'a verdict state';
+    return { ...cached, metadata: { ...metadata, ...(kept.length > 0 ? { annotations: Object.fromEntries(kept) } : {}) }, unverifiedVerdict: what };
   };
 }
 

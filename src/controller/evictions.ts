@@ -37,6 +37,7 @@ export class Evictions {
     const uid = pod.metadata?.uid ?? '';
     const refusal = await this.evict(pod, log);
     if (refusal === undefined) return undefined;
+    // Real time, as for any timeout: not the clock the operator reports (SIMULATED_CLOCK).
     const now = Date.now();
     const since = this.refusedSince.get(uid);
     if (since === undefined) this.refusedSince.set(uid, now);

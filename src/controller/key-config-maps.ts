@@ -25,30 +25,39 @@ const digest = (text: string): string => createHash('sha256').update(text).diges
 
 export class KeyConfigMaps {
   private readonly watches = new Map<string, Watch>();
+  /** The ConfigMap each product names, by product key. */
+  private readonly named = new Map<string, string>();
   /** Watches that no product names any more, still stopping. */
   private readonly stopping = new Set<Promise<void>>();
-  private readonly listeners: ((configMapKey: string) => void)[] = [];
+  private readonly listeners: ((productKeys: string[]) => void)[] = [];
 
   constructor(
     private readonly client: KubeClient,
     private readonly log: Logger,
   ) {}
 
-  /** Called with "namespace/name" when a watched ConfigMap's data changed, or it appeared or went. */
-  onChange(listener: (configMapKey: string) => void): void {
+  /** Called with the products that name a watched ConfigMap when its data changed, or it appeared or went. */
+  onChange(listener: (productKeys: string[]) => void): void {
     this.listeners.push(listener);
   }
 
-  /** Watches exactly the ConfigMaps these products name. */
-  track(products: readonly MarketplaceProduct[]): void {
-    const wanted = new Set(products.flatMap((product) => configMapOf(product) ?? []));
-    for (const key of wanted) this.watch(key);
-    for (const [key, watch] of this.watches) {
-      if (wanted.has(key)) continue;
-      this.watches.delete(key);
-      const stopped = watch.informer.stop().finally(() => this.stopping.delete(stopped));
-      this.stopping.add(stopped);
-    }
+  /** Watches the ConfigMap the product names now (and stops a watch no product names any more). */
+  track(product: MarketplaceProduct): void {
+    const productKey = `${product.metadata.namespace}/${product.metadata.name}`;
+    const key = configMapOf(product);
+    const before = this.named.get(productKey);
+    if (before === key) return;
+    if (key) this.named.set(productKey, key);
+    else this.named.delete(productKey);
+    if (key) this.watch(key);
+    if (before) this.unwatchUnnamed(before);
+  }
+
+  /** The product is gone. */
+  untrack(productKey: string): void {
+    const before = this.named.get(productKey);
+    this.named.delete(productKey);
+    if (before) this.unwatchUnnamed(before);
   }
 
   /**
@@ -86,6 +95,14 @@ export class KeyConfigMaps {
     return pem === undefined ? 'absent' : digest(pem);
   }
 
+  private unwatchUnnamed(key: string): void {
+    const watch = this.watches.get(key);
+    if (!watch || [...this.named.values()].includes(key)) return;
+    this.watches.delete(key);
+    const stopped = watch.informer.stop().finally(() => this.stopping.delete(stopped));
+    this.stopping.add(stopped);
+  }
+
   async stop(): Promise<void> {
     const watches = [...this.watches.values()];
     this.watches.clear();
@@ -107,7 +124,8 @@ export class KeyConfigMaps {
     const changed = (data: string): void => {
       if (watch.seen === data) return;
       watch.seen = data;
-      for (const listener of this.listeners) listener(key);
+      const products = [...this.named].filter(([, named]) => named === key).map(([productKey]) => productKey);
+      for (const listener of this.listeners) listener(products);
     };
     informer.onUpsert((configMap) => {
       changed(digest(JSON.stringify(configMap.data ?? {})));

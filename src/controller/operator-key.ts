@@ -4,8 +4,14 @@
 // won). Every replica watches it: deleted, it is made again with the key the replica holds (so
 // the verdicts already sealed stay valid); replaced by another key, the replica must restart
 // with it, since a seal made with one key cannot be checked with another.
+//
+// The upgrade from a release without seals: for a short while after the key is first made, the
+// verdict of a pod older than the key that carries no seal at all (what that release wrote) is
+// adopted and sealed rather than checked again, so an upgrade neither registers nor evicts running
+// pods again. The Secret records since when the key exists; made again after a deletion, it keeps
+// that time.
 import { randomBytes } from 'node:crypto';
-import type { V1Secret } from '@kubernetes/client-node';
+import type { V1Pod, V1Secret } from '@kubernetes/client-node';
 import { ApiError, segment, type KubeClient } from '../kube/api.js';
 import { describeError } from '../kube/errors.js';
 import { Informer, type ListResult } from '../kube/informer.js';
@@ -14,10 +20,15 @@ import { VerdictSeal } from './verdict-seal.js';
 
 export const operatorKeySecretName = 'entitlement-operator-mac-key';
 const dataKey = 'key';
+/** When (RFC 3339) the key was first made: verdicts are sealed since then. */
+export const sealedSinceAnnotation = 'marketplace.entitlements.io/sealed-since';
+/** How long after that unsealed verdicts of older pods are adopted. */
+const adoptionMs = 10 * 60 * 1000;
 
 export class OperatorKey {
   private readonly informer: Informer<V1Secret>;
   private key: Buffer | undefined;
+  private sealedSince = 0;
   private current: VerdictSeal | undefined;
 
   /** `onReplaced` is called when the Secret holds another key than this replica's: it must restart. */
@@ -46,6 +57,12 @@ export class OperatorKey {
     return this.current;
   }
 
+  /** Whether the pod's verdict without any seal is adopted: a release before seals wrote it. */
+  adoptsUnsealed(pod: V1Pod, now = Date.now()): boolean {
+    const created = new Date(pod.metadata?.creationTimestamp ?? Number.NaN).getTime();
+    return now < this.sealedSince + adoptionMs && created < this.sealedSince;
+  }
+
   /** Reads the key, or makes it; then watches it. Rejects when `signal` aborts first. */
   async start(signal?: AbortSignal): Promise<void> {
     const stopOnAbort = (): void => void this.informer.stop();
@@ -56,8 +73,9 @@ export class OperatorKey {
       signal?.removeEventListener('abort', stopOnAbort);
     }
     if (signal?.aborted) throw new Error('start-up aborted before the operator key was loaded');
-    const existing = this.informer.get(`${this.namespace}/${operatorKeySecretName}`);
-    this.key = existing ? keyOf(existing) : await this.create(randomBytes(32));
+    const secret = this.informer.get(`${this.namespace}/${operatorKeySecretName}`) ?? (await this.create(randomBytes(32), Date.now()));
+    this.key = keyOf(secret);
+    this.sealedSince = Date.parse(secret.metadata?.annotations?.[sealedSinceAnnotation] ?? '') || 0;
     this.current = new VerdictSeal(this.key);
   }
 
@@ -65,28 +83,32 @@ export class OperatorKey {
     return this.informer.stop();
   }
 
-  /** Makes the Secret with `key`; if another replica was first, its key. */
-  private async create(key: Buffer): Promise<Buffer> {
+  /** Makes the Secret with `key`; if another replica was first, resolves to the one that won. */
+  private async create(key: Buffer, sealedSince: number): Promise<V1Secret> {
     const path = `/api/v1/namespaces/${segment(this.namespace)}/secrets`;
     try {
-      await this.client.send('POST', path, {
+      return await this.client.request<V1Secret>('POST', path, {
         apiVersion: 'v1',
         kind: 'Secret',
-        metadata: { name: operatorKeySecretName, namespace: this.namespace, labels: { 'app.kubernetes.io/name': 'entitlement-operator' } },
+        metadata: {
+          name: operatorKeySecretName,
+          namespace: this.namespace,
+          labels: { 'app.kubernetes.io/name': 'entitlement-operator' },
+          annotations: { [sealedSinceAnnotation]: new Date(sealedSince).toISOString() },
+        },
         type: 'Opaque',
         data: { [dataKey]: key.toString('base64') },
       });
-      return key;
     } catch (error) {
       if (!(error instanceof ApiError && error.code === 409)) throw error;
-      return keyOf(await this.client.request<V1Secret>('GET', `${path}/${operatorKeySecretName}`));
+      return this.client.request<V1Secret>('GET', `${path}/${operatorKeySecretName}`);
     }
   }
 
   private async restore(): Promise<void> {
     if (!this.key) return;
     try {
-      const key = await this.create(this.key);
+      const key = keyOf(await this.create(this.key, this.sealedSince));
       if (key.equals(this.key)) this.log.warn('the operator key Secret was deleted; made it again with the same key', { secret: `${this.namespace}/${operatorKeySecretName}` });
       else this.onReplaced(`the operator key Secret ${this.namespace}/${operatorKeySecretName} was deleted and made again with another key`);
     } catch (error) {

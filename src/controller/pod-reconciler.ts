@@ -7,13 +7,13 @@
 // names the pod's uid, so a result computed for a pod never lands on a successor of its name.
 import type { V1Pod } from '@kubernetes/client-node';
 import { annotations, permanentReasons, productLabel, schedulingGate, type CheckRecord, type MarketplaceProduct } from '../api/marketplace-product.js';
-import { isBypassing, isGated, mustNotRun, verdictStateOf, wasEntitled, type VerdictState } from '../api/pod-state.js';
+import { isBypassing, isGated, mustNotRun, verdictStateOf, wasAllowedToRun, type VerdictState } from '../api/pod-state.js';
 import { newNonce } from '../aws/nonce.js';
 import type { Clock } from '../clock.js';
 import { contentTypes, type KubeClient } from '../kube/api.js';
-import { describeError, isGoneOrReplaced } from '../kube/errors.js';
+import { isGoneOrReplaced } from '../kube/errors.js';
 import type { EventRecorder } from '../kube/events.js';
-import type { Informer } from '../kube/informer.js';
+import { objectKey, type Informer } from '../kube/informer.js';
 import { RetryLater, type Outcome } from '../kube/workqueue.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -40,10 +40,15 @@ export interface PodReconcilerDeps {
   clock: Clock;
   /** The longest wait between periodic checks of a NotEntitled pod. */
   maxRecheckMs: number;
+  /** Queues another pod ("namespace/name") for its own reconcile. */
+  requeue: (podKey: string) => void;
   log: Logger;
 }
 
-/** What this process knows of a pod beyond what the cache shows, by uid. */
+/**
+ * What this process knows of a pod beyond what the cache shows, by uid. Only the pod's own
+ * reconcile writes it, one at a time per pod (the work queue's promise).
+ */
 interface PodMemory {
   /** The nonce it wrote (after a check again, the cache may still show the previous one). */
   nonce?: string;
@@ -54,8 +59,6 @@ interface PodMemory {
   /** Reported once per pod: a verdict it did not seal, a pod found running ungated. */
   reportedUnverified?: boolean;
   reportedBypass?: boolean;
-  /** The revocation its refusal started is not finished (a pod could not be marked). */
-  revocationPending?: boolean;
   /** The resourceVersion whose unsealed verdict it started over from (until the cache shows its own write). */
   startedOverFrom?: string;
 }
@@ -63,11 +66,10 @@ interface PodMemory {
 type Refused = Extract<RegistrationOutcome, { verdict: 'NotEntitled' }>;
 type Entitled = Extract<RegistrationOutcome, { verdict: 'Entitled' }>;
 
-/** Revoked pods are marked this many at a time. */
-const revocationBatch = 16;
-
 export class PodReconciler {
   private readonly memory = new Map<string, PodMemory>();
+  /** When AWS last refused an identity, by product and identity (callerOf), in the operator's clock: onRevocation: Evict. */
+  private readonly revocations = new Map<string, Map<string, number>>();
 
   constructor(private readonly deps: PodReconcilerDeps) {}
 
@@ -83,10 +85,13 @@ export class PodReconciler {
     const state = memory.state ?? verdictStateOf(pod);
     const gated = isGated(pod) && !memory.ungated;
     await this.reportTampering(pod, product, state, log);
-    if (pod.unverifiedVerdict !== undefined && memory.startedOverFrom !== pod.metadata?.resourceVersion) return this.startOver(pod, memory, log);
+    if (pod.unverifiedVerdict !== undefined && memory.startedOverFrom !== pod.metadata?.resourceVersion) return this.startOver(pod, log);
+    if (pod.unsealedVerdict && !memory.state) return this.adopt(pod, state, log);
 
     if (state.status === 'Entitled') {
-      if (gated) await this.patchPod(pod, {}, true); // finish an interrupted ungate
+      if (product && this.isRevoked(product, pod, state)) return this.markRevoked(pod, product, state, log);
+      // A verdict whose patch did not remove the gate (one a release before seals wrote).
+      if (gated) await this.patchPod(pod, {}, true);
       return undefined;
     }
     if (state.status === 'NotEntitled' && state.reason !== 'ProductNotFound') return product ? this.refused(pod, product, state, gated, log) : undefined;
@@ -103,14 +108,13 @@ export class PodReconciler {
 
   /** A NotEntitled pod: checked again when due; kept from running meanwhile, or let run under Audit. */
   private async refused(pod: CachedPod, product: MarketplaceProduct, state: VerdictState, gated: boolean, log: Logger): Promise<Outcome | undefined> {
-    if (this.memory.get(pod.metadata?.uid ?? '')?.revocationPending) await this.revoke(product, pod, log);
     const plan = planRecheck(state.checks, state.reason, this.basis(product, pod), this.deps.clock.now(), this.deps.maxRecheckMs);
     if (plan.kind === 'now') {
       await this.checkAgain(pod, product, state, plan.attempts, log.child({ why: plan.why }));
       return undefined;
     }
     const next = plan.kind === 'at' ? { requeueAfterMs: this.deps.clock.realMsUntil(plan.time) } : undefined;
-    if (!gated && mustNotRun(product, state)) return sooner(await this.deps.evictions.remove(pod, wasEntitled(state), state.reason ?? 'NotEntitled', log), next);
+    if (!gated && mustNotRun(product, state)) return sooner(await this.deps.evictions.remove(pod, wasAllowedToRun(state), state.reason ?? 'NotEntitled', log), next);
     if (gated && product.spec.enforcement === 'Audit') await this.patchPod(pod, {}, true);
     return next;
   }
@@ -180,9 +184,10 @@ export class PodReconciler {
    */
   private async recordRefused(pod: CachedPod, product: MarketplaceProduct, state: VerdictState, result: Refused, gated: boolean, log: Logger): Promise<void> {
     const previous = state.checks;
-    const checks = this.checkRecord(product, pod, previous?.attempts ?? 1, result.reason);
-    const next: VerdictState = { status: 'NotEntitled', reason: result.reason, ...registeredAtOf(state), checks };
     const audit = product.spec.enforcement === 'Audit';
+    // Under Audit the operator lets it run; a later Enforce then respects its budget.
+    const checks: CheckRecord = { ...this.checkRecord(product, pod, previous?.attempts ?? 1, result.reason), ...(audit || previous?.ranUnderAudit ? { ranUnderAudit: true as const } : {}) };
+    const next: VerdictState = { status: 'NotEntitled', reason: result.reason, ...registeredAtOf(state), checks };
     if (!(await this.writeState(pod, next, audit && gated))) return;
     this.deps.outcomes.record(productKeyOf(product), { status: 'False', reason: result.reason, message: result.message });
     this.deps.metrics.verdicts.inc({ verdict: 'NotEntitled', reason: result.reason });
@@ -190,7 +195,7 @@ export class PodReconciler {
     // A check again with the same answer is no news: one Event per reason, not one per check.
     if (previous?.reason !== result.reason) await this.deps.events.pod(pod, 'Warning', 'NotEntitled', 'RegisterUsage', `${result.reason}: ${result.message}; ${consequence}`);
     log.warn('pod not entitled', { reason: result.reason, error: result.message, enforcement: product.spec.enforcement ?? 'Enforce', attempts: checks.attempts });
-    if (result.reason === 'CustomerNotEntitled' && product.spec.onRevocation === 'Evict') await this.revoke(product, pod, log);
+    if (result.reason === 'CustomerNotEntitled' && product.spec.onRevocation === 'Evict') this.revoke(product, pod, log);
   }
 
   /**
@@ -201,60 +206,63 @@ export class PodReconciler {
   private async checkAgain(pod: CachedPod, product: MarketplaceProduct, state: VerdictState, attempts: number, log: Logger): Promise<void> {
     const uid = pod.metadata?.uid ?? '';
     const nonce = newNonce();
-    const next: VerdictState = { ...registeredAtOf(state), checks: { ...this.basis(product, pod), attempts, ...(state.reason ? { reason: state.reason } : {}) } };
+    const checks: CheckRecord = { ...this.basis(product, pod), attempts, ...(state.reason ? { reason: state.reason } : {}), ...(state.checks?.ranUnderAudit ? { ranUnderAudit: true as const } : {}) };
+    const next: VerdictState = { ...registeredAtOf(state), checks };
     if (!(await this.patchPod(pod, { [annotations.nonce]: nonce, ...this.deps.sealer.seal.annotate(pod, next) }, false))) return;
-    this.remember(uid, { nonce, state: next, ungated: this.memory.get(uid)?.ungated ?? !isGated(pod) });
+    this.remember(uid, { nonce, state: next });
     log.info('checking the pod again', { attempts, previousReason: state.reason });
   }
 
   /**
    * The pod carries a verdict state the operator did not seal: it is checked with AWS like a new
    * pod. The forged annotations go, and a fresh nonce is written ahead (one whoever forged the
-   * verdict could have chosen is not used). Only what this process itself knows is kept: that
-   * the pod was entitled once.
+   * verdict could have chosen is not used); nothing of its earlier state is kept.
    */
-  private async startOver(pod: CachedPod, memory: PodMemory, log: Logger): Promise<undefined> {
+  private async startOver(pod: CachedPod, log: Logger): Promise<undefined> {
     const uid = pod.metadata?.uid ?? '';
     const nonce = newNonce();
-    const next: VerdictState = registeredAtOf(memory.state ?? {});
-    if (!(await this.patchPod(pod, { [annotations.nonce]: nonce, ...this.deps.sealer.seal.annotate(pod, next) }, false))) return undefined;
-    this.remember(uid, { nonce, state: next, ...(pod.metadata?.resourceVersion ? { startedOverFrom: pod.metadata.resourceVersion } : {}) });
+    if (!(await this.patchPod(pod, { [annotations.nonce]: nonce, ...this.deps.sealer.seal.annotate(pod, {}) }, false))) return undefined;
+    this.remember(uid, { nonce, state: {}, ...(pod.metadata?.resourceVersion ? { startedOverFrom: pod.metadata.resourceVersion } : {}) });
     log.info("checking the pod with AWS like a new one: its verdict was not the operator's");
     return undefined;
   }
 
-  /**
-   * onRevocation: Evict. AWS refused `refused`'s identity: every entitled pod of the product with
-   * the same identity is marked NotEntitled (and evicted by its own next pass, so one budget's
-   * refusal holds back no other pod). In Pod identity mode that is the pods of the same
-   * ServiceAccount (and so the same role), not the whole product.
-   */
-  private async revoke(product: MarketplaceProduct, refused: CachedPod, log: Logger): Promise<void> {
-    const uid = refused.metadata?.uid ?? '';
-    const caller = callerOf(product, refused);
-    const targets = this.deps.pods
-      .byIndex(productKeyOf(product))
-      .filter((pod) => pod.metadata?.uid !== uid && !pod.metadata?.deletionTimestamp && this.stateOf(pod).status === 'Entitled' && callerOf(product, pod) === caller);
-    const failures: string[] = [];
-    for (let i = 0; i < targets.length; i += revocationBatch) {
-      await Promise.all(
-        targets.slice(i, i + revocationBatch).map((pod) =>
-          this.markRevoked(pod, product, caller).catch((error: unknown) => {
-            failures.push(describeError(error));
-          }),
-        ),
-      );
-    }
-    this.remember(uid, { revocationPending: failures.length > 0 });
-    if (targets.length > 0) log.info('entitlement revoked', { identity: caller, pods: targets.length, failed: failures.length });
-    if (failures.length > 0) throw new Error(`revocation incomplete: ${failures.length} of ${targets.length} pods could not be marked NotEntitled: ${failures[0] ?? ''}`);
+  /** A verdict a release before seals wrote (shortly after the upgrade, operator-key.ts): sealed as it is. */
+  private async adopt(pod: CachedPod, state: VerdictState, log: Logger): Promise<undefined> {
+    if (await this.writeState(pod, state, false)) log.info('sealed the verdict a release without seals wrote', { verdict: state.status ?? 'none' });
+    return undefined;
   }
 
-  private async markRevoked(pod: CachedPod, product: MarketplaceProduct, caller: string): Promise<void> {
-    const next: VerdictState = { status: 'NotEntitled', reason: 'CustomerNotEntitled', ...registeredAtOf(this.stateOf(pod)), checks: this.checkRecord(product, pod, 1, 'CustomerNotEntitled') };
-    if (!(await this.writeState(pod, next, false))) return;
+  /**
+   * onRevocation: Evict. AWS refused `refused`'s identity: the entitled pods of the product with
+   * the same identity, registered before now, are revoked, each by its own reconcile (queued here),
+   * which marks it NotEntitled; its next pass evicts it, so one budget's refusal holds back no
+   * other pod. In Pod identity mode the identity is the product's role, or else the pod's
+   * ServiceAccount (whose role it is), not the whole product.
+   */
+  private revoke(product: MarketplaceProduct, refused: CachedPod, log: Logger): void {
+    const productKey = productKeyOf(product);
+    const caller = callerOf(product, refused);
+    const byCaller = this.revocations.get(productKey) ?? new Map<string, number>();
+    this.revocations.set(productKey, byCaller.set(caller, this.deps.clock.now()));
+    const targets = this.deps.pods.byIndex(productKey).filter((pod) => pod.metadata?.uid !== refused.metadata?.uid && !pod.metadata?.deletionTimestamp && callerOf(product, pod) === caller);
+    for (const pod of targets) this.deps.requeue(objectKey(pod));
+    log.info('entitlement revoked', { identity: caller, pods: targets.length });
+  }
+
+  /** Entitled, but registered no later than AWS refused its identity (revoke). */
+  private isRevoked(product: MarketplaceProduct, pod: CachedPod, state: VerdictState): boolean {
+    const at = this.revocations.get(productKeyOf(product))?.get(callerOf(product, pod));
+    return product.spec.onRevocation === 'Evict' && at !== undefined && Date.parse(state.registeredAt ?? '') <= at;
+  }
+
+  private async markRevoked(pod: CachedPod, product: MarketplaceProduct, state: VerdictState, log: Logger): Promise<undefined> {
+    const next: VerdictState = { status: 'NotEntitled', reason: 'CustomerNotEntitled', ...registeredAtOf(state), checks: this.checkRecord(product, pod, 1, 'CustomerNotEntitled') };
+    if (!(await this.writeState(pod, next, false))) return undefined;
     this.deps.metrics.verdicts.inc({ verdict: 'NotEntitled', reason: 'CustomerNotEntitled' });
-    await this.deps.events.pod(pod, 'Warning', 'NotEntitled', 'Evict', `CustomerNotEntitled: AWS refused ${caller} for another pod of the product; entitlement revoked, evicting (onRevocation: Evict)`);
+    log.warn('entitlement revoked', { identity: callerOf(product, pod) });
+    await this.deps.events.pod(pod, 'Warning', 'NotEntitled', 'Evict', `CustomerNotEntitled: AWS refused ${callerOf(product, pod)} for another pod of the product; entitlement revoked, evicting (onRevocation: Evict)`);
+    return undefined;
   }
 
   /** Reports, once per pod, a verdict it did not seal and a pod found running without the gate. */
@@ -294,28 +302,11 @@ export class PodReconciler {
     this.memory.set(uid, { ...this.memory.get(uid), ...changes });
   }
 
-  /**
-   * Writes a sealed verdict state (and removes the gate). It is remembered before the write: a
-   * revocation writes other pods' states, and their own reconcile, which the write's watch event
-   * brings, must not find the state it replaces still remembered. False if the pod is gone or
-   * replaced (the memory is then as it was).
-   */
+  /** Writes a sealed verdict state (and removes the gate), and remembers it. False if the pod is gone or replaced. */
   private async writeState(pod: CachedPod, state: VerdictState, ungate: boolean): Promise<boolean> {
-    const uid = pod.metadata?.uid ?? '';
-    const before = this.memory.get(uid);
-    this.remember(uid, { state });
-    const restore = (): void => {
-      if (before) this.memory.set(uid, before);
-      else this.memory.delete(uid);
-    };
-    try {
-      if (await this.patchPod(pod, this.deps.sealer.seal.annotate(pod, state), ungate)) return true;
-    } catch (error) {
-      restore();
-      throw error;
-    }
-    restore();
-    return false;
+    if (!(await this.patchPod(pod, this.deps.sealer.seal.annotate(pod, state), ungate))) return false;
+    this.remember(pod.metadata?.uid ?? '', { state });
+    return true;
   }
 
   /**
@@ -346,9 +337,13 @@ function registeredAtOf(state: VerdictState): Pick<VerdictState, 'registeredAt'>
   return state.registeredAt ? { registeredAt: state.registeredAt } : {};
 }
 
-/** Whose identity signs the pod's AWS calls: the operator's, or in Pod mode its ServiceAccount's (and so its role). */
+/**
+ * Whose identity signs the pod's AWS calls, as far as AWS tells customers apart: the operator's;
+ * in Pod mode the product's role, or else the pod's ServiceAccount's (and so its role).
+ */
 function callerOf(product: MarketplaceProduct, pod: V1Pod): string {
   if (product.spec.identity?.mode === 'Operator') return "the operator's identity";
+  if (product.spec.identity?.roleArn) return `role ${product.spec.identity.roleArn}`;
   return `ServiceAccount ${pod.metadata?.namespace ?? ''}/${pod.spec?.serviceAccountName ?? 'default'}`;
 }
 

@@ -19,7 +19,8 @@ function installHint(error: ApiError): string | undefined {
     const namespace = /namespaces "([^"]+)" not found/.exec(error.message)?.[1];
     if (namespace) return `namespace ${namespace} does not exist: kubectl apply -f config/install.yaml creates the operator's, or set POD_NAMESPACE`;
   }
-  if (error.code === 403) return "the operator's ServiceAccount lacks this permission: kubectl apply -f config/install.yaml installs its RBAC";
+  // A refusal by an admission policy (the operator's own limits) is no missing permission.
+  if (error.code === 403 && !error.message.includes('ValidatingAdmissionPolicy')) return "the operator's ServiceAccount lacks this permission: kubectl apply -f config/install.yaml installs its RBAC";
   return undefined;
 }
 

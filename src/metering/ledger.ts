@@ -72,7 +72,12 @@ export function observePods(ledger: Ledger, pods: readonly V1Pod[], hour: number
   const counting = new Set<string>();
   for (const pod of pods) {
     const uid = pod.metadata?.uid;
-    if (!uid || !podCounts(pod)) continue;
+    if (!uid) continue;
+    // A counting pod whose verdict is being checked again (its unsealed verdict started over, or
+    // the operator's key replaced) still runs: its range stays open until a verdict ends it.
+    const entry = next[uid];
+    if (entry && entry.to === undefined && verdictOf(pod) === undefined && pod.status?.phase === 'Running') counting.add(uid);
+    if (!podCounts(pod)) continue;
     counting.add(uid);
     if (next[uid]) continue;
     const registeredAt = Date.parse(pod.metadata?.annotations?.[annotations.registeredAt] ?? '');

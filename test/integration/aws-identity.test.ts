@@ -187,12 +187,12 @@ describe('product public key', () => {
   it("a product's key ConfigMap is watched: a change, a deletion and a return are seen, and its fingerprint follows the PEM", async () => {
     const product = { metadata: { name: 'p', namespace }, spec: { productCode: 'keyed', publicKeyVersion: 1, publicKey: { configMapKeyRef: { name: 'rotating-key', key: 'pem' } } } };
     const changes: string[] = [];
-    keys.onChange((key) => changes.push(key));
-    keys.track([product]);
+    keys.onChange((products) => changes.push(...products));
+    keys.track(product);
     await expect(keys.read(namespace, 'rotating-key')).resolves.toBeUndefined();
     expect(keys.fingerprint(product)).toBe('absent');
     await core.createNamespacedConfigMap({ namespace, body: { metadata: { name: 'rotating-key' }, data: { pem: fake.publicKeyPem } } });
-    const seen = async (n: number) => waitFor(`${n} changes`, () => Promise.resolve(changes.filter((c) => c === `${namespace}/rotating-key`).length >= n ? true : undefined), 10_000, 50);
+    const seen = async (n: number) => waitFor(`${n} changes`, () => Promise.resolve(changes.filter((c) => c === `${namespace}/p`).length >= n ? true : undefined), 10_000, 50);
     await seen(1);
     const original = keys.fingerprint(product);
     expect(original).toMatch(/^[\w-]{16}$/);
@@ -207,7 +207,7 @@ describe('product public key', () => {
     await seen(4);
     expect(keys.fingerprint(product)).toBe('absent');
     // No product names it any more: its watch ends.
-    keys.track([]);
+    keys.untrack(`${namespace}/p`);
     expect(keys.fingerprint(product)).toBeUndefined();
   });
 });

@@ -6,9 +6,14 @@ import { promisify } from 'node:util';
 import { controlPlaneForSuite } from '../support/control-plane.js';
 import type { V1Deployment } from '@kubernetes/client-node';
 import { loadAll } from 'js-yaml';
-import { contentTypes, fromKubeconfigFile, KubeClient } from '../../src/kube/api.js';
+import { ApiError, contentTypes, fromKubeconfigFile, KubeClient } from '../../src/kube/api.js';
+import { isGoneOrReplaced } from '../../src/kube/errors.js';
 import { bundleObject, bundleObjects, bundlePath, operatorNamespace, type BundleObject } from '../support/bundle.js';
 import { configureWebhook } from '../../src/webhook/configuration.js';
+import { createStsClient } from '../../src/aws/clients.js';
+import { IdentityUnavailableError, PodIdentity } from '../../src/aws/pod-identity.js';
+import { FakeAws } from '../fake-aws/server.js';
+import { fakeSettings } from '../support/fake-aws.js';
 import { binary, repoRoot } from '../support/testbin.js';
 
 const controlPlane = controlPlaneForSuite();
@@ -155,6 +160,7 @@ describe("the API server's limits on the operator's account (ValidatingAdmission
     await plane.kubectlOk(['delete', 'mutatingwebhookconfiguration', 'entitlement-operator-mutating-webhook-configuration']);
     const pods = [
       podSpec('gated', apps, labelled, true),
+      podSpec('gated-too', apps, labelled, true),
       podSpec('running', apps, labelled, false),
       podSpec('plain', apps, { app: 'plain' }, false),
       podSpec('own', operatorNamespace, labelled, false),
@@ -218,6 +224,22 @@ describe("the API server's limits on the operator's account (ValidatingAdmission
     expect(refused.stderr).toMatch(/token bound to no pod .* only in a namespace labelled marketplace\.entitlements\.io\/meter-ended-pods=true/);
   });
 
+  it("the operator's own request for an ended pod's token, refused in an unlabelled namespace, says which label allows it", async () => {
+    const client = operatorClient(false);
+    const fake = await FakeAws.start();
+    try {
+      const identity = new PodIdentity(client, createStsClient(fakeSettings(fake), 'anonymous'));
+      const ended = { namespace: apps, name: 'ended-0', uid: '00000000-0000-0000-0000-000000000002', serviceAccountName: 'app', ended: true };
+      const error = await identity.credentials(ended, 'arn:aws:iam::123456789012:role/app').catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(IdentityUnavailableError);
+      expect((error as Error).message).toMatch(/only in a namespace labelled marketplace\.entitlements\.io\/meter-ended-pods=true/);
+      expect(fake.calls('AssumeRoleWithWebIdentity')).toHaveLength(0);
+    } finally {
+      await fake.close();
+      await client.close();
+    }
+  });
+
   it.each([
     ['a default-audience token', ['create', 'token', 'app', '-n', apps], /audience sts\.amazonaws\.com/],
     ['an STS token for a kube-system account', ['create', 'token', 'powerful', '-n', 'kube-system', '--audience', 'sts.amazonaws.com', '--duration', '10m'], /leaves the pods of kube-system alone/],
@@ -250,15 +272,15 @@ describe("the API server's limits on the operator's account (ValidatingAdmission
     ["a labelled pod's other annotations", apps, 'gated', [{ op: 'add', path: '/metadata/annotations/other.example~1x', value: 'y' }], /only the marketplace\.entitlements\.io\/ annotations/],
     ['an unlabelled pod', apps, 'plain', [{ op: 'add', path: '/metadata/annotations', value: { 'marketplace.entitlements.io/status': 'Entitled' } }], /only pods labelled marketplace\.entitlements\.io\/product/],
     ["a labelled pod in the operator's own namespace", operatorNamespace, 'own', [{ op: 'add', path: '/metadata/annotations', value: { 'marketplace.entitlements.io/status': 'Entitled' } }], /leaves the pods of entitlement-operator-system alone/],
+    // An owner the garbage collector finds missing gets a gated pod deleted; a finalizer keeps one from going.
+    ["a labelled pod's owner references", apps, 'gated-too', [{ op: 'add', path: '/metadata/ownerReferences', value: [{ apiVersion: 'v1', kind: 'ConfigMap', name: 'gone', uid: '00000000-0000-0000-0000-000000000001' }] }], /no owner reference or finalizer/],
+    ["a labelled pod's finalizers", apps, 'gated-too', [{ op: 'add', path: '/metadata/finalizers', value: ['example.com/hold'] }], /no owner reference or finalizer/],
+    ["a gated pod's node selector", apps, 'gated-too', [{ op: 'add', path: '/spec/nodeSelector', value: { 'kubernetes.io/hostname': 'chosen' } }], /change nothing in a pod's spec/],
   ])('refuses a patch of %s', async (_what, namespace, pod, patch, message) => {
     expect(await asOperator('PATCH', podPath(namespace, pod), patch, contentTypes.jsonPatch)).toMatch(message);
   });
 
   it('refuses to delete a pod that is gated, unlabelled, or in its own namespace, and to evict there', async () => {
-    const plane = controlPlane();
-    await plane.kubectlOk(['delete', 'mutatingwebhookconfiguration', 'entitlement-operator-mutating-webhook-configuration']);
-    await plane.kubectlOk(['create', '-f', '-'], JSON.stringify(podSpec('gated-too', apps, labelled, true)));
-    await plane.kubectlOk(['apply', '-f', bundlePath]);
     const deletion = { apiVersion: 'v1', kind: 'DeleteOptions' };
     expect(await asOperator('DELETE', podPath(apps, 'gated-too'), deletion)).toMatch(/delete only pods that run ungated/);
     expect(await asOperator('DELETE', podPath(apps, 'plain'), deletion)).toMatch(/only pods labelled marketplace\.entitlements\.io\/product/);
@@ -284,5 +306,46 @@ describe("the API server's limits on the operator's account (ValidatingAdmission
   it('refuses a new URL for its webhook when it runs in cluster (a token bound to its pod)', async () => {
     const elsewhere = [{ op: 'replace', path: '/webhooks/0/clientConfig', value: { url: 'https://attacker.invalid/steal', caBundle } }];
     expect(await asOperator('PATCH', webhookPath, elsewhere, contentTypes.jsonPatch, true)).toMatch(/its URL only when it runs out of cluster/);
+  });
+});
+
+describe('what the API server answers a write that names a replaced pod (isGoneOrReplaced)', () => {
+  const ns = 'successors';
+  const wrongUid = '00000000-0000-0000-0000-000000000000';
+  const answer = async (call: (client: KubeClient) => Promise<unknown>): Promise<unknown> => {
+    const client = controlPlane().client();
+    try {
+      await call(client);
+      return undefined;
+    } catch (error) {
+      return error;
+    } finally {
+      await client.close();
+    }
+  };
+
+  beforeAll(async () => {
+    const plane = controlPlane();
+    await plane.kubectlOk(['create', 'namespace', ns]);
+    await plane.kubectlOk(['create', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'db-0', namespace: ns }, spec: { containers: [{ name: 'c', image: 'registry.invalid/db:1' }] } }));
+  });
+
+  it('a patch naming another uid: 422 on metadata.uid, which means replaced', async () => {
+    const error = await answer((client) => client.send('PATCH', `/api/v1/namespaces/${ns}/pods/db-0`, { metadata: { uid: wrongUid, annotations: { a: 'b' } } }, contentTypes.strategicMergePatch));
+    expect([(error as ApiError).code, isGoneOrReplaced(error)]).toEqual([422, true]);
+  });
+
+  it('an eviction or a delete with another uid as precondition: 409 naming the uid, which means replaced', async () => {
+    const eviction = await answer((client) => client.send('POST', `/api/v1/namespaces/${ns}/pods/db-0/eviction`, { apiVersion: 'policy/v1', kind: 'Eviction', metadata: { name: 'db-0', namespace: ns }, deleteOptions: { preconditions: { uid: wrongUid } } }));
+    expect([(eviction as ApiError).code, isGoneOrReplaced(eviction)]).toEqual([409, true]);
+    const deletion = await answer((client) => client.send('DELETE', `/api/v1/namespaces/${ns}/pods/db-0`, { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { uid: wrongUid } }));
+    expect([(deletion as ApiError).code, isGoneOrReplaced(deletion)]).toEqual([409, true]);
+  });
+
+  it('a conflict of another kind (a stale resourceVersion) and a missing pod', async () => {
+    const stale = await answer((client) => client.send('PUT', `/api/v1/namespaces/${ns}/pods/db-0`, { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'db-0', namespace: ns, resourceVersion: '1' }, spec: { containers: [{ name: 'c', image: 'registry.invalid/db:1' }] } }));
+    expect([(stale as ApiError).code, isGoneOrReplaced(stale)]).toEqual([409, false]);
+    const missing = await answer((client) => client.send('PATCH', `/api/v1/namespaces/${ns}/pods/db-9`, { metadata: { annotations: { a: 'b' } } }, contentTypes.strategicMergePatch));
+    expect([(missing as ApiError).code, isGoneOrReplaced(missing)]).toEqual([404, true]);
   });
 });

@@ -4,6 +4,7 @@
 // bundle and the operator running as the bundle's account. With the gate guard in place each try
 // is refused by the API server with a message that says why; with the guard's binding deleted
 // (what a cluster admin can do), the operator alone still never lets a forged verdict run a pod.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { EventsV1Api, PatchStrategy, setHeaderOptions, type CoreV1Api, type CustomObjectsApi, type V1Pod } from '@kubernetes/client-node';
 import { annotations, productLabel, schedulingGate } from '../../src/api/marketplace-product.js';
 import { decodeLedger, ledgerName } from '../../src/metering/ledger-store.js';
@@ -141,6 +142,20 @@ describe('a namespace user with edit, the gate guard in place', () => {
     expect(result.stderr).toMatch(annotationMessage);
   });
 
+  it("writes a verdict through the pod's status (a cluster admin, as a kubelet could) or the older bindings resource: refused", async () => {
+    const status = await controlPlane().kubectl(['patch', 'pod', 'refused-0', '-n', ns, '--subresource=status', '--type=merge', '-p', JSON.stringify({ metadata: { annotations: { [annotations.status]: 'Entitled' } } })]);
+    expect(status.code).not.toBe(0);
+    expect(status.stderr).toMatch(annotationMessage);
+    const dropLabel = await controlPlane().kubectl(['patch', 'pod', 'refused-0', '-n', ns, '--subresource=status', '--type=json', '-p', JSON.stringify([{ op: 'remove', path: '/metadata/labels/marketplace.entitlements.io~1product' }])]);
+    expect(dropLabel.stderr).toMatch(labelMessage);
+    // The status itself may change (the kubelet's and scheduler's writes).
+    expect((await controlPlane().kubectl(['patch', 'pod', 'refused-0', '-n', ns, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { message: 'from the kubelet' } })])).code).toBe(0);
+    const binding = { apiVersion: 'v1', kind: 'Binding', metadata: { name: 'audited-0', annotations: { [annotations.status]: 'Entitled' } }, target: { kind: 'Node', name: 'some-node' } };
+    const legacy = await controlPlane().kubectl(['create', '--raw', `/api/v1/namespaces/${ns}/bindings`, '-f', '-'], JSON.stringify(binding));
+    expect(legacy.code).not.toBe(0);
+    expect(legacy.stderr).toMatch(annotationMessage);
+  });
+
   it('keeps working as before: the recheck annotation (the operator checks again), other labels and annotations, deletion', async () => {
     const before = refusedCalls();
     expect((await asTeam(['annotate', 'pod', 'refused-0', `${annotations.recheck}=${Date.now()}`])).code).toBe(0);
@@ -156,8 +171,8 @@ describe('a namespace user with edit, the gate guard in place', () => {
       .split('\n')
       .filter((line) => line.startsWith('apiserver_validating_admission_policy_check_total{') && line.includes('policy="entitlement-operator-gate-guard"') && line.includes('enforcement_action="deny"'))
       .reduce((sum, line) => sum + Number(line.split(' ').pop()), 0);
-    // The refusals above: eight in the table, replace, label, the look-alike account and the binding.
-    expect(denied).toBeGreaterThanOrEqual(12);
+    // The refusals above: eight in the table, replace, label, the look-alike account, the bindings and the status writes.
+    expect(denied).toBeGreaterThanOrEqual(15);
   });
 
   it('after all of it: the refused pod is still gated and refused, and nothing counts it entitled', async () => {
@@ -190,11 +205,16 @@ describe("the gate guard deleted (a cluster admin's choice): the operator alone 
 
   const forge = (name: string, extra: Record<string, string> = {}) =>
     asTeam(['annotate', 'pod', name, '--overwrite', `${annotations.status}=Entitled`, `${annotations.reason}=SignatureVerified`, `${annotations.registeredAt}=${new Date().toISOString()}`, ...Object.entries(extra).map(([k, v]) => `${k}=${v}`)]);
-  const refusedAgain = (name: string, after: number) =>
-    waitForPod(`${name} checked with AWS and refused again`, async () => {
-      const pod = await readPod(core, ns, name);
-      return refusedCalls() > after && verdict(pod) === 'NotEntitled' && pod.metadata?.annotations?.[annotations.seal] !== undefined ? pod : undefined;
+  /** Checked with AWS once more (started over once, not in a loop), and refused again. */
+  const refusedAgain = async (name: string, after: number) => {
+    const pod = await waitForPod(`${name} checked with AWS and refused again`, async () => {
+      const current = await readPod(core, ns, name);
+      return refusedCalls() > after && verdict(current) === 'NotEntitled' && current.metadata?.annotations?.[annotations.seal] !== undefined ? current : undefined;
     });
+    await sleep(1_000);
+    expect(refusedCalls()).toBe(after + 1);
+    return pod;
+  };
 
   it('a forged Entitled on a refused pod: ignored (an UnverifiedVerdict Event), checked with AWS again, still gated, not counted', async () => {
     await teamPod('forge-1', 'refused', 'NotEntitled');
@@ -249,4 +269,30 @@ describe("the gate guard deleted (a cluster admin's choice): the operator alone 
     const pods = Object.values(ledger?.data ?? {}).flatMap((text) => Object.keys(decodeLedger(text)?.pods ?? {}));
     expect(pods).not.toContain(pod.metadata?.uid);
   }, 120_000);
+});
+
+describe("a budget protects the pods the operator let run", () => {
+  it('switching a product from Audit to Enforce evicts its refused running pods, and their budgets hold (they were allowed to run)', async () => {
+    fake.setBehaviour('switch-code', { error: 'CustomerNotEntitledException' });
+    await createProduct(custom, ns, 'switch', { productCode: 'switch-code', publicKey: { pem: fake.publicKeyPem }, identity: { mode: 'Operator' }, enforcement: 'Audit' });
+    await teamPod('switch-0', 'switch', 'NotEntitled', { app: 'switched' });
+    await teamPod('switch-1', 'switch', 'NotEntitled');
+    for (const name of ['switch-0', 'switch-1']) {
+      expect(gated(await readPod(core, ns, name))).toBe(false);
+      await core.patchNamespacedPodStatus({ name, namespace: ns, body: { status: { phase: 'Running' } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+    }
+    const budget = { apiVersion: 'policy/v1', kind: 'PodDisruptionBudget', metadata: { name: 'switched' }, spec: { maxUnavailable: 0, selector: { matchLabels: { app: 'switched' } } } };
+    expect((await asTeam(['create', '-f', '-'], JSON.stringify(budget))).code).toBe(0);
+    await custom.patchNamespacedCustomObject({ group: 'marketplace.entitlements.io', version: 'v1alpha1', plural: 'marketplaceproducts', namespace: ns, name: 'switch', body: { spec: { enforcement: 'Enforce' } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+    // The one without a budget goes; the one behind its budget stays past the grace period, its eviction retried.
+    await waitForPod('switch-1 evicted', gone('switch-1'));
+    await sleep((graceSeconds + 3) * 1000);
+    const held = await readPod(core, ns, 'switch-0');
+    expect([verdict(held), held.metadata?.deletionTimestamp]).toEqual(['NotEntitled', undefined]);
+    const reasons = (await eventsOf('switch-0')).map((e) => e.reason);
+    expect(reasons).not.toContain('Deleted');
+    expect(reasons).not.toContain('Ungated');
+    const status = (await getProduct(custom, ns, 'switch')).status as { bypassedPods?: number; blockedPods?: number } | undefined;
+    expect([status?.bypassedPods, status?.blockedPods]).toEqual([0, 1]);
+  }, 60_000);
 });

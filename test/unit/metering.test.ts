@@ -65,11 +65,13 @@ const hour = 493_000; // some hour since the epoch
 const at = (h: number, minutes = 0): string => new Date(h * hourMs + minutes * 60_000).toISOString();
 
 // The pod cache believes only sealed verdicts: the pods here carry the operator's seal.
-const sealer = { seal: new VerdictSeal(randomBytes(32)) };
+const sealer = { seal: new VerdictSeal(randomBytes(32)), adoptsUnsealed: () => false };
 
-function pod(name: string, options: { cpu?: string; memory?: string; registeredHour?: number; phase?: string; verdict?: 'Entitled' | 'NotEntitled'; uid?: string } = {}): V1Pod {
+/** A pod as the cache holds it; `verdict: 'none'` while its verdict is being checked again. */
+function pod(name: string, options: { cpu?: string; memory?: string; registeredHour?: number; phase?: string; verdict?: 'Entitled' | 'NotEntitled' | 'none'; uid?: string } = {}): V1Pod {
   const metadata = { name, namespace: 'shop', uid: options.uid ?? `uid-${name}`, labels: { [productLabel]: 'app' } };
-  const sealed = sealer.seal.annotate({ metadata }, { status: options.verdict ?? 'Entitled', reason: 'SignatureVerified', registeredAt: at(options.registeredHour ?? hour, 5) });
+  const verdict = options.verdict ?? 'Entitled';
+  const sealed = sealer.seal.annotate({ metadata }, verdict === 'none' ? {} : { status: verdict, reason: 'SignatureVerified', registeredAt: at(options.registeredHour ?? hour, 5) });
   return podCache(sealer)({
     metadata: { ...metadata, annotations: Object.fromEntries(Object.entries(sealed).filter((entry): entry is [string, string] => entry[1] !== null)) },
     spec: { serviceAccountName: 'app', containers: [{ name: 'c', resources: { requests: { cpu: options.cpu ?? '500m', memory: options.memory ?? '1Gi' } } }] },
@@ -105,6 +107,20 @@ describe('usage ledger', () => {
     expect(records(hour)).toEqual([['pods', 2], ['cores', 4], ['memory', 2]]);
     expect(records(hour + 1)).toEqual([['pods', 3], ['cores', 5], ['memory', 3]]);
     expect(records(hour + 2)).toEqual([['pods', 2], ['cores', 2], ['memory', 2]]);
+  });
+
+  it('a running pod whose verdict is checked again (after an upgrade, a forged verdict, a new key) keeps counting; a refusal ends it', () => {
+    let ledger = observePods(newLedger('product-uid', hour), [pod('a'), pod('b')], hour);
+    // Hour +1: both are being checked again; neither has a verdict for a while.
+    ledger = observePods(ledger, [pod('a', { verdict: 'none' }), pod('b', { verdict: 'none' })], hour + 1);
+    // Hour +2: a is entitled again, b refused; hour +3: a still runs.
+    ledger = observePods(ledger, [pod('a'), pod('b', { verdict: 'NotEntitled' })], hour + 2);
+    ledger = observePods(ledger, [pod('a'), pod('b', { verdict: 'NotEntitled' })], hour + 3);
+    const pods = (h: number) => recordsOf(ledger, product('Operator'), h)[0]?.quantity;
+    expect([hour, hour + 1, hour + 2, hour + 3].map(pods)).toEqual([2, 2, 1, 1]);
+    // Without a verdict and no longer running, it ends.
+    ledger = observePods(ledger, [pod('a', { verdict: 'none', phase: 'Succeeded' })], hour + 4);
+    expect(ledger.pods['uid-a']?.to).toBe(hour + 3);
   });
 
   it('after a gap (operator down), pods still running count for every hour of it, pods gone only through the last hour seen', () => {

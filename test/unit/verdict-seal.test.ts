@@ -9,7 +9,7 @@ import { VerdictSeal } from '../../src/controller/verdict-seal.js';
 import { podCounts } from '../../src/metering/ledger.js';
 
 const seal = new VerdictSeal(randomBytes(32));
-const cache = podCache({ seal });
+const cache = podCache({ seal, adoptsUnsealed: () => false });
 const entitled: VerdictState = { status: 'Entitled', reason: 'SignatureVerified', registeredAt: '2026-12-01T10:00:00.000Z' };
 
 function pod(uid: string, product = 'app', extra: Record<string, string> = {}): V1Pod {
@@ -88,6 +88,15 @@ describe('the pod cache', () => {
     const forged = withAnnotations(pod('u1'), { [annotations.status]: 'Entitled', [annotations.reason]: 'SignatureVerified', [annotations.registeredAt]: entitled.registeredAt ?? '' });
     expect(podCounts(cache(running(forged)))).toBe(false);
     expect(podCounts(cache(running(written(pod('u1'), entitled))))).toBe(true);
+  });
+
+  it('keeps a verdict without any seal while unsealed verdicts are adopted (the upgrade from a release without seals), and not a broken seal', () => {
+    const upgrading = podCache({ seal, adoptsUnsealed: () => true });
+    const legacy = withAnnotations(pod('u1'), { [annotations.status]: 'Entitled', [annotations.reason]: 'SignatureVerified', [annotations.registeredAt]: entitled.registeredAt ?? '' });
+    const adopted = upgrading(legacy);
+    expect([verdictStateOf(adopted), adopted.unsealedVerdict, adopted.unverifiedVerdict]).toEqual([entitled, true, undefined]);
+    const broken = upgrading(withAnnotations(legacy, { [annotations.seal]: 'v1.forged' }));
+    expect([verdictStateOf(broken), broken.unsealedVerdict, broken.unverifiedVerdict]).toEqual([{}, undefined, 'Entitled']);
   });
 
   it("drops annotations that are not the operator's, and the pod's spec but what the controllers read", () => {

@@ -1,0 +1,83 @@
+// The upgrade from a release that wrote verdicts without seals: the first start of this one (it
+// makes the operator key) adopts and seals the verdicts of the pods that were there, so nothing
+// is registered or evicted again and nothing is reported as tampering. A verdict without a seal
+// on a pod made after the key is a forged one, as ever.
+import { EventsV1Api, type CoreV1Api, type CustomObjectsApi, type V1Pod } from '@kubernetes/client-node';
+import { annotations, productLabel } from '../../src/api/marketplace-product.js';
+import { operatorKeySecretName, sealedSinceAnnotation } from '../../src/controller/operator-key.js';
+import type { FakeAws } from '../fake-aws/server.js';
+import { bundleObject, operatorNamespace } from '../support/bundle.js';
+import { controlPlaneForSuite } from '../support/control-plane.js';
+import { prepareOperatorEnvironment, startOperatorProcess, waitForPod, withoutGateGuard } from '../support/operator.js';
+import { createProduct, gated, getProduct, readPod, verdict } from '../support/pods.js';
+
+const controlPlane = controlPlaneForSuite();
+const ns = 'upgraded';
+const webhookConfiguration = 'entitlement-operator-mutating-webhook-configuration';
+let fake: FakeAws;
+let core: CoreV1Api;
+let custom: CustomObjectsApi;
+let kubeconfig: string;
+
+/** A pod as the release before seals left it: ungated, its verdict annotations without a seal. */
+function previousRelease(name: string): V1Pod {
+  return {
+    metadata: {
+      name,
+      labels: { [productLabel]: 'app' },
+      annotations: { [annotations.nonce]: `nonce-${name}`, [annotations.status]: 'Entitled', [annotations.reason]: 'SignatureVerified', [annotations.registeredAt]: '2026-11-30T10:00:00.000Z' },
+    },
+    spec: { containers: [{ name: 'app', image: 'registry.invalid/paid:1' }] },
+  };
+}
+
+beforeAll(async () => {
+  const plane = controlPlane();
+  const env = await prepareOperatorEnvironment(plane);
+  ({ fake, core, custom, kubeconfig } = env);
+  await core.createNamespace({ body: { metadata: { name: ns } } });
+  await createProduct(custom, ns, 'app', { productCode: 'app-code', publicKey: { pem: fake.publicKeyPem }, identity: { mode: 'Operator' } });
+  // What the release before left: pods created through its webhook (here without one, which would
+  // strip verdicts), entitled and running, and no operator key yet.
+  await plane.kubectlOk(['delete', 'mutatingwebhookconfiguration', webhookConfiguration]);
+  for (const name of ['old-0', 'old-1']) await core.createNamespacedPod({ namespace: ns, body: previousRelease(name) });
+  await plane.kubectlOk(['apply', '-f', '-'], JSON.stringify(bundleObject('MutatingWebhookConfiguration')));
+  // Pods older than the key: creation times have a resolution of a second.
+  await new Promise((resolve) => setTimeout(resolve, 1_100));
+}, 120_000);
+afterAll(async () => fake.close());
+
+it('adopts the verdicts of the pods that were there: sealed, not registered again, no Event of tampering', async () => {
+  await startOperatorProcess(controlPlane(), fake, kubeconfig);
+  const key = await core.readNamespacedSecret({ name: operatorKeySecretName, namespace: operatorNamespace });
+  expect(Date.parse(key.metadata?.annotations?.[sealedSinceAnnotation] ?? '')).toBeGreaterThan(0);
+  for (const name of ['old-0', 'old-1']) {
+    const pod = await waitForPod(`${name} sealed`, async () => {
+      const current = await readPod(core, ns, name);
+      return current.metadata?.annotations?.[annotations.seal] ? current : undefined;
+    });
+    expect([verdict(pod), gated(pod), pod.metadata?.annotations?.[annotations.nonce], pod.metadata?.annotations?.[annotations.registeredAt]]).toEqual(['Entitled', false, `nonce-${name}`, '2026-11-30T10:00:00.000Z']);
+    const reasons = (await controlPlane().kubeConfig().makeApiClient(EventsV1Api).listNamespacedEvent({ namespace: ns, fieldSelector: `regarding.name=${name}` })).items.map((e) => e.reason);
+    expect(reasons).toEqual([]);
+  }
+  expect(fake.calls('RegisterUsage').filter((c) => c.productCode === 'app-code')).toHaveLength(0);
+  const status = await waitForPod('both counted entitled', async () => {
+    const current = (await getProduct(custom, ns, 'app')).status;
+    return current?.entitledPods === 2 ? current : undefined;
+  });
+  expect(status).toMatchObject({ entitledPods: 2, bypassedPods: 0 });
+});
+
+it('a verdict without a seal on a pod made after the key is no verdict: checked with AWS', async () => {
+  fake.setBehaviour('app-code', { error: 'CustomerNotEntitledException' });
+  await core.createNamespacedPod({ namespace: ns, body: { metadata: { name: 'new-0', labels: { [productLabel]: 'app' } }, spec: { containers: [{ name: 'app', image: 'registry.invalid/paid:1' }] } } });
+  await waitForPod('new-0 refused', async () => (verdict(await readPod(core, ns, 'new-0')) === 'NotEntitled' ? true : undefined));
+  await withoutGateGuard(controlPlane(), async () => {
+    await controlPlane().kubectlOk(['annotate', 'pod', 'new-0', '-n', ns, '--overwrite', `${annotations.status}=Entitled`, `${annotations.reason}=SignatureVerified`, `${annotations.seal}-`]);
+    const pod = await waitForPod('new-0 checked again and refused', async () => {
+      const current = await readPod(core, ns, 'new-0');
+      return verdict(current) === 'NotEntitled' && fake.calls('RegisterUsage').filter((c) => c.productCode === 'app-code').length === 2 ? current : undefined;
+    });
+    expect(gated(pod)).toBe(true);
+  });
+});
