@@ -24,7 +24,7 @@ import { PodReconciler } from './controller/pod-reconciler.js';
 import { ProductOutcomes } from './controller/product-outcomes.js';
 import { ProductStatusReconciler } from './controller/product-status.js';
 import { Registrar } from './controller/registration.js';
-import { loadKubeClient } from './kube/api.js';
+import { ApiError, loadKubeClient } from './kube/api.js';
 import { describeError } from './kube/errors.js';
 import { EventRecorder } from './kube/events.js';
 import { Informer, objectKey, type ListResult } from './kube/informer.js';
@@ -264,7 +264,16 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
   const operatorKey = new OperatorKey(client, options.namespace, log, (reason) => {
     fail(reason);
   });
-  manager.add(part('operator-key', (aborted) => operatorKey.start(aborted), () => operatorKey.stop()));
+  // Its leader Lease there already: a release without seals ran here (the upgrade, operator-key.ts).
+  const upgrading = (): Promise<boolean> =>
+    client.request('GET', `/apis/coordination.k8s.io/v1/namespaces/${options.namespace}/leases/${leaseName}`).then(
+      () => true,
+      (error: unknown) => {
+        if (error instanceof ApiError && error.code === 404) return false;
+        throw error;
+      },
+    );
+  manager.add(part('operator-key', (aborted) => operatorKey.start(upgrading, aborted), () => operatorKey.stop()));
   const pods = new Informer<CachedPod>(
     client,
     {

@@ -29,7 +29,7 @@ export function podCache(sealer: Sealer): (pod: V1Pod) => CachedPod {
     const cached = cachedPod(pod);
     if (sealer.seal.verifies(cached)) return cached;
     const { annotations: claimed = {}, ...metadata } = cached.metadata ?? {};
-    if (!(own.seal in claimed) && sealer.adoptsUnsealed(pod)) return { ...cached, unsealedVerdict: true };
+    if (!(own.seal in claimed) && sealer.adoptsUnsealed()) return { ...cached, unsealedVerdict: true };
     const kept = Object.entries(claimed).filter(([key]) => !dropped.has(key));
     const what = claimed[own.status] ?? verdictStateAnnotations.find((key) => key in claimed) ?? 'a verdict state';
     return { ...cached, metadata: { ...metadata, ...(kept.length > 0 ? { annotations: Object.fromEntries(kept) } : {}) }, unverifiedVerdict: what };

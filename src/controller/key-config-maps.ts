@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1ConfigMap } from '@kubernetes/client-node';
 import type { MarketplaceProduct } from '../api/marketplace-product.js';
 import type { ConfigMapReader } from '../aws/public-key.js';
-import { segment, type KubeClient } from '../kube/api.js';
+import { ApiError, segment, type KubeClient } from '../kube/api.js';
 import { Informer, type ListResult } from '../kube/informer.js';
 import type { Logger } from '../observability/logger.js';
 
@@ -61,12 +61,13 @@ export class KeyConfigMaps {
   }
 
   /**
-   * Reads a ConfigMap from the cache, watching it from now on if it was not watched yet. A watch
-   * that cannot sync (the API server unreachable, a permission missing) is an error, which the
-   * registration retries, not a verdict.
+   * Reads a ConfigMap a product names from its watch. A watch that cannot sync (the API server
+   * unreachable, a permission missing) is an error, which the registration retries, not a verdict.
    */
   readonly read: ConfigMapReader = async (namespace, name) => {
     const key = `${namespace}/${name}`;
+    // No product names it (any more, or not yet): read once, and start no watch nobody would stop.
+    if (!this.watches.has(key) && ![...this.named.values()].includes(key)) return this.get(namespace, name);
     const watch = this.watch(key);
     const timeout = new AbortController();
     await Promise.race([
@@ -93,6 +94,15 @@ export class KeyConfigMaps {
     if (!key || !ref || !watch?.informer.synced) return undefined;
     const pem = watch.informer.get(key)?.data?.[ref.key];
     return pem === undefined ? 'absent' : digest(pem);
+  }
+
+  private async get(namespace: string, name: string): Promise<Record<string, string> | undefined> {
+    try {
+      return (await this.client.request<V1ConfigMap>('GET', `/api/v1/namespaces/${segment(namespace)}/configmaps/${segment(name)}`)).data ?? {};
+    } catch (error) {
+      if (error instanceof ApiError && error.code === 404) return undefined;
+      throw error;
+    }
   }
 
   private unwatchUnnamed(key: string): void {

@@ -5,13 +5,15 @@
 // the verdicts already sealed stay valid); replaced by another key, the replica must restart
 // with it, since a seal made with one key cannot be checked with another.
 //
-// The upgrade from a release without seals: for a short while after the key is first made, the
-// verdict of a pod older than the key that carries no seal at all (what that release wrote) is
-// adopted and sealed rather than checked again, so an upgrade neither registers nor evicts running
-// pods again. The Secret records since when the key exists; made again after a deletion, it keeps
-// that time.
+// The upgrade from a release without seals: when the key is first made where that release ran
+// (its leader Lease is there already), a verdict that carries no seal at all is adopted and sealed
+// for a while, rather than checked again, so the upgrade neither registers nor evicts running pods
+// anew, and the old replicas still leading during a rolling update may go on writing verdicts. The
+// gate guard, installed with the same apply, keeps anyone else from writing one meanwhile. The
+// Secret records since when (only on such an upgrade); made again after a deletion, it keeps that
+// time. A fresh install adopts nothing.
 import { randomBytes } from 'node:crypto';
-import type { V1Pod, V1Secret } from '@kubernetes/client-node';
+import type { V1Secret } from '@kubernetes/client-node';
 import { ApiError, segment, type KubeClient } from '../kube/api.js';
 import { describeError } from '../kube/errors.js';
 import { Informer, type ListResult } from '../kube/informer.js';
@@ -20,9 +22,9 @@ import { VerdictSeal } from './verdict-seal.js';
 
 export const operatorKeySecretName = 'entitlement-operator-mac-key';
 const dataKey = 'key';
-/** When (RFC 3339) the key was first made: verdicts are sealed since then. */
+/** When (RFC 3339) the key was first made on an upgrade from a release without seals. */
 export const sealedSinceAnnotation = 'marketplace.entitlements.io/sealed-since';
-/** How long after that unsealed verdicts of older pods are adopted. */
+/** How long after that unsealed verdicts are adopted. */
 const adoptionMs = 10 * 60 * 1000;
 
 export class OperatorKey {
@@ -57,14 +59,16 @@ export class OperatorKey {
     return this.current;
   }
 
-  /** Whether the pod's verdict without any seal is adopted: a release before seals wrote it. */
-  adoptsUnsealed(pod: V1Pod, now = Date.now()): boolean {
-    const created = new Date(pod.metadata?.creationTimestamp ?? Number.NaN).getTime();
-    return now < this.sealedSince + adoptionMs && created < this.sealedSince;
+  /** Whether a verdict without any seal is adopted now: a release before seals wrote it. */
+  adoptsUnsealed(now = Date.now()): boolean {
+    return now < this.sealedSince + adoptionMs;
   }
 
-  /** Reads the key, or makes it; then watches it. Rejects when `signal` aborts first. */
-  async start(signal?: AbortSignal): Promise<void> {
+  /**
+   * Reads the key, or makes it (`upgrading`: a release without seals ran here); then watches it.
+   * Rejects when `signal` aborts first.
+   */
+  async start(upgrading: () => Promise<boolean>, signal?: AbortSignal): Promise<void> {
     const stopOnAbort = (): void => void this.informer.stop();
     signal?.addEventListener('abort', stopOnAbort, { once: true });
     try {
@@ -73,7 +77,7 @@ export class OperatorKey {
       signal?.removeEventListener('abort', stopOnAbort);
     }
     if (signal?.aborted) throw new Error('start-up aborted before the operator key was loaded');
-    const secret = this.informer.get(`${this.namespace}/${operatorKeySecretName}`) ?? (await this.create(randomBytes(32), Date.now()));
+    const secret = this.informer.get(`${this.namespace}/${operatorKeySecretName}`) ?? (await this.create(randomBytes(32), (await upgrading()) ? Date.now() : undefined));
     this.key = keyOf(secret);
     this.sealedSince = Date.parse(secret.metadata?.annotations?.[sealedSinceAnnotation] ?? '') || 0;
     this.current = new VerdictSeal(this.key);
@@ -84,7 +88,7 @@ export class OperatorKey {
   }
 
   /** Makes the Secret with `key`; if another replica was first, resolves to the one that won. */
-  private async create(key: Buffer, sealedSince: number): Promise<V1Secret> {
+  private async create(key: Buffer, sealedSince: number | undefined): Promise<V1Secret> {
     const path = `/api/v1/namespaces/${segment(this.namespace)}/secrets`;
     try {
       return await this.client.request<V1Secret>('POST', path, {
@@ -94,7 +98,7 @@ export class OperatorKey {
           name: operatorKeySecretName,
           namespace: this.namespace,
           labels: { 'app.kubernetes.io/name': 'entitlement-operator' },
-          annotations: { [sealedSinceAnnotation]: new Date(sealedSince).toISOString() },
+          ...(sealedSince ? { annotations: { [sealedSinceAnnotation]: new Date(sealedSince).toISOString() } } : {}),
         },
         type: 'Opaque',
         data: { [dataKey]: key.toString('base64') },
@@ -108,7 +112,7 @@ export class OperatorKey {
   private async restore(): Promise<void> {
     if (!this.key) return;
     try {
-      const key = keyOf(await this.create(this.key, this.sealedSince));
+      const key = keyOf(await this.create(this.key, this.sealedSince || undefined));
       if (key.equals(this.key)) this.log.warn('the operator key Secret was deleted; made it again with the same key', { secret: `${this.namespace}/${operatorKeySecretName}` });
       else this.onReplaced(`the operator key Secret ${this.namespace}/${operatorKeySecretName} was deleted and made again with another key`);
     } catch (error) {

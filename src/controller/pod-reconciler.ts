@@ -86,7 +86,7 @@ export class PodReconciler {
     const gated = isGated(pod) && !memory.ungated;
     await this.reportTampering(pod, product, state, log);
     if (pod.unverifiedVerdict !== undefined && memory.startedOverFrom !== pod.metadata?.resourceVersion) return this.startOver(pod, log);
-    if (pod.unsealedVerdict && !memory.state) return this.adopt(pod, state, log);
+    if (pod.unsealedVerdict && !memory.state) return this.adopt(pod, product, state, log);
 
     if (state.status === 'Entitled') {
       if (product && this.isRevoked(product, pod, state)) return this.markRevoked(pod, product, state, log);
@@ -195,7 +195,8 @@ export class PodReconciler {
     // A check again with the same answer is no news: one Event per reason, not one per check.
     if (previous?.reason !== result.reason) await this.deps.events.pod(pod, 'Warning', 'NotEntitled', 'RegisterUsage', `${result.reason}: ${result.message}; ${consequence}`);
     log.warn('pod not entitled', { reason: result.reason, error: result.message, enforcement: product.spec.enforcement ?? 'Enforce', attempts: checks.attempts });
-    if (result.reason === 'CustomerNotEntitled' && product.spec.onRevocation === 'Evict') this.revoke(product, pod, log);
+    // As of when AWS answered (before this write and Event): a pod entitled meanwhile is not revoked.
+    if (result.reason === 'CustomerNotEntitled' && product.spec.onRevocation === 'Evict') this.revoke(product, pod, Date.parse(checks.at ?? ''), log);
   }
 
   /**
@@ -227,9 +228,16 @@ export class PodReconciler {
     return undefined;
   }
 
-  /** A verdict a release before seals wrote (shortly after the upgrade, operator-key.ts): sealed as it is. */
-  private async adopt(pod: CachedPod, state: VerdictState, log: Logger): Promise<undefined> {
-    if (await this.writeState(pod, state, false)) log.info('sealed the verdict a release without seals wrote', { verdict: state.status ?? 'none' });
+  /**
+   * A verdict a release before seals wrote (shortly after the upgrade, operator-key.ts): sealed as
+   * it is, its record of checks made what this release writes (the key it was checked under; an
+   * Audit pod that release let run).
+   */
+  private async adopt(pod: CachedPod, product: MarketplaceProduct | undefined, state: VerdictState, log: Logger): Promise<undefined> {
+    const key = product && this.deps.keyFingerprint(product);
+    const ranUnderAudit = product?.spec.enforcement === 'Audit' && state.status === 'NotEntitled' && !isGated(pod);
+    const checks: CheckRecord | undefined = state.checks && { ...state.checks, ...(key !== undefined && state.checks.key === undefined ? { key } : {}), ...(ranUnderAudit ? { ranUnderAudit: true as const } : {}) };
+    if (await this.writeState(pod, { ...state, ...(checks ? { checks } : {}) }, false)) log.info('sealed the verdict a release without seals wrote', { verdict: state.status ?? 'none' });
     return undefined;
   }
 
@@ -240,12 +248,12 @@ export class PodReconciler {
    * other pod. In Pod identity mode the identity is the product's role, or else the pod's
    * ServiceAccount (whose role it is), not the whole product.
    */
-  private revoke(product: MarketplaceProduct, refused: CachedPod, log: Logger): void {
+  private revoke(product: MarketplaceProduct, refused: CachedPod, at: number, log: Logger): void {
     const productKey = productKeyOf(product);
     const caller = callerOf(product, refused);
     const byCaller = this.revocations.get(productKey) ?? new Map<string, number>();
-    this.revocations.set(productKey, byCaller.set(caller, this.deps.clock.now()));
-    const targets = this.deps.pods.byIndex(productKey).filter((pod) => pod.metadata?.uid !== refused.metadata?.uid && !pod.metadata?.deletionTimestamp && callerOf(product, pod) === caller);
+    this.revocations.set(productKey, byCaller.set(caller, at));
+    const targets = this.deps.pods.byIndex(productKey).filter((pod) => !pod.metadata?.deletionTimestamp && this.stateOf(pod).status === 'Entitled' && this.isRevoked(product, pod, this.stateOf(pod)));
     for (const pod of targets) this.deps.requeue(objectKey(pod));
     log.info('entitlement revoked', { identity: caller, pods: targets.length });
   }

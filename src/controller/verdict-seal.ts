@@ -14,8 +14,8 @@ const sealVersion = 'v1';
 /** Who holds the seal: the operator key once it is loaded (operator-key.ts). */
 export interface Sealer {
   readonly seal: VerdictSeal;
-  /** Whether the pod's verdict without any seal is adopted: shortly after the upgrade from a release without seals, for pods older than it. */
-  adoptsUnsealed(pod: V1Pod): boolean;
+  /** Whether a verdict without any seal is adopted now: shortly after the upgrade from a release without seals. */
+  adoptsUnsealed(): boolean;
 }
 
 export class VerdictSeal {

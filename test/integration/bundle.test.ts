@@ -276,6 +276,7 @@ describe("the API server's limits on the operator's account (ValidatingAdmission
     ["a labelled pod's owner references", apps, 'gated-too', [{ op: 'add', path: '/metadata/ownerReferences', value: [{ apiVersion: 'v1', kind: 'ConfigMap', name: 'gone', uid: '00000000-0000-0000-0000-000000000001' }] }], /no owner reference or finalizer/],
     ["a labelled pod's finalizers", apps, 'gated-too', [{ op: 'add', path: '/metadata/finalizers', value: ['example.com/hold'] }], /no owner reference or finalizer/],
     ["a gated pod's node selector", apps, 'gated-too', [{ op: 'add', path: '/spec/nodeSelector', value: { 'kubernetes.io/hostname': 'chosen' } }], /change nothing in a pod's spec/],
+    ["a gated pod's affinity", apps, 'gated-too', [{ op: 'add', path: '/spec/affinity', value: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'kubernetes.io/hostname', operator: 'In', values: ['chosen'] }] }] } } } }], /change nothing in a pod's spec/],
   ])('refuses a patch of %s', async (_what, namespace, pod, patch, message) => {
     expect(await asOperator('PATCH', podPath(namespace, pod), patch, contentTypes.jsonPatch)).toMatch(message);
   });

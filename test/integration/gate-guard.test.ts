@@ -7,6 +7,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EventsV1Api, PatchStrategy, setHeaderOptions, type CoreV1Api, type CustomObjectsApi, type V1Pod } from '@kubernetes/client-node';
 import { annotations, productLabel, schedulingGate } from '../../src/api/marketplace-product.js';
+import { operatorKeySecretName, sealedSinceAnnotation } from '../../src/controller/operator-key.js';
 import { decodeLedger, ledgerName } from '../../src/metering/ledger-store.js';
 import type { FakeAws } from '../fake-aws/server.js';
 import { operatorNamespace } from '../support/bundle.js';
@@ -120,14 +121,17 @@ describe('a namespace user with edit, the gate guard in place', () => {
     expect(refusedCalls()).toBe(before + 1);
   });
 
-  it("is refused under the operator's account name made in its own namespace: the guard exempts exactly the operator's account", async () => {
+  it("is refused under the operator's account name in another namespace: the guard exempts exactly the operator's account", async () => {
     const plane = controlPlane();
-    // What a cluster admin would have to grant: edit, to an account named like the operator's.
-    await plane.kubectlOk(['create', 'serviceaccount', 'entitlement-operator-controller-manager', '-n', ns]);
+    // An account named like the operator's, in a namespace of its own, given edit in the team's
+    // (a cluster admin's doing). The operator's limits hold it by its name but let it remove a
+    // gate, as they let the operator: only the gate guard stands in its way.
+    await plane.kubectlOk(['create', 'namespace', 'lookalike']);
+    await plane.kubectlOk(['create', 'serviceaccount', 'entitlement-operator-controller-manager', '-n', 'lookalike']);
     for (const role of ['edit', 'view']) {
-      await plane.kubectlOk(['create', 'rolebinding', `lookalike-${role}`, '-n', ns, `--clusterrole=system:aggregate-to-${role}`, `--serviceaccount=${ns}:entitlement-operator-controller-manager`]);
+      await plane.kubectlOk(['create', 'rolebinding', `lookalike-${role}`, '-n', ns, `--clusterrole=system:aggregate-to-${role}`, '--serviceaccount=lookalike:entitlement-operator-controller-manager']);
     }
-    const lookalike = await accountKubeconfig(plane, ns, 'entitlement-operator-controller-manager');
+    const lookalike = await accountKubeconfig(plane, 'lookalike', 'entitlement-operator-controller-manager');
     const result = await plane.kubectlWith(lookalike, ['-n', ns, 'patch', 'pod', 'refused-0', '--type=json', `-p=${removeGate}`]);
     expect(result.code).not.toBe(0);
     expect(result.stderr).toMatch(gateMessage);
@@ -216,6 +220,11 @@ describe("the gate guard deleted (a cluster admin's choice): the operator alone 
     return pod;
   };
 
+  it('a fresh install opens no window for unsealed verdicts (no release before it ran here)', async () => {
+    const key = await core.readNamespacedSecret({ name: operatorKeySecretName, namespace: operatorNamespace });
+    expect(key.metadata?.annotations?.[sealedSinceAnnotation]).toBeUndefined();
+  });
+
   it('a forged Entitled on a refused pod: ignored (an UnverifiedVerdict Event), checked with AWS again, still gated, not counted', async () => {
     await teamPod('forge-1', 'refused', 'NotEntitled');
     const before = refusedCalls();
@@ -283,12 +292,15 @@ describe("a budget protects the pods the operator let run", () => {
     }
     const budget = { apiVersion: 'policy/v1', kind: 'PodDisruptionBudget', metadata: { name: 'switched' }, spec: { maxUnavailable: 0, selector: { matchLabels: { app: 'switched' } } } };
     expect((await asTeam(['create', '-f', '-'], JSON.stringify(budget))).code).toBe(0);
+    const refusedBefore = await operator.metric('entitlement_evictions_total', { outcome: 'refused' });
     await custom.patchNamespacedCustomObject({ group: 'marketplace.entitlements.io', version: 'v1alpha1', plural: 'marketplaceproducts', namespace: ns, name: 'switch', body: { spec: { enforcement: 'Enforce' } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
     // The one without a budget goes; the one behind its budget stays past the grace period, its eviction retried.
     await waitForPod('switch-1 evicted', gone('switch-1'));
     await sleep((graceSeconds + 3) * 1000);
     const held = await readPod(core, ns, 'switch-0');
     expect([verdict(held), held.metadata?.deletionTimestamp]).toEqual(['NotEntitled', undefined]);
+    // Its eviction was tried, and retried, while the budget refused it.
+    expect(await operator.metric('entitlement_evictions_total', { outcome: 'refused' })).toBeGreaterThanOrEqual(refusedBefore + 2);
     const reasons = (await eventsOf('switch-0')).map((e) => e.reason);
     expect(reasons).not.toContain('Deleted');
     expect(reasons).not.toContain('Ungated');

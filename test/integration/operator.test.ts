@@ -248,6 +248,13 @@ describe('revocation', () => {
     expect([verdict(held), reason(held)]).toEqual(['NotEntitled', 'CustomerNotEntitled']);
     const payingPod = await readPod(core, ns, 'paying-0');
     expect([verdict(payingPod), gated(payingPod)]).toEqual(['Entitled', false]);
+    // The customer subscribes again: a pod of that identity entitled after the refusal stays so.
+    fake.setBehaviour('identities-code', {});
+    await pod('lapsed-3', 'lapsed');
+    expect(verdict(await settled('lapsed-3'))).toBe('Entitled');
+    await controlPlane().kubectlOk(['label', 'pod', 'lapsed-3', '-n', ns, 'touched=yes']);
+    await sleep(1_000);
+    expect(verdict(await readPod(core, ns, 'lapsed-3'))).toBe('Entitled');
     // The budget protects a pod that was entitled: it is retried, never deleted past it.
     await sleep(3_000);
     expect((await readPod(core, ns, 'lapsed-1')).metadata?.deletionTimestamp).toBeUndefined();

@@ -1,14 +1,14 @@
-// The upgrade from a release that wrote verdicts without seals: the first start of this one (it
-// makes the operator key) adopts and seals the verdicts of the pods that were there, so nothing
-// is registered or evicted again and nothing is reported as tampering. A verdict without a seal
-// on a pod made after the key is a forged one, as ever.
-import { EventsV1Api, type CoreV1Api, type CustomObjectsApi, type V1Pod } from '@kubernetes/client-node';
+// The upgrade from a release that wrote verdicts without seals: the first start of this one where
+// that release ran (its Lease is there) makes the operator key and, for a while, adopts and seals
+// the verdicts it finds without a seal, so nothing is registered or evicted again and nothing is
+// reported as tampering. Once the window is over, an unsealed verdict is a forged one again.
+import { EventsV1Api, PatchStrategy, setHeaderOptions, type CoreV1Api, type CustomObjectsApi, type V1Pod } from '@kubernetes/client-node';
 import { annotations, productLabel } from '../../src/api/marketplace-product.js';
 import { operatorKeySecretName, sealedSinceAnnotation } from '../../src/controller/operator-key.js';
 import type { FakeAws } from '../fake-aws/server.js';
 import { bundleObject, operatorNamespace } from '../support/bundle.js';
 import { controlPlaneForSuite } from '../support/control-plane.js';
-import { prepareOperatorEnvironment, startOperatorProcess, waitForPod, withoutGateGuard } from '../support/operator.js';
+import { prepareOperatorEnvironment, startOperatorProcess, waitForPod, withoutGateGuard, type OperatorProcess } from '../support/operator.js';
 import { createProduct, gated, getProduct, readPod, verdict } from '../support/pods.js';
 
 const controlPlane = controlPlaneForSuite();
@@ -42,13 +42,22 @@ beforeAll(async () => {
   await plane.kubectlOk(['delete', 'mutatingwebhookconfiguration', webhookConfiguration]);
   for (const name of ['old-0', 'old-1']) await core.createNamespacedPod({ namespace: ns, body: previousRelease(name) });
   await plane.kubectlOk(['apply', '-f', '-'], JSON.stringify(bundleObject('MutatingWebhookConfiguration')));
-  // Pods older than the key: creation times have a resolution of a second.
-  await new Promise((resolve) => setTimeout(resolve, 1_100));
+  // The previous release's leader Lease (released as it stopped): how the first start knows it upgrades.
+  await plane.kubectlOk(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: 'entitlement-operator-leader', namespace: operatorNamespace }, spec: {} }));
 }, 120_000);
 afterAll(async () => fake.close());
 
+let operator: OperatorProcess | undefined;
+async function restart(): Promise<void> {
+  if (operator) {
+    operator.proc.terminate();
+    await operator.proc.exited();
+  }
+  operator = await startOperatorProcess(controlPlane(), fake, kubeconfig, { name: `operator-${Date.now()}` });
+}
+
 it('adopts the verdicts of the pods that were there: sealed, not registered again, no Event of tampering', async () => {
-  await startOperatorProcess(controlPlane(), fake, kubeconfig);
+  await restart();
   const key = await core.readNamespacedSecret({ name: operatorKeySecretName, namespace: operatorNamespace });
   expect(Date.parse(key.metadata?.annotations?.[sealedSinceAnnotation] ?? '')).toBeGreaterThan(0);
   for (const name of ['old-0', 'old-1']) {
@@ -68,7 +77,10 @@ it('adopts the verdicts of the pods that were there: sealed, not registered agai
   expect(status).toMatchObject({ entitledPods: 2, bypassedPods: 0 });
 });
 
-it('a verdict without a seal on a pod made after the key is no verdict: checked with AWS', async () => {
+it('once the window is over (the time on the key moved back), a verdict without a seal is no verdict: checked with AWS', async () => {
+  // Ten minutes on: the same as a key made that long ago. A replica reads the time when it starts.
+  await core.patchNamespacedSecret({ name: operatorKeySecretName, namespace: operatorNamespace, body: { metadata: { annotations: { [sealedSinceAnnotation]: '2026-01-01T00:00:00Z' } } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+  await restart();
   fake.setBehaviour('app-code', { error: 'CustomerNotEntitledException' });
   await core.createNamespacedPod({ namespace: ns, body: { metadata: { name: 'new-0', labels: { [productLabel]: 'app' } }, spec: { containers: [{ name: 'app', image: 'registry.invalid/paid:1' }] } } });
   await waitForPod('new-0 refused', async () => (verdict(await readPod(core, ns, 'new-0')) === 'NotEntitled' ? true : undefined));
