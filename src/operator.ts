@@ -24,7 +24,7 @@ import { PodReconciler } from './controller/pod-reconciler.js';
 import { ProductOutcomes } from './controller/product-outcomes.js';
 import { ProductStatusReconciler } from './controller/product-status.js';
 import { Registrar } from './controller/registration.js';
-import { ApiError, loadKubeClient } from './kube/api.js';
+import { loadKubeClient } from './kube/api.js';
 import { describeError } from './kube/errors.js';
 import { EventRecorder } from './kube/events.js';
 import { Informer, objectKey, type ListResult } from './kube/informer.js';
@@ -261,19 +261,10 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
   );
   // The key of the seals on verdicts: loaded (or made) before the pod cache, whose transform drops
   // every verdict state it does not verify. Replaced under a running replica, that replica exits.
-  const operatorKey = new OperatorKey(client, options.namespace, log, (reason) => {
+  const operatorKey = new OperatorKey(client, { namespace: options.namespace, leaseName }, log, (reason) => {
     fail(reason);
   });
-  // Its leader Lease there already: a release without seals ran here (the upgrade, operator-key.ts).
-  const upgrading = (): Promise<boolean> =>
-    client.request('GET', `/apis/coordination.k8s.io/v1/namespaces/${options.namespace}/leases/${leaseName}`).then(
-      () => true,
-      (error: unknown) => {
-        if (error instanceof ApiError && error.code === 404) return false;
-        throw error;
-      },
-    );
-  manager.add(part('operator-key', (aborted) => operatorKey.start(upgrading, aborted), () => operatorKey.stop()));
+  manager.add(part('operator-key', (aborted) => operatorKey.start(aborted), () => operatorKey.stop()));
   const pods = new Informer<CachedPod>(
     client,
     {

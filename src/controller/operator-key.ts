@@ -33,13 +33,17 @@ export class OperatorKey {
   private sealedSince = 0;
   private current: VerdictSeal | undefined;
 
-  /** `onReplaced` is called when the Secret holds another key than this replica's: it must restart. */
+  /**
+   * `leaseName`: the operator's leader Lease, there already when a release before this one ran.
+   * `onReplaced` is called when the Secret holds another key than this replica's: it must restart.
+   */
   constructor(
     private readonly client: KubeClient,
-    private readonly namespace: string,
+    private readonly where: { namespace: string; leaseName: string },
     private readonly log: Logger,
     private readonly onReplaced: (reason: string) => void,
   ) {
+    const { namespace } = where;
     const path = `/api/v1/namespaces/${segment(namespace)}/secrets`;
     const fieldSelector = `metadata.name=${operatorKeySecretName}`;
     this.informer = new Informer<V1Secret>(
@@ -53,6 +57,10 @@ export class OperatorKey {
     this.informer.onDelete(() => void this.restore());
   }
 
+  private get namespace(): string {
+    return this.where.namespace;
+  }
+
   /** The seal under this replica's key; there is none before start(). */
   get seal(): VerdictSeal {
     if (!this.current) throw new Error('the operator key is not loaded yet');
@@ -64,11 +72,8 @@ export class OperatorKey {
     return now < this.sealedSince + adoptionMs;
   }
 
-  /**
-   * Reads the key, or makes it (`upgrading`: a release without seals ran here); then watches it.
-   * Rejects when `signal` aborts first.
-   */
-  async start(upgrading: () => Promise<boolean>, signal?: AbortSignal): Promise<void> {
+  /** Reads the key, or makes it; then watches it. Rejects when `signal` aborts first. */
+  async start(signal?: AbortSignal): Promise<void> {
     const stopOnAbort = (): void => void this.informer.stop();
     signal?.addEventListener('abort', stopOnAbort, { once: true });
     try {
@@ -77,7 +82,7 @@ export class OperatorKey {
       signal?.removeEventListener('abort', stopOnAbort);
     }
     if (signal?.aborted) throw new Error('start-up aborted before the operator key was loaded');
-    const secret = this.informer.get(`${this.namespace}/${operatorKeySecretName}`) ?? (await this.create(randomBytes(32), (await upgrading()) ? Date.now() : undefined));
+    const secret = this.informer.get(`${this.namespace}/${operatorKeySecretName}`) ?? (await this.create(randomBytes(32), (await this.upgrading()) ? Date.now() : undefined));
     this.key = keyOf(secret);
     this.sealedSince = Date.parse(secret.metadata?.annotations?.[sealedSinceAnnotation] ?? '') || 0;
     this.current = new VerdictSeal(this.key);
@@ -85,6 +90,17 @@ export class OperatorKey {
 
   stop(): Promise<void> {
     return this.informer.stop();
+  }
+
+  /** Whether a release ran here before this one made a key: its leader Lease is there. */
+  private async upgrading(): Promise<boolean> {
+    try {
+      await this.client.request('GET', `/apis/coordination.k8s.io/v1/namespaces/${segment(this.namespace)}/leases/${segment(this.where.leaseName)}`);
+      return true;
+    } catch (error) {
+      if (error instanceof ApiError && error.code === 404) return false;
+      throw error;
+    }
   }
 
   /** Makes the Secret with `key`; if another replica was first, resolves to the one that won. */
