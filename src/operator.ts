@@ -358,6 +358,9 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
     refreshStatus(productKeyOfPod(pod));
     refreshUsage(productKeyOfPod(pod));
   };
+  const enqueuePodsOf = (productKey: string): void => {
+    for (const pod of pods.byIndex(productKey)) podQueue.add(objectKey(pod));
+  };
   const seenVersions = new Map<string, string>();
   const enqueueProduct = (product: MarketplaceProduct): void => {
     if (!reconciling) return;
@@ -369,14 +372,14 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, opti
     const seen = `${product.metadata.generation ?? 0}/${product.metadata.annotations?.[annotations.recheck] ?? ''}`;
     if (seenVersions.get(key) !== seen) {
       seenVersions.set(key, seen);
-      for (const pod of pods.byIndex(key)) podQueue.add(objectKey(pod));
+      enqueuePodsOf(key);
     }
     keyConfigMaps.track(product);
   };
   // A product's key changed in its ConfigMap: its pods refused under the old key are checked again.
   keyConfigMaps.onChange((productKeys) => {
     if (!reconciling) return;
-    for (const key of productKeys) for (const pod of pods.byIndex(key)) podQueue.add(objectKey(pod));
+    for (const key of productKeys) enqueuePodsOf(key);
   });
   pods.onUpsert(enqueuePod);
   pods.onDelete((pod) => {

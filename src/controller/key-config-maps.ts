@@ -9,8 +9,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1ConfigMap } from '@kubernetes/client-node';
 import type { MarketplaceProduct } from '../api/marketplace-product.js';
 import type { ConfigMapReader } from '../aws/public-key.js';
-import { ApiError, segment, type KubeClient } from '../kube/api.js';
-import { Informer, type ListResult } from '../kube/informer.js';
+import { segment, type KubeClient } from '../kube/api.js';
+import { kubeConfigMapReader } from '../kube/config-maps.js';
+import { Informer, objectKey, type ListResult } from '../kube/informer.js';
 import type { Logger } from '../observability/logger.js';
 
 interface Watch {
@@ -30,11 +31,15 @@ export class KeyConfigMaps {
   /** Watches that no product names any more, still stopping. */
   private readonly stopping = new Set<Promise<void>>();
   private readonly listeners: ((productKeys: string[]) => void)[] = [];
+  /** A GET, for a ConfigMap no product names. */
+  private readonly readOnce: ConfigMapReader;
 
   constructor(
     private readonly client: KubeClient,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.readOnce = kubeConfigMapReader(client);
+  }
 
   /** Called with the products that name a watched ConfigMap when its data changed, or it appeared or went. */
   onChange(listener: (productKeys: string[]) => void): void {
@@ -43,7 +48,7 @@ export class KeyConfigMaps {
 
   /** Watches the ConfigMap the product names now (and stops a watch no product names any more). */
   track(product: MarketplaceProduct): void {
-    const productKey = `${product.metadata.namespace}/${product.metadata.name}`;
+    const productKey = objectKey(product);
     const key = configMapOf(product);
     const before = this.named.get(productKey);
     if (before === key) return;
@@ -67,7 +72,7 @@ export class KeyConfigMaps {
   readonly read: ConfigMapReader = async (namespace, name) => {
     const key = `${namespace}/${name}`;
     // No product names it (any more, or not yet): read once, and start no watch nobody would stop.
-    if (!this.watches.has(key) && ![...this.named.values()].includes(key)) return this.get(namespace, name);
+    if (!this.watches.has(key) && !this.isNamed(key)) return this.readOnce(namespace, name);
     const watch = this.watch(key);
     const timeout = new AbortController();
     await Promise.race([
@@ -96,18 +101,13 @@ export class KeyConfigMaps {
     return pem === undefined ? 'absent' : digest(pem);
   }
 
-  private async get(namespace: string, name: string): Promise<Record<string, string> | undefined> {
-    try {
-      return (await this.client.request<V1ConfigMap>('GET', `/api/v1/namespaces/${segment(namespace)}/configmaps/${segment(name)}`)).data ?? {};
-    } catch (error) {
-      if (error instanceof ApiError && error.code === 404) return undefined;
-      throw error;
-    }
+  private isNamed(key: string): boolean {
+    return [...this.named.values()].includes(key);
   }
 
   private unwatchUnnamed(key: string): void {
     const watch = this.watches.get(key);
-    if (!watch || [...this.named.values()].includes(key)) return;
+    if (!watch || this.isNamed(key)) return;
     this.watches.delete(key);
     const stopped = watch.informer.stop().finally(() => this.stopping.delete(stopped));
     this.stopping.add(stopped);

@@ -6,8 +6,8 @@
 // so a forged `Entitled` is a pod without a verdict, checked with AWS like a new one. Every write
 // names the pod's uid, so a result computed for a pod never lands on a successor of its name.
 import type { V1Pod } from '@kubernetes/client-node';
-import { annotations, permanentReasons, productLabel, schedulingGate, type CheckRecord, type MarketplaceProduct } from '../api/marketplace-product.js';
-import { isBypassing, isGated, mustNotRun, verdictStateOf, wasAllowedToRun, type VerdictState } from '../api/pod-state.js';
+import { annotations, permanentReasons, schedulingGate, type CheckRecord, type MarketplaceProduct } from '../api/marketplace-product.js';
+import { isBypassing, isGated, mustNotRun, productKeyOfPod, verdictStateOf, wasAllowedToRun, type VerdictState } from '../api/pod-state.js';
 import { newNonce } from '../aws/nonce.js';
 import type { Clock } from '../clock.js';
 import { contentTypes, type KubeClient } from '../kube/api.js';
@@ -76,11 +76,10 @@ export class PodReconciler {
   async reconcile(key: string): Promise<Outcome | undefined> {
     const pod = this.deps.pods.get(key);
     const uid = pod?.metadata?.uid;
-    const productName = pod?.metadata?.labels?.[productLabel];
-    if (!pod || !uid || !productName || pod.metadata?.deletionTimestamp) return undefined;
-    const namespace = pod.metadata?.namespace ?? '';
-    const log = this.deps.log.child({ pod: key, product: `${namespace}/${productName}` });
-    const product = this.deps.products.get(`${namespace}/${productName}`);
+    const productKey = pod && productKeyOfPod(pod);
+    if (!pod || !uid || !productKey || pod.metadata?.deletionTimestamp) return undefined;
+    const log = this.deps.log.child({ pod: key, product: productKey });
+    const product = this.deps.products.get(productKey);
     const memory = this.memory.get(uid) ?? {};
     const state = memory.state ?? verdictStateOf(pod);
     const gated = isGated(pod) && !memory.ungated;
@@ -121,7 +120,7 @@ export class PodReconciler {
 
   private async productNotFound(pod: CachedPod, state: VerdictState, log: Logger): Promise<undefined> {
     if (state.reason === 'ProductNotFound') return undefined;
-    const productKey = `${pod.metadata?.namespace ?? ''}/${pod.metadata?.labels?.[productLabel] ?? ''}`;
+    const productKey = productKeyOfPod(pod) ?? '';
     if (!(await this.writeState(pod, { status: 'NotEntitled', reason: 'ProductNotFound', ...registeredAtOf(state) }, false))) return undefined;
     await this.deps.events.pod(pod, 'Warning', 'NotEntitled', 'CheckEntitlement', `MarketplaceProduct ${productKey} not found; the pod stays gated until it exists`);
     this.deps.metrics.verdicts.inc({ verdict: 'NotEntitled', reason: 'ProductNotFound' });
@@ -151,7 +150,7 @@ export class PodReconciler {
     if (result.verdict === 'Retry') {
       // One Event per product when its registrations start failing, not one per pod and retry:
       // an AWS outage or a missing credential must not turn into a storm of writes.
-      if (this.deps.outcomes.record(productKeyOf(product), { status: 'Unknown', reason: 'Retrying', message: result.message })) {
+      if (this.deps.outcomes.record(objectKey(product), { status: 'Unknown', reason: 'Retrying', message: result.message })) {
         await this.deps.events.product(product, 'Warning', 'Retrying', 'RegisterUsage', `registrations of product ${product.spec.productCode} are failing and will be retried: ${result.message}`);
       }
       log.warn('registration will be retried', { error: result.message });
@@ -165,7 +164,7 @@ export class PodReconciler {
   private async recordEntitled(pod: CachedPod, product: MarketplaceProduct, result: Entitled, gated: boolean, log: Logger): Promise<void> {
     const registeredAt = result.registeredAt.toISOString();
     if (!(await this.writeState(pod, { status: 'Entitled', reason: 'SignatureVerified', registeredAt }, gated))) return;
-    this.deps.outcomes.record(productKeyOf(product), {
+    this.deps.outcomes.record(objectKey(product), {
       status: 'True',
       reason: 'SignatureVerified',
       message: `registration of pod ${pod.metadata?.namespace ?? ''}/${pod.metadata?.name ?? ''} verified`,
@@ -189,7 +188,7 @@ export class PodReconciler {
     const checks: CheckRecord = { ...this.checkRecord(product, pod, previous?.attempts ?? 1, result.reason), ...(audit || previous?.ranUnderAudit ? { ranUnderAudit: true as const } : {}) };
     const next: VerdictState = { status: 'NotEntitled', reason: result.reason, ...registeredAtOf(state), checks };
     if (!(await this.writeState(pod, next, audit && gated))) return;
-    this.deps.outcomes.record(productKeyOf(product), { status: 'False', reason: result.reason, message: result.message });
+    this.deps.outcomes.record(objectKey(product), { status: 'False', reason: result.reason, message: result.message });
     this.deps.metrics.verdicts.inc({ verdict: 'NotEntitled', reason: result.reason });
     const consequence = !mustNotRun(product, next) ? 'Audit: the pod runs anyway' : gated ? 'the pod stays gated' : 'the running pod is evicted';
     // A check again with the same answer is no news: one Event per reason, not one per check.
@@ -249,18 +248,22 @@ export class PodReconciler {
    * ServiceAccount (whose role it is), not the whole product.
    */
   private revoke(product: MarketplaceProduct, refused: CachedPod, at: number, log: Logger): void {
-    const productKey = productKeyOf(product);
+    const productKey = objectKey(product);
     const caller = callerOf(product, refused);
     const byCaller = this.revocations.get(productKey) ?? new Map<string, number>();
     this.revocations.set(productKey, byCaller.set(caller, at));
-    const targets = this.deps.pods.byIndex(productKey).filter((pod) => !pod.metadata?.deletionTimestamp && this.stateOf(pod).status === 'Entitled' && this.isRevoked(product, pod, this.stateOf(pod)));
+    const revoked = (pod: CachedPod): boolean => {
+      const state = this.stateOf(pod);
+      return state.status === 'Entitled' && this.isRevoked(product, pod, state);
+    };
+    const targets = this.deps.pods.byIndex(productKey).filter((pod) => !pod.metadata?.deletionTimestamp && revoked(pod));
     for (const pod of targets) this.deps.requeue(objectKey(pod));
     log.info('entitlement revoked', { identity: caller, pods: targets.length });
   }
 
   /** Entitled, but registered no later than AWS refused its identity (revoke). */
   private isRevoked(product: MarketplaceProduct, pod: CachedPod, state: VerdictState): boolean {
-    const at = this.revocations.get(productKeyOf(product))?.get(callerOf(product, pod));
+    const at = this.revocations.get(objectKey(product))?.get(callerOf(product, pod));
     return product.spec.onRevocation === 'Evict' && at !== undefined && Date.parse(state.registeredAt ?? '') <= at;
   }
 
@@ -335,10 +338,6 @@ export class PodReconciler {
       throw error;
     }
   }
-}
-
-function productKeyOf(product: MarketplaceProduct): string {
-  return `${product.metadata.namespace}/${product.metadata.name}`;
 }
 
 function registeredAtOf(state: VerdictState): Pick<VerdictState, 'registeredAt'> {
