@@ -13,7 +13,7 @@ const stopReason = new Promise<string>((resolve) => {
 });
 
 try {
-  const { runOperator } = await import('./run-operator.js');
+  const { runOperator } = await import('./cmd/operator.js');
   process.exit(await runOperator(process.argv.slice(2), stopping.signal, stopReason));
 } catch (error) {
   process.stderr.write(`entitlement-operator: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);

@@ -19,7 +19,7 @@ export const annotations = {
   recheck: `${group}/recheck`,
   /** The operator's record of a NotEntitled pod's checks (JSON, see CheckRecord). */
   checks: `${group}/checks`,
-  /** The operator's MAC of the pod's verdict state (controller/verdict-seal.ts): without it, no verdict is believed. */
+  /** The operator's MAC of the pod's verdict state (verdicts/seal.ts): without it, no verdict is believed. */
   seal: `${group}/seal`,
 } as const;
 

@@ -1,6 +1,6 @@
 // What a labelled pod says about its entitlement, read from the pod alone (pure): its gate, its
 // product, and the verdict state the operator keeps in its annotations. The operator believes a
-// verdict state only when it carries its seal (controller/verdict-seal.ts); the pod cache drops
+// verdict state only when it carries its seal (verdicts/seal.ts); the pod cache drops
 // any other, so what the controllers read here is the operator's own.
 import type { V1Pod } from '@kubernetes/client-node';
 import { annotations, productLabel, schedulingGate, type CheckRecord, type MarketplaceProduct, type Verdict } from './marketplace-product.js';

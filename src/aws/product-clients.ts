@@ -6,7 +6,7 @@ import type { MarketplaceMeteringClient } from '@aws-sdk/client-marketplace-mete
 import type { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import type { MarketplaceProduct } from '../api/marketplace-product.js';
-import { Semaphore } from '../controller/semaphore.js';
+import { Semaphore } from '../runtime/semaphore.js';
 import type { Metrics } from '../observability/metrics.js';
 import { createMeteringClient, createRequestHandler, type ClientCredentials } from './clients.js';
 import { AwsCallError } from './errors.js';

@@ -11,7 +11,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { dump } from 'js-yaml';
 import { annotations, group, plural, productLabel, schedulingGate, version, type MarketplaceProduct } from '../api/marketplace-product.js';
 import { readCheckRecord } from '../api/pod-state.js';
-import { checkBasis, planRecheck } from '../controller/rechecks.js';
+import { checkBasis, planRecheck } from '../controllers/pods/rechecks.js';
 import { ApiError, contentTypes, currentNamespace, loadKubeClient, segment, type KubeClient } from '../kube/api.js';
 import { explain } from './reasons.js';
 

@@ -8,7 +8,7 @@ import type { UsageAllocation, UsageRecord } from '@aws-sdk/client-marketplace-m
 import { createMeteringClient, createStsClient, type ClientCredentials } from '../aws/clients.js';
 import { assumeRoleCredentials, baseCredentials } from '../aws/credentials.js';
 import { AwsCallError } from '../aws/errors.js';
-import { batchMeterUsage, meterUsage, registerUsage, resolveCustomer } from '../aws/metering.js';
+import { batchMeterUsage, meterUsage, registerUsage, resolveCustomer } from '../aws/metering-operations.js';
 import { resolveAwsSettings, SettingsError, type AwsFlags } from '../aws/settings.js';
 import { newNonce } from '../aws/nonce.js';
 import { importPublicKey, PublicKeyError, SignatureError, verifyRegistrationSignature } from '../aws/signature.js';

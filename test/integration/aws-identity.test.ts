@@ -6,12 +6,12 @@ import { CoreV1Api, PatchStrategy, setHeaderOptions, type V1Pod } from '@kuberne
 import { createMeteringClient, createStsClient } from '../../src/aws/clients.js';
 import { baseCredentials } from '../../src/aws/credentials.js';
 import { AwsCallError } from '../../src/aws/errors.js';
-import { registerUsage } from '../../src/aws/metering.js';
+import { registerUsage } from '../../src/aws/metering-operations.js';
 import { Identities } from '../../src/aws/identity.js';
 import { IdentityUnavailableError, PodIdentity, roleArnAnnotation } from '../../src/aws/pod-identity.js';
 import { loadPublicKey } from '../../src/aws/public-key.js';
 import { PublicKeyError, verifyRegistrationSignature } from '../../src/aws/signature.js';
-import { KeyConfigMaps } from '../../src/controller/key-config-maps.js';
+import { KeyConfigMaps } from '../../src/controllers/pods/key-config-maps.js';
 import type { KubeClient } from '../../src/kube/api.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { kubeSecretReader } from '../../src/kube/secrets.js';

@@ -3,7 +3,7 @@
 // watch leaves its client safe to close.
 import type { V1ConfigMap } from '@kubernetes/client-node';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Informer, type ListResult } from '../../src/kube/informer.js';
+import { Informer, type ListResult } from '../../src/runtime/informer.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { controlPlaneForSuite } from '../support/control-plane.js';
 

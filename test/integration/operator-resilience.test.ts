@@ -6,7 +6,7 @@ import { AdmissionregistrationV1Api, CoordinationV1Api, EventsV1Api, type CoreV1
 import { setTimeout as sleep } from 'node:timers/promises';
 import { annotations, productLabel } from '../../src/api/marketplace-product.js';
 import { createLogger } from '../../src/observability/logger.js';
-import { webhookSecretName, webhookServiceName } from '../../src/operator.js';
+import { webhookSecretName, webhookServiceName } from '../../src/app.js';
 import { CertificateStore } from '../../src/webhook/certificates.js';
 import { webhookConfigurationName } from '../../src/webhook/configuration.js';
 import type { FakeAws } from '../fake-aws/server.js';

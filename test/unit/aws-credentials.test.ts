@@ -6,7 +6,7 @@ import path from 'node:path';
 import type { AwsCredentialIdentity } from '@smithy/types';
 import { createMeteringClient, createStsClient } from '../../src/aws/clients.js';
 import { assumeRoleCredentials, baseCredentials, cachedCredentials } from '../../src/aws/credentials.js';
-import { registerUsage } from '../../src/aws/metering.js';
+import { registerUsage } from '../../src/aws/metering-operations.js';
 import { FakeAws } from '../fake-aws/server.js';
 import { fakeAwsForSuite, fakeCredentials, fakeSettings } from '../support/fake-aws.js';
 

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { fromIni } from '@aws-sdk/credential-providers';
 import { createMeteringClient, createStsClient } from '../../src/aws/clients.js';
 import { AwsCallError } from '../../src/aws/errors.js';
-import { batchMeterUsage, meterUsage, registerUsage, resolveCustomer } from '../../src/aws/metering.js';
+import { batchMeterUsage, meterUsage, registerUsage, resolveCustomer } from '../../src/aws/metering-operations.js';
 import { newNonce } from '../../src/aws/nonce.js';
 import { importPublicKey, verifyRegistrationSignature } from '../../src/aws/signature.js';
 import { simulatedClock } from '../../src/clock.js';

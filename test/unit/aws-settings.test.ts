@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createMeteringClient } from '../../src/aws/clients.js';
 import { baseCredentials } from '../../src/aws/credentials.js';
-import { registerUsage } from '../../src/aws/metering.js';
+import { registerUsage } from '../../src/aws/metering-operations.js';
 import { resolveAwsSettings, SettingsError, type AwsFlags } from '../../src/aws/settings.js';
 import { fakeAwsForSuite, fakeCredentials } from '../support/fake-aws.js';
 

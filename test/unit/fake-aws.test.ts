@@ -1,6 +1,6 @@
 // The fake's own surface: its control API for other processes, and what it does with bad input.
 import { createMeteringClient } from '../../src/aws/clients.js';
-import { registerUsage } from '../../src/aws/metering.js';
+import { registerUsage } from '../../src/aws/metering-operations.js';
 import { fakeAwsForSuite, fakeCredentials, fakeSettings } from '../support/fake-aws.js';
 
 const fake = fakeAwsForSuite({ allowUnsigned: true });

@@ -4,7 +4,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { V1Pod } from '@kubernetes/client-node';
 import { KubeClient } from '../../src/kube/api.js';
-import { Informer, type ListResult } from '../../src/kube/informer.js';
+import { Informer, type ListResult } from '../../src/runtime/informer.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { waitFor } from '../support/wait.js';
 

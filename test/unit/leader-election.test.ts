@@ -6,7 +6,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KubeClient } from '../../src/kube/api.js';
-import { LeaderElector } from '../../src/kube/leader-election.js';
+import { LeaderElector } from '../../src/runtime/leader-election.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { waitFor } from '../support/wait.js';
 

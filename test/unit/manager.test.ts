@@ -1,7 +1,7 @@
 // The Manager starts parts in order and stops them in reverse; a failure or an abort during
 // start-up stops what had started and starts nothing more.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Manager, StartAborted, type Part } from '../../src/manager.js';
+import { Manager, StartAborted, type Part } from '../../src/runtime/manager.js';
 import { createLogger } from '../../src/observability/logger.js';
 
 function recorder(): { log: string[]; part: (name: string, start?: (signal: AbortSignal) => Promise<void>) => Part } {

@@ -3,12 +3,12 @@
 import { randomBytes } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
 import { productLabel, type MarketplaceProduct } from '../../src/api/marketplace-product.js';
-import { podCache } from '../../src/controller/cached-pod.js';
-import { VerdictSeal } from '../../src/controller/verdict-seal.js';
-import { completeHour, dueHours, hourMs, newLedger, observePods, recordsOf, withinWindow } from '../../src/metering/ledger.js';
-import { decodeLedger, encodeLedger } from '../../src/metering/ledger-store.js';
-import { clientToken } from '../../src/metering/reconciler.js';
-import { parseQuantity, podRequests, usageOf } from '../../src/metering/usage.js';
+import { podCache } from '../../src/verdicts/pod-cache.js';
+import { VerdictSeal } from '../../src/verdicts/seal.js';
+import { completeHour, dueHours, hourMs, newLedger, observePods, recordsOf, withinWindow } from '../../src/controllers/metering/ledger.js';
+import { decodeLedger, encodeLedger } from '../../src/controllers/metering/ledger-store.js';
+import { clientToken } from '../../src/controllers/metering/reconciler.js';
+import { parseQuantity, podRequests, usageOf } from '../../src/controllers/metering/usage.js';
 
 describe('resource quantities and pod usage', () => {
   it.each([

@@ -1,7 +1,7 @@
 // The product status computed from pods and the latest registration outcome.
 import type { V1Pod } from '@kubernetes/client-node';
 import type { MarketplaceProduct } from '../../src/api/marketplace-product.js';
-import { desiredStatus } from '../../src/controller/product-status.js';
+import { desiredStatus } from '../../src/controllers/products/reconciler.js';
 
 const gate = [{ name: 'marketplace.entitlements.io/entitlement' }];
 const product = (status?: MarketplaceProduct['status'], generation = 3): MarketplaceProduct => ({

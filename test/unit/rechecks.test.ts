@@ -2,7 +2,7 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { annotations, type CheckRecord, type MarketplaceProduct } from '../../src/api/marketplace-product.js';
 import { readCheckRecord } from '../../src/api/pod-state.js';
-import { checkBasis, planRecheck, recheckDelayMs } from '../../src/controller/rechecks.js';
+import { checkBasis, planRecheck, recheckDelayMs } from '../../src/controllers/pods/rechecks.js';
 
 const minute = 60_000;
 const max = 15 * minute;

@@ -4,9 +4,9 @@ import { randomBytes } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
 import { annotations, productLabel } from '../../src/api/marketplace-product.js';
 import { verdictStateOf, type VerdictState } from '../../src/api/pod-state.js';
-import { podCache } from '../../src/controller/cached-pod.js';
-import { VerdictSeal } from '../../src/controller/verdict-seal.js';
-import { podCounts } from '../../src/metering/ledger.js';
+import { podCache } from '../../src/verdicts/pod-cache.js';
+import { VerdictSeal } from '../../src/verdicts/seal.js';
+import { podCounts } from '../../src/controllers/metering/ledger.js';
 
 const seal = new VerdictSeal(randomBytes(32));
 const cache = podCache({ seal, adoptsUnsealed: () => false });

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { WorkQueue } from '../../src/kube/workqueue.js';
+import { WorkQueue } from '../../src/runtime/workqueue.js';
 
 describe('WorkQueue', () => {
   it('de-duplicates queued keys and never runs one key twice at once', async () => {

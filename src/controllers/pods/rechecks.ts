@@ -3,7 +3,7 @@
 // annotation, on the product or the pod, set or changed since the last check), else with backoff
 // from the last verdict, 1 minute doubling up to a cap users set, except for the permanent reasons.
 import type { V1Pod } from '@kubernetes/client-node';
-import { annotations, permanentReasons, type CheckRecord, type MarketplaceProduct } from '../api/marketplace-product.js';
+import { annotations, permanentReasons, type CheckRecord, type MarketplaceProduct } from '../../api/marketplace-product.js';
 
 export const recheckBaseMs = 60_000;
 

@@ -9,9 +9,9 @@
 import type { V1Lease } from '@kubernetes/client-node';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../observability/logger.js';
-import { ApiError, segment, type KubeClient } from './api.js';
-import { describeError } from './errors.js';
-import { microTime } from './times.js';
+import { ApiError, segment, type KubeClient } from '../kube/api.js';
+import { describeError } from '../kube/errors.js';
+import { microTime } from '../kube/times.js';
 
 export interface LeaderElectionOptions {
   namespace: string;

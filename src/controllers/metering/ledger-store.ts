@@ -4,8 +4,8 @@
 // last version it read or wrote, so it reads the ConfigMap only when it starts or after a
 // conflict.
 import type { V1ConfigMap } from '@kubernetes/client-node';
-import { group, type MarketplaceProduct } from '../api/marketplace-product.js';
-import { ApiError, segment, type KubeClient } from '../kube/api.js';
+import { group, type MarketplaceProduct } from '../../api/marketplace-product.js';
+import { ApiError, segment, type KubeClient } from '../../kube/api.js';
 import type { Ledger, LedgerPod } from './ledger.js';
 
 const dataKey = 'ledger.json';

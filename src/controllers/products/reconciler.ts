@@ -10,15 +10,15 @@ import {
   type Condition,
   type MarketplaceProduct,
   type MarketplaceProductStatus,
-} from '../api/marketplace-product.js';
-import { ApiError, segment, type KubeClient } from '../kube/api.js';
-import type { Informer } from '../kube/informer.js';
-import type { Clock } from '../clock.js';
+} from '../../api/marketplace-product.js';
+import { ApiError, segment, type KubeClient } from '../../kube/api.js';
+import type { Informer } from '../../runtime/informer.js';
+import type { Clock } from '../../clock.js';
 import type { MeteringOutcome } from '../metering/reconciler.js';
-import { rfc3339 } from '../kube/times.js';
-import type { Logger } from '../observability/logger.js';
-import { isBypassing, isGated, mustNotRun, verdictStateOf } from '../api/pod-state.js';
-import type { ProductOutcomes } from './product-outcomes.js';
+import { rfc3339 } from '../../kube/times.js';
+import type { Logger } from '../../observability/logger.js';
+import { isBypassing, isGated, mustNotRun, verdictStateOf } from '../../api/pod-state.js';
+import type { ProductOutcomes } from '../product-reports.js';
 
 const maxConflictRetries = 5;
 
@@ -36,7 +36,7 @@ export function desiredStatus(
   let bypassed = 0;
   let lastRegistration = current.lastRegistrationTime;
   for (const pod of pods) {
-    // The cache holds only verdict states the operator sealed (cached-pod.ts).
+    // The cache holds only verdict states the operator sealed (verdicts/pod-cache.ts).
     const state = verdictStateOf(pod);
     const terminating = pod.metadata?.deletionTimestamp !== undefined;
     if (isBypassing(product, pod, state)) bypassed++;

@@ -10,8 +10,8 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { annotations as own, group, productLabel } from '../api/marketplace-product.js';
 import { verdictStateAnnotations } from '../api/pod-state.js';
-import { podRequests } from '../metering/usage.js';
-import type { Sealer } from './verdict-seal.js';
+import { podRequests } from '../controllers/metering/usage.js';
+import type { Sealer } from './seal.js';
 
 const ownPrefix = `${group}/`;
 const dropped: ReadonlySet<string> = new Set([...verdictStateAnnotations, own.seal]);

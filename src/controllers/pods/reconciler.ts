@@ -2,27 +2,27 @@
 // pod's verdict state and gate and does only what is missing, so a restart or a repeated event
 // never registers a pod twice.
 //   watch → queue → here → Registrar (AWS) → verdict → pod patch, Event, product outcome
-// It believes only a verdict state it sealed itself (the cache drops any other, cached-pod.ts),
+// It believes only a verdict state it sealed itself (the cache drops any other, verdicts/pod-cache.ts),
 // so a forged `Entitled` is a pod without a verdict, checked with AWS like a new one. Every write
 // names the pod's uid, so a result computed for a pod never lands on a successor of its name.
 import type { V1Pod } from '@kubernetes/client-node';
-import { annotations, permanentReasons, schedulingGate, type CheckRecord, type MarketplaceProduct } from '../api/marketplace-product.js';
-import { isBypassing, isGated, mustNotRun, productKeyOfPod, verdictStateOf, wasAllowedToRun, type VerdictState } from '../api/pod-state.js';
-import { newNonce } from '../aws/nonce.js';
-import type { Clock } from '../clock.js';
-import { contentTypes, type KubeClient } from '../kube/api.js';
-import { isGoneOrReplaced } from '../kube/errors.js';
-import type { EventRecorder } from '../kube/events.js';
-import { objectKey, type Informer } from '../kube/informer.js';
-import { RetryLater, type Outcome } from '../kube/workqueue.js';
-import type { Logger } from '../observability/logger.js';
-import type { Metrics } from '../observability/metrics.js';
-import type { CachedPod } from './cached-pod.js';
+import { annotations, permanentReasons, schedulingGate, type CheckRecord, type MarketplaceProduct } from '../../api/marketplace-product.js';
+import { isBypassing, isGated, mustNotRun, productKeyOfPod, verdictStateOf, wasAllowedToRun, type VerdictState } from '../../api/pod-state.js';
+import { newNonce } from '../../aws/nonce.js';
+import type { Clock } from '../../clock.js';
+import { contentTypes, type KubeClient } from '../../kube/api.js';
+import { isGoneOrReplaced } from '../../kube/errors.js';
+import type { EventRecorder } from '../../kube/events.js';
+import { objectKey, type Informer } from '../../runtime/informer.js';
+import { RetryLater, type Outcome } from '../../runtime/workqueue.js';
+import type { Logger } from '../../observability/logger.js';
+import type { Metrics } from '../../observability/metrics.js';
+import type { CachedPod } from '../../verdicts/pod-cache.js';
 import { podPath, type Evictions } from './evictions.js';
-import type { ProductOutcomes } from './product-outcomes.js';
+import type { ProductOutcomes } from '../product-reports.js';
 import { checkBasis, planRecheck, recheckDelayMs, type CheckBasis } from './rechecks.js';
 import type { Registrar, RegistrationOutcome } from './registration.js';
-import type { Sealer } from './verdict-seal.js';
+import type { Sealer } from '../../verdicts/seal.js';
 
 export interface PodReconcilerDeps {
   client: KubeClient;

@@ -10,8 +10,8 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../observability/logger.js';
-import { ApiError, type KubeClient } from './api.js';
-import { describeError } from './errors.js';
+import { ApiError, type KubeClient } from '../kube/api.js';
+import { describeError } from '../kube/errors.js';
 
 export interface ListResult<T> {
   items: T[];

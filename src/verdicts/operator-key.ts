@@ -16,9 +16,9 @@ import { randomBytes } from 'node:crypto';
 import type { V1Secret } from '@kubernetes/client-node';
 import { ApiError, segment, type KubeClient } from '../kube/api.js';
 import { describeError } from '../kube/errors.js';
-import { Informer, type ListResult } from '../kube/informer.js';
+import { Informer, type ListResult } from '../runtime/informer.js';
 import type { Logger } from '../observability/logger.js';
-import { VerdictSeal } from './verdict-seal.js';
+import { VerdictSeal } from './seal.js';
 
 export const operatorKeySecretName = 'entitlement-operator-mac-key';
 const dataKey = 'key';

@@ -1,10 +1,10 @@
 // The operator process once its signal handlers are in place (see main.ts): flags → settings →
 // operator, until a signal or a failure ends it. Resolves to the exit code.
-import { resolveAwsSettings, SettingsError } from './aws/settings.js';
-import { FlagError, parseFlags, usage } from './config/flags.js';
-import { createLogger } from './observability/logger.js';
-import { StartAborted } from './manager.js';
-import { defaultOperatorOptions, startOperator } from './operator.js';
+import { resolveAwsSettings, SettingsError } from '../aws/settings.js';
+import { FlagError, parseFlags, usage } from '../config/flags.js';
+import { createLogger } from '../observability/logger.js';
+import { StartAborted } from '../runtime/manager.js';
+import { defaultOperatorOptions, startOperator } from '../app.js';
 
 export async function runOperator(argv: readonly string[], stopping: AbortSignal, stopReason: Promise<string>): Promise<number> {
   let flags;

@@ -1,8 +1,8 @@
 // The operator's seal on a pod's verdict state: an HMAC-SHA256, under a key only the operator
-// holds (controller/operator-key.ts), of the pod's uid, its product label and every verdict
+// holds (verdicts/operator-key.ts), of the pod's uid, its product label and every verdict
 // annotation. Anyone who may patch a pod can write `status: Entitled` on it; nobody without the
 // key can seal it, nor move a seal to another pod (the uid) or another product (the label). The
-// operator believes no verdict state without its seal (controller/cached-pod.ts), so with the
+// operator believes no verdict state without its seal (verdicts/pod-cache.ts), so with the
 // admission policy that guards the annotations gone, a forged verdict is still no verdict.
 import { createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';

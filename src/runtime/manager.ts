@@ -3,8 +3,8 @@
 // probes answer while the rest starts, and a leader stops reconciling before its caches and
 // webhook go away. Start-up can be aborted at any point (a SIGTERM during start-up): the parts
 // already started are stopped and nothing else begins.
-import type { Logger } from './observability/logger.js';
-import { describeError } from './kube/errors.js';
+import type { Logger } from '../observability/logger.js';
+import { describeError } from '../kube/errors.js';
 
 export interface Part {
   readonly name: string;

@@ -1,14 +1,14 @@
 // One registration for one pod: the product key, the pod's identity, RegisterUsage with the
 // pod's nonce, and the signature. Every failure ends in a defined outcome: a verdict with the
 // contract's reason, or a retry (throttling, 5xx, network, timeout, anything unexpected).
-import type { MarketplaceProduct, NotEntitledReason } from '../api/marketplace-product.js';
-import type { Clock } from '../clock.js';
-import { AwsCallError } from '../aws/errors.js';
-import type { ProductClients } from '../aws/product-clients.js';
-import { registerUsage } from '../aws/metering.js';
-import { IdentityUnavailableError, type PodRef } from '../aws/pod-identity.js';
-import { loadPublicKey, type ConfigMapReader } from '../aws/public-key.js';
-import { PublicKeyError, SignatureError, verifyRegistrationSignature } from '../aws/signature.js';
+import type { MarketplaceProduct, NotEntitledReason } from '../../api/marketplace-product.js';
+import type { Clock } from '../../clock.js';
+import { AwsCallError } from '../../aws/errors.js';
+import type { ProductClients } from '../../aws/product-clients.js';
+import { registerUsage } from '../../aws/metering-operations.js';
+import { IdentityUnavailableError, type PodRef } from '../../aws/pod-identity.js';
+import { loadPublicKey, type ConfigMapReader } from '../../aws/public-key.js';
+import { PublicKeyError, SignatureError, verifyRegistrationSignature } from '../../aws/signature.js';
 
 export type RegistrationOutcome =
   | { verdict: 'Entitled'; registeredAt: Date; publicKeyRotationTimestamp?: Date }

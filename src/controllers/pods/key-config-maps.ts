@@ -7,12 +7,12 @@
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1ConfigMap } from '@kubernetes/client-node';
-import type { MarketplaceProduct } from '../api/marketplace-product.js';
-import type { ConfigMapReader } from '../aws/public-key.js';
-import { segment, type KubeClient } from '../kube/api.js';
-import { kubeConfigMapReader } from '../kube/config-maps.js';
-import { Informer, objectKey, type ListResult } from '../kube/informer.js';
-import type { Logger } from '../observability/logger.js';
+import type { MarketplaceProduct } from '../../api/marketplace-product.js';
+import type { ConfigMapReader } from '../../aws/public-key.js';
+import { segment, type KubeClient } from '../../kube/api.js';
+import { kubeConfigMapReader } from '../../kube/config-maps.js';
+import { Informer, objectKey, type ListResult } from '../../runtime/informer.js';
+import type { Logger } from '../../observability/logger.js';
 
 interface Watch {
   informer: Informer<V1ConfigMap>;

@@ -5,12 +5,12 @@
 // else, behind a budget of their own): after a grace period of refused evictions it is deleted,
 // with an Event that says why.
 import type { V1Pod } from '@kubernetes/client-node';
-import type { EventRecorder } from '../kube/events.js';
-import { ApiError, segment, type KubeClient } from '../kube/api.js';
-import { isGoneOrReplaced } from '../kube/errors.js';
-import { RetryLater, type Outcome } from '../kube/workqueue.js';
-import type { Logger } from '../observability/logger.js';
-import type { Metrics } from '../observability/metrics.js';
+import type { EventRecorder } from '../../kube/events.js';
+import { ApiError, segment, type KubeClient } from '../../kube/api.js';
+import { isGoneOrReplaced } from '../../kube/errors.js';
+import { RetryLater, type Outcome } from '../../runtime/workqueue.js';
+import type { Logger } from '../../observability/logger.js';
+import type { Metrics } from '../../observability/metrics.js';
 
 /** How often a refused eviction is tried again within the grace period. */
 const retryWithinGraceMs = 5_000;

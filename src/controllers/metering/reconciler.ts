@@ -9,20 +9,20 @@
 // Hours older than AWS's 6-hour window are never sent: they are recorded as lost.
 import { createHash } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
-import type { MarketplaceProduct } from '../api/marketplace-product.js';
-import { AwsCallError } from '../aws/errors.js';
-import { ApiError } from '../kube/api.js';
-import { describeError } from '../kube/errors.js';
-import { rfc3339 } from '../kube/times.js';
-import { meterUsage } from '../aws/metering.js';
-import type { PodRef } from '../aws/pod-identity.js';
-import type { ProductClients } from '../aws/product-clients.js';
-import type { Clock } from '../clock.js';
-import type { EventRecorder } from '../kube/events.js';
-import type { Informer } from '../kube/informer.js';
-import type { Outcome } from '../kube/workqueue.js';
-import type { Logger } from '../observability/logger.js';
-import type { Metrics } from '../observability/metrics.js';
+import type { MarketplaceProduct } from '../../api/marketplace-product.js';
+import { AwsCallError } from '../../aws/errors.js';
+import { ApiError } from '../../kube/api.js';
+import { describeError } from '../../kube/errors.js';
+import { rfc3339 } from '../../kube/times.js';
+import { meterUsage } from '../../aws/metering-operations.js';
+import type { PodRef } from '../../aws/pod-identity.js';
+import type { ProductClients } from '../../aws/product-clients.js';
+import type { Clock } from '../../clock.js';
+import type { EventRecorder } from '../../kube/events.js';
+import type { Informer } from '../../runtime/informer.js';
+import type { Outcome } from '../../runtime/workqueue.js';
+import type { Logger } from '../../observability/logger.js';
+import type { Metrics } from '../../observability/metrics.js';
 import { completeHour, dueHours, hourMs, hourOf, hourStart, newLedger, observePods, recordsOf, reportWindowHours, withinWindow, type Ledger, type UsageRecordPlan } from './ledger.js';
 import type { LedgerStore } from './ledger-store.js';
 

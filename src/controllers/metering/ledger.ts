@@ -8,9 +8,9 @@
 // here as soon as it is seen, before the pod can end: what a deleted pod contributed is already
 // recorded when it goes.
 import type { V1Pod } from '@kubernetes/client-node';
-import { annotations, type MarketplaceProduct } from '../api/marketplace-product.js';
-import { roleSessionName } from '../aws/pod-identity.js';
-import { verdictOf } from '../api/pod-state.js';
+import { annotations, type MarketplaceProduct } from '../../api/marketplace-product.js';
+import { roleSessionName } from '../../aws/pod-identity.js';
+import { verdictOf } from '../../api/pod-state.js';
 import { podRequests, quantityOf, usageOf, type PodUsage } from './usage.js';
 
 export const hourMs = 60 * 60 * 1000;
