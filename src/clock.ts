@@ -38,7 +38,7 @@ export function formatSimulatedClock(setting: SimulatedClockSetting): string {
   return `${new Date(setting.startMs).toISOString()},${setting.originMs},${setting.rate}`;
 }
 
-export function parseSimulatedClock(value: string): SimulatedClockSetting {
+function parseSimulatedClock(value: string): SimulatedClockSetting {
   const [start = '', origin = '', rate = ''] = value.split(',');
   const setting = { startMs: Date.parse(start), originMs: Number(origin), rate: Number(rate) };
   if (!Number.isFinite(setting.startMs) || !Number.isFinite(setting.originMs) || !(setting.rate > 0)) {

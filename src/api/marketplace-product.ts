@@ -23,19 +23,34 @@ export const annotations = {
   seal: `${group}/seal`,
 } as const;
 
+/** A product as the subject of an Event. */
+export function productSubject(product: MarketplaceProduct): { apiVersion: string; kind: string; metadata: V1ObjectMeta } {
+  return { apiVersion: `${group}/${version}`, kind, metadata: product.metadata };
+}
+
 export type Verdict = 'Entitled' | 'NotEntitled';
 
-export type NotEntitledReason =
-  | 'CustomerNotEntitled'
-  | 'InvalidSignature'
-  | 'InvalidProductCode'
-  | 'InvalidPublicKeyVersion'
-  | 'PlatformNotSupported'
-  | 'InvalidRegion'
-  | 'DisabledApi'
-  | 'AccessDenied'
-  | 'PublicKeyUnavailable'
-  | 'IdentityUnavailable';
+/**
+ * Every reason a registration refuses a pod (the contract's list), in one place: the AWS error
+ * mapping (aws/errors.ts) and the plugin's words (cli/reasons.ts) are typed by it, so a reason
+ * missing from either fails to compile, and a test holds the README's table to it. A pod whose
+ * product does not exist is NotEntitled with ProductNotFound, no registration's reason.
+ */
+export const notEntitledReasons = [
+  'CustomerNotEntitled',
+  'InvalidSignature',
+  'InvalidProductCode',
+  'InvalidPublicKeyVersion',
+  'PlatformNotSupported',
+  'InvalidRegion',
+  'DisabledApi',
+  'AccessDenied',
+  'PublicKeyUnavailable',
+  'IdentityUnavailable',
+] as const;
+export type NotEntitledReason = (typeof notEntitledReasons)[number];
+/** The reasons that are AWS's answer (the others are the operator's findings). */
+export type AwsRefusalReason = Exclude<NotEntitledReason, 'InvalidSignature' | 'PublicKeyUnavailable' | 'IdentityUnavailable'>;
 
 /**
  * Reasons only a change to the product (which triggers a check at once) or to the platform can

@@ -17,7 +17,7 @@ export interface VerdictState {
   checks?: CheckRecord;
 }
 
-export function isGated(pod: V1Pod): boolean {
+export function isGated(pod: { spec?: { schedulingGates?: readonly { name: string }[] } }): boolean {
   return (pod.spec?.schedulingGates ?? []).some((g) => g.name === schedulingGate);
 }
 
@@ -32,7 +32,7 @@ export function verdictOf(pod: V1Pod): Verdict | undefined {
   return value === 'Entitled' || value === 'NotEntitled' ? value : undefined;
 }
 
-export function reasonOf(pod: V1Pod): string | undefined {
+function reasonOf(pod: V1Pod): string | undefined {
   return pod.metadata?.annotations?.[annotations.reason];
 }
 
@@ -66,7 +66,7 @@ export function verdictStateValues(state: VerdictState): Record<(typeof verdictS
 }
 
 /** The pod held a verified Entitled verdict once. Refused since (onRevocation: Evict), it is a revoked pod. */
-export function wasEntitled(state: VerdictState): boolean {
+function wasEntitled(state: VerdictState): boolean {
   return state.registeredAt !== undefined;
 }
 

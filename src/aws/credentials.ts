@@ -4,12 +4,10 @@
 import { AssumeRoleCommand, type STSClient } from '@aws-sdk/client-sts';
 import { fromIni, fromNodeProviderChain } from '@aws-sdk/credential-providers';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
+import type { SecretReader } from '../kube/secrets.js';
 import type { ClientCredentials } from './clients.js';
 import { awsCall } from './errors.js';
 import type { CredentialSource } from './settings.js';
-
-/** Reads a Secret's data (decoded). Supplied by the Kubernetes side. */
-export type SecretReader = (namespace: string, name: string) => Promise<Record<string, string>>;
 
 const minutes = 60 * 1000;
 

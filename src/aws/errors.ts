@@ -1,15 +1,6 @@
 // Classifies every failure of an AWS call: retryable (throttling, internal error, 5xx, network
 // error, timeout) or terminal, and the contract's condition reason it maps to.
-
-/** Reasons of the Entitled=False condition that come from AWS (see the contract). */
-export type AwsFailureReason =
-  | 'CustomerNotEntitled'
-  | 'InvalidProductCode'
-  | 'InvalidPublicKeyVersion'
-  | 'PlatformNotSupported'
-  | 'InvalidRegion'
-  | 'DisabledApi'
-  | 'AccessDenied';
+import type { AwsRefusalReason } from '../api/marketplace-product.js';
 
 export class AwsCallError extends Error {
   override name = 'AwsCallError';
@@ -20,7 +11,7 @@ export class AwsCallError extends Error {
     /** Worth retrying with backoff: the condition is Unknown/Retrying meanwhile. */
     readonly retryable: boolean,
     /** The condition reason for a terminal failure, when the contract has one. */
-    readonly reason: AwsFailureReason | undefined,
+    readonly reason: AwsRefusalReason | undefined,
     message: string,
     readonly httpStatus?: number,
   ) {
@@ -28,7 +19,7 @@ export class AwsCallError extends Error {
   }
 }
 
-const reasons: Readonly<Record<string, AwsFailureReason>> = {
+const reasons: Readonly<Record<string, AwsRefusalReason>> = {
   CustomerNotEntitledException: 'CustomerNotEntitled',
   InvalidProductCodeException: 'InvalidProductCode',
   InvalidPublicKeyVersionException: 'InvalidPublicKeyVersion',
@@ -72,7 +63,7 @@ interface SdkErrorShape {
   $retryable?: unknown;
 }
 
-export function classifyAwsError(operation: string, error: unknown): AwsCallError {
+function classifyAwsError(operation: string, error: unknown): AwsCallError {
   if (error instanceof AwsCallError) return error;
   const e = (typeof error === 'object' && error !== null ? error : {}) as SdkErrorShape;
   const status = e.$metadata?.httpStatusCode;

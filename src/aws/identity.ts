@@ -10,7 +10,7 @@ export interface ProductIdentity {
   roleArn?: string;
 }
 
-export const operatorSessionName = 'entitlement-operator';
+const operatorSessionName = 'entitlement-operator';
 
 export class Identities {
   private readonly roles = new Map<string, ClientCredentials>();

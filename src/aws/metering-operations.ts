@@ -39,15 +39,16 @@ export interface ResolvedCustomer {
   licenseArn?: string;
 }
 
-export async function registerUsage(client: MarketplaceMeteringClient, input: { productCode: string; publicKeyVersion: number; nonce: string }): Promise<RegisterUsageResult> {
+/** `signal` abandons the call (the SDK aborts its request). */
+export async function registerUsage(client: MarketplaceMeteringClient, input: { productCode: string; publicKeyVersion: number; nonce: string }, signal?: AbortSignal): Promise<RegisterUsageResult> {
   const out = await awsCall('RegisterUsage', () =>
-    client.send(new RegisterUsageCommand({ ProductCode: input.productCode, PublicKeyVersion: input.publicKeyVersion, Nonce: input.nonce })),
+    client.send(new RegisterUsageCommand({ ProductCode: input.productCode, PublicKeyVersion: input.publicKeyVersion, Nonce: input.nonce }), signal ? { abortSignal: signal } : {}),
   );
   if (!out.Signature) throw new Error('RegisterUsage answered without a Signature');
   return { signature: out.Signature, ...(out.PublicKeyRotationTimestamp ? { publicKeyRotationTimestamp: out.PublicKeyRotationTimestamp } : {}) };
 }
 
-export async function meterUsage(client: MarketplaceMeteringClient, input: MeterUsageInput): Promise<{ meteringRecordId?: string }> {
+export async function meterUsage(client: MarketplaceMeteringClient, input: MeterUsageInput, signal?: AbortSignal): Promise<{ meteringRecordId?: string }> {
   const out = await awsCall('MeterUsage', () =>
     client.send(
       new MeterUsageCommand({
@@ -59,6 +60,7 @@ export async function meterUsage(client: MarketplaceMeteringClient, input: Meter
         UsageAllocations: input.usageAllocations,
         ClientToken: input.clientToken,
       }),
+      signal ? { abortSignal: signal } : {},
     ),
   );
   return out.MeteringRecordId ? { meteringRecordId: out.MeteringRecordId } : {};

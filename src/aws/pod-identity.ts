@@ -5,13 +5,14 @@
 import { createHash } from 'node:crypto';
 import { AssumeRoleWithWebIdentityCommand, type STSClient } from '@aws-sdk/client-sts';
 import type { AuthenticationV1TokenRequest, V1ServiceAccount } from '@kubernetes/client-node';
-import { ApiError, segment, type KubeClient } from '../kube/api.js';
+import { ApiError, segment, type ApiClient } from '../kube/api.js';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
 import { awsCall } from './errors.js';
 import { cachedCredentials, toIdentity } from './credentials.js';
+import { keyOf } from '../runtime/informer.js';
 
 export const roleArnAnnotation = 'eks.amazonaws.com/role-arn';
-export const stsAudience = 'sts.amazonaws.com';
+const stsAudience = 'sts.amazonaws.com';
 /** The shortest expiry the API server grants a TokenRequest. */
 const tokenExpirationSeconds = 600;
 const maxCached = 10_000;
@@ -46,7 +47,7 @@ export class PodIdentity {
 
   /** `sts` sends unsigned requests: the web-identity token is the credential. */
   constructor(
-    private readonly client: KubeClient,
+    private readonly client: ApiClient,
     private readonly sts: STSClient,
     private readonly now: () => number = Date.now,
   ) {}
@@ -71,7 +72,7 @@ export class PodIdentity {
   }
 
   private serviceAccountRole(namespace: string, name: string): Promise<string> {
-    const key = `${namespace}/${name}`;
+    const key = keyOf(namespace, name);
     const now = this.now();
     const cached = this.roles.get(key);
     if (cached && now - cached.readAt < roleCacheMs) return cached.role;

@@ -1,6 +1,7 @@
 // The product's public key: inline PEM, or the PEM in a ConfigMap of the product's namespace.
 // Anything that prevents reading it is a PublicKeyError (condition reason PublicKeyUnavailable).
 import type { KeyObject } from 'node:crypto';
+import type { ConfigMapReader } from '../kube/config-maps.js';
 import { importPublicKey, PublicKeyError } from './signature.js';
 
 export interface PublicKeySource {
@@ -8,8 +9,6 @@ export interface PublicKeySource {
   configMapKeyRef?: { name: string; key: string };
 }
 
-/** Reads a ConfigMap's data; undefined when the ConfigMap does not exist. */
-export type ConfigMapReader = (namespace: string, name: string) => Promise<Record<string, string> | undefined>;
 
 export async function loadPublicKey(source: PublicKeySource, namespace: string, readConfigMap: ConfigMapReader): Promise<KeyObject> {
   if (source.pem !== undefined) return importPublicKey(source.pem);

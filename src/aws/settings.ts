@@ -84,7 +84,7 @@ function flagCredentials(flags: AwsFlags): CredentialSource | undefined {
   return given[0];
 }
 
-export function readConfigFile(path: string): FileSettings {
+function readConfigFile(path: string): FileSettings {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -106,7 +106,7 @@ export function readConfigFile(path: string): FileSettings {
 }
 
 /** Validates a paws-shaped config object; errors name the setting by its path in the file. */
-export function parsePawsConfig(doc: unknown): FileSettings {
+function parsePawsConfig(doc: unknown): FileSettings {
   const root = mapping(doc, '(top level)', ['credentials', 'endpoint', 'region', 'close_connection', 'timeout', 'sts_regional_endpoint']);
   const out: FileSettings = {};
   if (root.region !== undefined) {

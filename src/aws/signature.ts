@@ -6,7 +6,7 @@
 // synchronously, at a third of the CPU of a WebCrypto verify on the pod-start path.
 import { constants, createPublicKey, verify, type KeyObject } from 'node:crypto';
 
-export const signatureAlgorithm = 'PS256';
+const signatureAlgorithm = 'PS256';
 /** Real signatures are about 1 KB; anything far larger is refused before it is parsed. */
 export const maxSignatureLength = 16 * 1024;
 

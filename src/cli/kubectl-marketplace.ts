@@ -9,11 +9,12 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { V1Pod } from '@kubernetes/client-node';
 import { dump } from 'js-yaml';
-import { annotations, group, plural, productLabel, schedulingGate, version, type MarketplaceProduct } from '../api/marketplace-product.js';
-import { readCheckRecord } from '../api/pod-state.js';
+import { annotations, group, plural, productLabel, version, type MarketplaceProduct } from '../api/marketplace-product.js';
+import { isGated, readCheckRecord } from '../api/pod-state.js';
 import { checkBasis, planRecheck } from '../controllers/pods/rechecks.js';
 import { ApiError, contentTypes, currentNamespace, loadKubeClient, segment, type KubeClient } from '../kube/api.js';
 import { explain } from './reasons.js';
+import { isNotFound } from '../kube/errors.js';
 
 const program = 'kubectl marketplace';
 
@@ -46,7 +47,7 @@ Exit codes: 0 done (why: the pod may run), 1 API error or not found, 2 bad usage
 3 (why) the pod is held back or waiting for its verdict.
 `;
 
-export function parseOptions(argv: readonly string[]): Options {
+function parseOptions(argv: readonly string[]): Options {
   const options: Options = { allNamespaces: false, args: [] };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] ?? '';
@@ -126,13 +127,13 @@ async function why(client: KubeClient, options: Options, io: PluginIo): Promise<
   const pod = await client.request<V1Pod>('GET', `/api/v1/namespaces/${segment(namespace)}/pods/${segment(name)}`);
   const ownAnnotations = pod.metadata?.annotations ?? {};
   const productName = pod.metadata?.labels?.[productLabel];
-  const gated = (pod.spec?.schedulingGates ?? []).some((g) => g.name === schedulingGate);
+  const gated = isGated(pod);
   const verdict = ownAnnotations[annotations.status];
   const reason = ownAnnotations[annotations.reason];
   let product: MarketplaceProduct | undefined;
   if (productName) {
     product = await client.request<MarketplaceProduct>('GET', `${productsPath(namespace)}/${segment(productName)}`).catch((error: unknown) => {
-      if (error instanceof ApiError && error.code === 404) return undefined;
+      if (isNotFound(error)) return undefined;
       throw error;
     });
   }

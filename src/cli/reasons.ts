@@ -1,5 +1,6 @@
 // What a pod's state means, in words, and what to do about it: the plugin's `why`, and the
 // README's troubleshooting table says the same.
+import { notEntitledReasons, type NotEntitledReason } from '../api/marketplace-product.js';
 
 export interface PodState {
   productName: string | undefined;
@@ -12,7 +13,7 @@ export interface PodState {
   productMessage?: string | undefined;
 }
 
-const reasons: Readonly<Record<string, { means: string; action: string }>> = {
+const reasons: Readonly<Record<NotEntitledReason, { means: string; action: string }>> = {
   CustomerNotEntitled: {
     means: 'AWS says the account running this pod has no active subscription to the product',
     action: 'subscribe to the product in AWS Marketplace; the pod is checked again within 15 minutes, or at once with `kubectl marketplace recheck POD`.',
@@ -46,7 +47,7 @@ export function explain(state: PodState): { summary: string; action?: string } {
     return { summary: `gated: there is no MarketplaceProduct ${state.productName} in its namespace`, action: `create MarketplaceProduct ${state.productName}; the pod is checked as soon as it exists.` };
   }
   if (state.verdict === 'NotEntitled') {
-    const known = reasons[state.reason ?? ''];
+    const known = isNotEntitledReason(state.reason) ? reasons[state.reason] : undefined;
     const consequence = state.enforcement === 'Audit' ? 'it runs anyway (enforcement: Audit)' : state.gated ? 'it stays gated' : 'it is evicted';
     return { summary: `not entitled (${state.reason ?? 'no reason'}): ${known?.means ?? 'the check failed'}; ${consequence}`, ...(known ? { action: known.action } : {}) };
   }
@@ -54,4 +55,8 @@ export function explain(state: PodState): { summary: string; action?: string } {
     summary: `waiting for its verdict: the operator has not finished its registration${state.productMessage ? ` (product: ${state.productMessage})` : ''}`,
     action: "if this lasts, see the product's Entitled condition (Retrying: AWS unreachable, throttled, or the operator's credentials missing) and the operator's logs.",
   };
+}
+
+function isNotEntitledReason(reason: string | undefined): reason is NotEntitledReason {
+  return (notEntitledReasons as readonly (string | undefined)[]).includes(reason);
 }

@@ -4,7 +4,8 @@ import { resolveAwsSettings, SettingsError } from '../aws/settings.js';
 import { FlagError, parseFlags, usage } from '../config/flags.js';
 import { createLogger } from '../observability/logger.js';
 import { StartAborted } from '../runtime/manager.js';
-import { defaultOperatorOptions, startOperator } from '../app.js';
+import { startOperator } from '../app.js';
+import { operatorEnvironment } from '../config/environment.js';
 
 export async function runOperator(argv: readonly string[], stopping: AbortSignal, stopReason: Promise<string>): Promise<number> {
   let flags;
@@ -23,10 +24,10 @@ export async function runOperator(argv: readonly string[], stopping: AbortSignal
   }
 
   const log = createLogger();
-  const options = defaultOperatorOptions();
+  const env = operatorEnvironment();
   log.info('starting', {
-    identity: options.identity,
-    namespace: options.namespace,
+    identity: env.identity,
+    namespace: env.namespace,
     leaderElect: flags.leaderElect,
     webhookUrl: flags.webhookUrl,
     awsRegion: aws.region,
@@ -35,7 +36,7 @@ export async function runOperator(argv: readonly string[], stopping: AbortSignal
   });
   let operator;
   try {
-    operator = await startOperator(flags, aws, options, log, stopping);
+    operator = await startOperator(flags, aws, env, log, stopping);
   } catch (error) {
     if (!(error instanceof StartAborted)) throw error;
     log.info('start-up aborted', { reason: await stopReason });

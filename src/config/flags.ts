@@ -39,7 +39,7 @@ export const awsFlagSpecs: FlagSpecs = {
 
 export const helpFlagSpec: FlagSpecs = { help: { key: 'help', kind: 'boolean', help: 'print this help' } };
 
-export const operatorFlagSpecs: FlagSpecs = {
+const operatorFlagSpecs: FlagSpecs = {
   kubeconfig: { key: 'kubeconfig', kind: 'string', help: 'kubeconfig for out-of-cluster access (default: in-cluster config, then KUBECONFIG)' },
   'webhook-port': { key: 'webhookPort', kind: 'port', help: 'HTTPS port of the admission webhook (default 9443)' },
   'webhook-url': { key: 'webhookUrl', kind: 'url', help: 'out of cluster: register the webhook with this URL instead of a Service' },

@@ -52,7 +52,13 @@ const serviceAccountDir = '/var/run/secrets/kubernetes.io/serviceaccount';
 /** How long a token read from a file is used before it is read again (client-go: 1 minute). */
 const tokenRereadMs = 60_000;
 
-export class KubeClient {
+/** The requests a controller makes: a KubeClient, one guarded by a signal, or a test's in-memory API. */
+export interface ApiClient {
+  request<T>(method: Method, path: string, body?: unknown, contentType?: string, signal?: AbortSignal): Promise<T>;
+  send(method: Method, path: string, body?: unknown, contentType?: string, signal?: AbortSignal): Promise<string>;
+}
+
+export class KubeClient implements ApiClient {
   private readonly dispatcher: Dispatcher;
   /**
    * For requests that may be abandoned (watches, deadlines): HTTP/1.1. On HTTP/2, undici 8.13
@@ -81,6 +87,23 @@ export class KubeClient {
    */
   async request<T>(method: Method, path: string, body?: unknown, contentType: string = contentTypes.json, signal?: AbortSignal): Promise<T> {
     return JSON.parse(await this.send(method, path, body, contentType, signal)) as T;
+  }
+
+  /**
+   * This client for leader work: once `guard` aborts (leadership lost), a request fails before it
+   * is sent. Not passed to the request itself, so requests keep the shared HTTP/2 connection.
+   */
+  guardedBy(guard: AbortSignal): ApiClient {
+    return {
+      request: <T>(...args: Parameters<ApiClient['request']>) => {
+        guard.throwIfAborted();
+        return this.request<T>(...args);
+      },
+      send: (...args) => {
+        guard.throwIfAborted();
+        return this.send(...args);
+      },
+    };
   }
 
   /** Like request(), but resolves to the answer's text, unparsed. */

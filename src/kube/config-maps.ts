@@ -1,14 +1,17 @@
 // Reads a ConfigMap's data; undefined when it does not exist.
 import type { V1ConfigMap } from '@kubernetes/client-node';
-import type { ConfigMapReader } from '../aws/public-key.js';
-import { ApiError, segment, type KubeClient } from './api.js';
+import { segment, type ApiClient } from './api.js';
+import { isNotFound } from './errors.js';
 
-export function kubeConfigMapReader(client: KubeClient): ConfigMapReader {
+/** A ConfigMap's data by namespace and name; undefined when it does not exist. */
+export type ConfigMapReader = (namespace: string, name: string) => Promise<Record<string, string> | undefined>;
+
+export function kubeConfigMapReader(client: ApiClient): ConfigMapReader {
   return async (namespace, name) => {
     try {
       return (await client.request<V1ConfigMap>('GET', `/api/v1/namespaces/${segment(namespace)}/configmaps/${segment(name)}`)).data ?? {};
     } catch (error) {
-      if (error instanceof ApiError && error.code === 404) return undefined;
+      if (isNotFound(error)) return undefined;
       throw error;
     }
   };

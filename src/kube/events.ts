@@ -1,19 +1,24 @@
 // Records Kubernetes Events (events.k8s.io/v1) about pods and products. Recording never fails
 // the caller: an Event is information, not state.
 import type { V1ObjectMeta, V1Pod } from '@kubernetes/client-node';
-import { group, kind, version, type MarketplaceProduct } from '../api/marketplace-product.js';
 import type { Logger } from '../observability/logger.js';
 import { randomBytes } from 'node:crypto';
 import { describeError } from './errors.js';
 import { microTime } from './times.js';
-import { segment, type KubeClient } from './api.js';
+import { segment, type ApiClient } from './api.js';
 
-export const reportingController = 'marketplace.entitlements.io/entitlement-operator';
+/** What an Event is about: an object's API version, kind and metadata. */
+export interface EventSubject {
+  apiVersion: string;
+  kind: string;
+  metadata: V1ObjectMeta;
+}
 
 export class EventRecorder {
   constructor(
-    private readonly client: KubeClient,
-    private readonly instance: string,
+    private readonly client: ApiClient,
+    /** Who reports (reportingController) and which replica (reportingInstance). */
+    private readonly reporter: { controller: string; instance: string },
     private readonly log: Logger,
   ) {}
 
@@ -21,11 +26,7 @@ export class EventRecorder {
     return this.record({ apiVersion: 'v1', kind: 'Pod', metadata: pod.metadata ?? {} }, type, reason, action, note);
   }
 
-  product(product: MarketplaceProduct, type: 'Normal' | 'Warning', reason: string, action: string, note: string): Promise<void> {
-    return this.record({ apiVersion: `${group}/${version}`, kind, metadata: product.metadata }, type, reason, action, note);
-  }
-
-  async record(regarding: { apiVersion: string; kind: string; metadata: V1ObjectMeta }, type: 'Normal' | 'Warning', reason: string, action: string, note: string): Promise<void> {
+  async record(regarding: EventSubject, type: 'Normal' | 'Warning', reason: string, action: string, note: string): Promise<void> {
     const { name, uid } = regarding.metadata;
     const namespace = regarding.metadata.namespace ?? 'default';
     try {
@@ -35,8 +36,8 @@ export class EventRecorder {
         // As client-go names them: the object's name, a dot, something unique.
         metadata: { name: `${name ?? regarding.kind.toLowerCase()}.${Date.now().toString(16)}${randomBytes(4).toString('hex')}`, namespace },
         eventTime: microTime(),
-        reportingController,
-        reportingInstance: this.instance,
+        reportingController: this.reporter.controller,
+        reportingInstance: this.reporter.instance,
         action,
         reason,
         type,

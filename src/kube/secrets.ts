@@ -1,7 +1,9 @@
 // Reads a Secret's data, decoded from base64.
 import type { V1Secret } from '@kubernetes/client-node';
-import type { SecretReader } from '../aws/credentials.js';
 import { segment, type KubeClient } from './api.js';
+
+/** A Secret's data by namespace and name (decoded). */
+export type SecretReader = (namespace: string, name: string) => Promise<Record<string, string>>;
 
 export function kubeSecretReader(client: KubeClient): SecretReader {
   return async (namespace, name) => {

@@ -23,8 +23,11 @@ export interface InformerOptions<T> {
   name: string;
   /** API path to watch, for example /api/v1/pods. */
   path: string;
-  /** Lists one page; called again with the page's continue token until there is none. */
-  list: (continueToken?: string) => Promise<ListResult<T>>;
+  /**
+   * Lists one page; called again with the page's continue token until there is none. By default
+   * a GET of `path` with the selectors, in pages of 500.
+   */
+  list?: (continueToken?: string) => Promise<ListResult<T>>;
   labelSelector?: string;
   /** For one named object: `metadata.name=NAME` (RBAC can then limit list and watch to that name). */
   fieldSelector?: string;
@@ -38,12 +41,24 @@ type Handler<T> = (object: T) => void;
 
 class GoneError extends Error {}
 
+/** The cache key of an object: "namespace/name", or the name of a cluster-scoped one. */
 export function objectKey(object: KubernetesObject): string {
-  const { namespace, name } = object.metadata ?? {};
-  return namespace ? `${namespace}/${name ?? ''}` : (name ?? '');
+  return keyOf(object.metadata?.namespace, object.metadata?.name ?? '');
 }
 
-export class Informer<T extends KubernetesObject> {
+export function keyOf(namespace: string | undefined, name: string): string {
+  return namespace ? `${namespace}/${name}` : name;
+}
+
+/** What a reconciler reads of a cache: an Informer, or a test's in-memory one. */
+export interface Cache<T> {
+  get(key: string): T | undefined;
+  list(): T[];
+  /** Objects whose index key is `value`. */
+  byIndex(value: string): T[];
+}
+
+export class Informer<T extends KubernetesObject> implements Cache<T> {
   private readonly cache = new Map<string, T>();
   private readonly index = new Map<string, Set<string>>();
   private readonly upserts: Handler<T>[] = [];
@@ -142,12 +157,22 @@ export class Informer<T extends KubernetesObject> {
     }
   }
 
+  private readonly listPage = (continueToken?: string): Promise<ListResult<T>> => {
+    const query = new URLSearchParams({ limit: '500', ...(continueToken ? { continue: continueToken } : {}), ...this.selectors() });
+    return this.client.request<ListResult<T>>('GET', `${this.options.path}?${query.toString()}`);
+  };
+
+  private selectors(): Record<string, string> {
+    const { labelSelector, fieldSelector } = this.options;
+    return { ...(labelSelector ? { labelSelector } : {}), ...(fieldSelector ? { fieldSelector } : {}) };
+  }
+
   private async relist(): Promise<void> {
     const seen = new Set<string>();
     let continueToken: string | undefined;
     let resourceVersion: string | undefined;
     do {
-      const page = await this.options.list(continueToken);
+      const page = await (this.options.list ?? this.listPage)(continueToken);
       for (const item of page.items) seen.add(this.store(item));
       continueToken = page.metadata?.continue || undefined;
       resourceVersion = page.metadata?.resourceVersion;
@@ -211,8 +236,7 @@ export class Informer<T extends KubernetesObject> {
       allowWatchBookmarks: 'true',
       // The server ends quiet watches after this; a watch silent much longer has stalled.
       timeoutSeconds: String(20 + Math.floor(Math.random() * 8)),
-      ...(this.options.labelSelector ? { labelSelector: this.options.labelSelector } : {}),
-      ...(this.options.fieldSelector ? { fieldSelector: this.options.fieldSelector } : {}),
+      ...this.selectors(),
     });
     try {
       await this.client.watch(

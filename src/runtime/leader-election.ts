@@ -5,12 +5,12 @@
 // Time is only ever this replica's own: a Lease counts as expired when this replica has seen its
 // record unchanged for the lease duration, never by the renewTime another replica wrote (clock
 // skew would give two leaders). Each attempt is bounded by the renew deadline, so a hung request
-// cannot keep a stale leader; candidates retry with jitter.
+// cannot keep a stale leader; candidates retry with jitter. Leadership is won at most once.
 import type { V1Lease } from '@kubernetes/client-node';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../observability/logger.js';
 import { ApiError, segment, type KubeClient } from '../kube/api.js';
-import { describeError } from '../kube/errors.js';
+import { describeError, isNotFound } from '../kube/errors.js';
 import { microTime } from '../kube/times.js';
 
 export interface LeaderElectionOptions {
@@ -99,6 +99,9 @@ export class LeaderElector {
       } else if (this.leading && this.now() - lastRenew >= this.renewDeadlineMs) {
         this.log.warn('lost the leader Lease: could not renew it in time', { lease: this.options.name });
         this.setLeading(false);
+        // As client-go's Run: a deposed leader never campaigns again (its process exits and
+        // starts afresh), so it cannot win the Lease back while its old work is shutting down.
+        break;
       }
       // A leader renews every retry period; candidates wait up to 20% longer, so that they do
       // not all ask at once.
@@ -121,7 +124,7 @@ export class LeaderElector {
     try {
       lease = await this.client.request<V1Lease>('GET', this.path(name), undefined, undefined, signal);
     } catch (error) {
-      if (!(error instanceof ApiError) || error.code !== 404) throw error;
+      if (!isNotFound(error)) throw error;
       const spec = this.spec(new Date(now), new Date(now), 0);
       await this.write('POST', this.path(), { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name, namespace }, spec }, signal);
       this.observed = { record: recordOf(spec), at: now };

@@ -5,7 +5,8 @@
 // event is handled as soon as a worker is free.
 import { setTimeout as sleep } from 'node:timers/promises';
 
-export interface Outcome {
+/** What a reconcile asks of the queue (controller-runtime's reconcile.Result). */
+export interface Result {
   /** Handle the key again after this long (level-triggered re-check), without counting a failure. */
   requeueAfterMs?: number;
 }
@@ -42,7 +43,7 @@ export class WorkQueue {
   private pumping = false;
 
   constructor(
-    private readonly handler: (key: string) => Promise<Outcome | undefined>,
+    private readonly handler: (key: string) => Promise<Result | undefined>,
     private readonly options: WorkQueueOptions,
   ) {
     this.tokens = options.burst ?? 100;
@@ -74,10 +75,6 @@ export class WorkQueue {
     }, delayMs);
     timer.unref();
     this.timers.set(key, { timer, due });
-  }
-
-  get depth(): number {
-    return this.queue.length;
   }
 
   /** Resolves when nothing is queued, running or waiting on a timer. */
@@ -137,11 +134,11 @@ export class WorkQueue {
     const started = process.hrtime.bigint();
     const seconds = (): number => Number(process.hrtime.bigint() - started) / 1e9;
     try {
-      const outcome = await this.handler(key);
+      const result = await this.handler(key);
       this.failures.delete(key);
-      if (outcome?.requeueAfterMs !== undefined) {
+      if (result?.requeueAfterMs !== undefined) {
         this.options.onResult?.('requeue', seconds());
-        this.addAfter(key, outcome.requeueAfterMs);
+        this.addAfter(key, result.requeueAfterMs);
       } else {
         this.options.onResult?.('success', seconds());
       }

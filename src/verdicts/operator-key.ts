@@ -12,15 +12,15 @@
 // gate guard, installed with the same apply, keeps anyone else from writing one meanwhile. The
 // Secret records since when (only on such an upgrade); made again after a deletion, it keeps that
 // time. A fresh install adopts nothing.
+import { operatorKeySecretName } from '../api/names.js';
 import { randomBytes } from 'node:crypto';
 import type { V1Secret } from '@kubernetes/client-node';
-import { ApiError, segment, type KubeClient } from '../kube/api.js';
-import { describeError } from '../kube/errors.js';
-import { Informer, type ListResult } from '../runtime/informer.js';
+import { segment, type KubeClient } from '../kube/api.js';
+import { describeError, isConflict, isNotFound } from '../kube/errors.js';
+import { Informer } from '../runtime/informer.js';
 import type { Logger } from '../observability/logger.js';
 import { VerdictSeal } from './seal.js';
 
-export const operatorKeySecretName = 'entitlement-operator-mac-key';
 const dataKey = 'key';
 /** When (RFC 3339) the key was first made on an upgrade from a release without seals. */
 export const sealedSinceAnnotation = 'marketplace.entitlements.io/sealed-since';
@@ -48,7 +48,7 @@ export class OperatorKey {
     const fieldSelector = `metadata.name=${operatorKeySecretName}`;
     this.informer = new Informer<V1Secret>(
       client,
-      { name: 'operator-key', path, fieldSelector, list: () => client.request<ListResult<V1Secret>>('GET', `${path}?fieldSelector=${encodeURIComponent(fieldSelector)}`) },
+      { name: 'operator-key', path, fieldSelector },
       log,
     );
     this.informer.onUpsert((secret) => {
@@ -98,7 +98,7 @@ export class OperatorKey {
       await this.client.request('GET', `/apis/coordination.k8s.io/v1/namespaces/${segment(this.namespace)}/leases/${segment(this.where.leaseName)}`);
       return true;
     } catch (error) {
-      if (error instanceof ApiError && error.code === 404) return false;
+      if (isNotFound(error)) return false;
       throw error;
     }
   }
@@ -120,7 +120,7 @@ export class OperatorKey {
         data: { [dataKey]: key.toString('base64') },
       });
     } catch (error) {
-      if (!(error instanceof ApiError && error.code === 409)) throw error;
+      if (!(isConflict(error))) throw error;
       return this.client.request<V1Secret>('GET', `${path}/${operatorKeySecretName}`);
     }
   }

@@ -10,7 +10,7 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { annotations as own, group, productLabel } from '../api/marketplace-product.js';
 import { verdictStateAnnotations } from '../api/pod-state.js';
-import { podRequests } from '../controllers/metering/usage.js';
+import { podRequests } from '../api/pod-usage.js';
 import type { Sealer } from './seal.js';
 
 const ownPrefix = `${group}/`;

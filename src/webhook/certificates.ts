@@ -10,13 +10,14 @@
 // Every step is one Secret update with a resourceVersion, so replicas racing each other converge.
 import { X509Certificate } from 'node:crypto';
 import type { V1Secret } from '@kubernetes/client-node';
-import { ApiError, segment, type KubeClient } from '../kube/api.js';
+import { segment, type KubeClient } from '../kube/api.js';
 import { createCertificateAuthority, issueCertificate, loadCertificateAuthority, type CertificateAuthority } from '../pki/certificates.js';
 import type { Logger } from '../observability/logger.js';
+import { isConflict, isNotFound } from '../kube/errors.js';
 
 const day = 24 * 60 * 60 * 1000;
 /** When the current CA joined the bundle (RFC 3339), for the overlap of a CA rotation. */
-export const caRotatedAtAnnotation = 'marketplace.entitlements.io/ca-rotated-at';
+const caRotatedAtAnnotation = 'marketplace.entitlements.io/ca-rotated-at';
 
 export interface WebhookTls {
   /** Every CA the API server is to trust (PEM bundle): the current one, and during a CA rotation the previous one. */
@@ -166,7 +167,7 @@ export class CertificateStore {
       return fromSecretOrThrow(updated);
     } catch (error) {
       // Another replica took a step at the same time (resourceVersion conflict): use theirs.
-      if (error instanceof ApiError && error.code === 409) return this.ensure(now);
+      if (isConflict(error)) return this.ensure(now);
       throw error;
     }
   }
@@ -179,7 +180,7 @@ export class CertificateStore {
     try {
       return await this.client.request<V1Secret>('GET', this.secretPath());
     } catch (error) {
-      if (error instanceof ApiError && error.code === 404) return undefined;
+      if (isNotFound(error)) return undefined;
       throw error;
     }
   }
@@ -213,7 +214,7 @@ export class CertificateStore {
       return fromSecretOrThrow(created);
     } catch (error) {
       // Another replica created it first: use theirs.
-      if (error instanceof ApiError && error.code === 409) return this.ensure();
+      if (isConflict(error)) return this.ensure();
       throw error;
     }
   }
@@ -225,7 +226,7 @@ export class CertificateStore {
       this.log.warn('replaced an unreadable webhook certificate Secret', { certificateStore: `${this.options.namespace}/${this.options.secretName}` });
       return fromSecretOrThrow(updated);
     } catch (error) {
-      if (error instanceof ApiError && error.code === 409) return this.ensure();
+      if (isConflict(error)) return this.ensure();
       throw error;
     }
   }

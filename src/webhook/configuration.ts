@@ -2,17 +2,8 @@
 // cluster, the URL to call instead of the Service. Only patches what differs.
 import type { V1MutatingWebhookConfiguration } from '@kubernetes/client-node';
 import { contentTypes, segment, type KubeClient } from '../kube/api.js';
+import { webhookConfigurationName } from '../api/names.js';
 import { mutatePodPath } from './server.js';
-
-export const webhookConfigurationName = 'entitlement-operator-mutating-webhook-configuration';
-
-/**
- * The namespaces whose pods the webhook never gates (its namespaceSelector in config/webhook):
- * the control plane's and the operator's own. The operator leaves their pods alone as well.
- */
-export function exemptNamespaces(operatorNamespace: string): string[] {
-  return ['kube-system', operatorNamespace];
-}
 
 export async function configureWebhook(client: KubeClient, caPem: string, webhookUrl?: string, name = webhookConfigurationName): Promise<boolean> {
   const path = `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${segment(name)}`;

@@ -4,6 +4,7 @@
 // about. A pod created with the gate already gets the operator's nonce all the same: a nonce, like
 // a verdict, is never the pod's own.
 import { annotations, group, productLabel, schedulingGate } from '../api/marketplace-product.js';
+import { isGated } from '../api/pod-state.js';
 import { newNonce } from '../aws/nonce.js';
 
 export interface AdmissionRequest {
@@ -41,7 +42,7 @@ export function gatePatch(request: AdmissionRequest, nonce: string): JsonPatch |
     .filter((key) => key.startsWith(`${group}/`) && key !== annotations.nonce && !userAnnotations.has(key))
     .map((key) => ({ op: 'remove', path: `/metadata/annotations/${pointerEscape(key)}` }));
   const gates = pod.spec?.schedulingGates;
-  const gate: JsonPatch = gates?.some((g) => g.name === schedulingGate)
+  const gate: JsonPatch = isGated(pod)
     ? []
     : [gates ? { op: 'add', path: '/spec/schedulingGates/-', value: { name: schedulingGate } } : { op: 'add', path: '/spec/schedulingGates', value: [{ name: schedulingGate }] }];
   const nonceAnnotation: JsonPatch[number] = pod.metadata.annotations

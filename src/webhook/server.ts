@@ -18,7 +18,6 @@ export interface ServingCertificate {
 
 export class WebhookServer {
   private readonly server: https.Server;
-  private loaded = false;
 
   constructor(private readonly observe: AdmissionObserver) {
     this.server = https.createServer({ minVersion: 'TLSv1.2' }, (req, res) => {
@@ -29,11 +28,6 @@ export class WebhookServer {
   /** Serves with this certificate from now on; open connections keep the old one. */
   setCertificate(cert: ServingCertificate): void {
     this.server.setSecureContext({ cert: cert.certPem, key: cert.keyPem, minVersion: 'TLSv1.2' });
-    this.loaded = true;
-  }
-
-  get certificateLoaded(): boolean {
-    return this.loaded;
   }
 
   listen(port: number, host?: string): Promise<number> {

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { productLabel } from '../../src/api/marketplace-product.js';
 import { roleArnAnnotation, roleSessionName } from '../../src/aws/pod-identity.js';
 import { ledgerName } from '../../src/controllers/metering/ledger-store.js';
-import { leaseName, webhookSecretName } from '../../src/app.js';
+import { leaseName, webhookSecretName } from '../../src/api/names.js';
 import { FakeAws, fakeCredentials } from '../fake-aws/server.js';
 import { operatorNamespace } from '../support/bundle.js';
 import { hostStateChanges, readHostState, type HostState } from '../support/host-state.js';

@@ -4,7 +4,7 @@ import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import tls from 'node:tls';
 import { CoreV1Api } from '@kubernetes/client-node';
-import { webhookSecretName } from '../../src/app.js';
+import { webhookSecretName } from '../../src/api/names.js';
 import { createCertificateAuthority, issueCertificate } from '../../src/pki/certificates.js';
 import { FakeAws } from '../fake-aws/server.js';
 import { operatorNamespace } from '../support/bundle.js';

@@ -7,7 +7,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EventsV1Api, PatchStrategy, setHeaderOptions, type CoreV1Api, type CustomObjectsApi, type V1Pod } from '@kubernetes/client-node';
 import { annotations, productLabel, schedulingGate } from '../../src/api/marketplace-product.js';
-import { operatorKeySecretName, sealedSinceAnnotation } from '../../src/verdicts/operator-key.js';
+import { operatorKeySecretName } from '../../src/api/names.js';
+import { sealedSinceAnnotation } from '../../src/verdicts/operator-key.js';
 import { decodeLedger, ledgerName } from '../../src/controllers/metering/ledger-store.js';
 import type { FakeAws } from '../fake-aws/server.js';
 import { operatorNamespace } from '../support/bundle.js';

@@ -23,7 +23,7 @@ it('names the missing namespace, webhook configuration and CRD with what to appl
     await plane.kubectlOk(['create', 'namespace', operatorNamespace]);
     await logSays('the webhook configuration is not installed: kubectl apply -f config/install.yaml');
     await apply('MutatingWebhookConfiguration');
-    await logSays('the MarketplaceProduct CRD is not installed: kubectl apply -f crds/');
+    await logSays('the CustomResourceDefinition marketplaceproducts.marketplace.entitlements.io is not installed: kubectl apply -f crds/');
     await apply('CustomResourceDefinition');
     await plane.waitHealthy(operator.proc, `${operator.healthUrl}/readyz`, 60_000);
     expect(operator.proc.running).toBe(true);

@@ -2,13 +2,12 @@
 // webhook certificate rotated while pods are being created.
 import tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
-import { AdmissionregistrationV1Api, CoordinationV1Api, EventsV1Api, type CoreV1Api, type CustomObjectsApi, type V1Pod } from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api, CoordinationV1Api, EventsV1Api, V1MicroTime, type CoreV1Api, type CustomObjectsApi, type V1Pod } from '@kubernetes/client-node';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { annotations, productLabel } from '../../src/api/marketplace-product.js';
 import { createLogger } from '../../src/observability/logger.js';
-import { webhookSecretName, webhookServiceName } from '../../src/app.js';
+import { leaseName, webhookConfigurationName, webhookSecretName, webhookServiceName } from '../../src/api/names.js';
 import { CertificateStore } from '../../src/webhook/certificates.js';
-import { webhookConfigurationName } from '../../src/webhook/configuration.js';
 import type { FakeAws } from '../fake-aws/server.js';
 import { operatorNamespace } from '../support/bundle.js';
 import { controlPlaneForSuite } from '../support/control-plane.js';
@@ -277,6 +276,35 @@ it('SIGTERM in a burst: in-flight registrations finish and are recorded, the pro
   }, 120_000);
   expect(registrations(done, 'graceful-code').filter((r) => r.successes !== 1)).toEqual([]);
 }, 240_000);
+
+it('a deposed leader stops at once: registrations in flight are aborted, nothing is written after, the Lease is not won back, exit 1', async () => {
+  const namespace = 'deposed';
+  const leases = controlPlane().kubeConfig().makeApiClient(CoordinationV1Api);
+  // AWS answers long after the old leader may still write (its renew deadline, 4 s).
+  await slowProduct(namespace, 'deposed', 20_000);
+  const operator = await start({ name: 'deposed', webhookPort: await freePort(), env: fastLease });
+  await createPods(namespace, 'deposed', 5);
+  await waitForPod('registrations in flight', () => Promise.resolve((fake.state.delayed.get('deposed-code') ?? 0) >= 5 ? true : undefined));
+
+  // Another replica takes the Lease (as one would after a network partition).
+  const lease = await leases.readNamespacedLease({ name: leaseName, namespace: operatorNamespace });
+  const renewTime = new V1MicroTime();
+  await leases.replaceNamespacedLease({
+    name: leaseName,
+    namespace: operatorNamespace,
+    body: { ...lease, spec: { ...lease.spec, holderIdentity: 'usurper', renewTime, acquireTime: renewTime, leaseTransitions: (lease.spec?.leaseTransitions ?? 0) + 1 } },
+  });
+  expect(await operator.proc.exited()).toBe(1);
+  // It exited while AWS was still to answer: it did not wait out its registrations.
+  expect(fake.state.delayed.get('deposed-code')).toBe(5);
+  expect((await podsOf(namespace, 'deposed')).filter((p) => verdict(p) !== undefined)).toEqual([]);
+  // Nobody renews the usurper's Lease, yet the deposed leader never took it back before it exited.
+  expect((await leases.readNamespacedLease({ name: leaseName, namespace: operatorNamespace })).spec?.holderIdentity).toBe('usurper');
+  // Leave the next leader nothing slow to finish.
+  await leases.deleteNamespacedLease({ name: leaseName, namespace: operatorNamespace });
+  fake.setBehaviour('deposed-code', {});
+  await core.deleteCollectionNamespacedPod({ namespace });
+}, 120_000);
 
 it('SIGTERM at any moment of start-up ends the process at once, exit 0, the Lease released or never taken', async () => {
   const leases = controlPlane().kubeConfig().makeApiClient(CoordinationV1Api);

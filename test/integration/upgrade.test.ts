@@ -4,7 +4,8 @@
 // reported as tampering. Once the window is over, an unsealed verdict is a forged one again.
 import { EventsV1Api, PatchStrategy, setHeaderOptions, type CoreV1Api, type CustomObjectsApi, type V1Pod } from '@kubernetes/client-node';
 import { annotations, productLabel } from '../../src/api/marketplace-product.js';
-import { operatorKeySecretName, sealedSinceAnnotation } from '../../src/verdicts/operator-key.js';
+import { operatorKeySecretName } from '../../src/api/names.js';
+import { sealedSinceAnnotation } from '../../src/verdicts/operator-key.js';
 import type { FakeAws } from '../fake-aws/server.js';
 import { bundleObject, operatorNamespace } from '../support/bundle.js';
 import { controlPlaneForSuite } from '../support/control-plane.js';

@@ -1,6 +1,7 @@
 // Pods and products for operator tests.
 import type { CoreV1Api, CustomObjectsApi, V1Pod } from '@kubernetes/client-node';
-import { annotations, group, plural, productLabel, schedulingGate, version } from '../../src/api/marketplace-product.js';
+import { annotations, group, plural, productLabel, version } from '../../src/api/marketplace-product.js';
+import { isGated } from '../../src/api/pod-state.js';
 import { productManifest } from './products.js';
 
 export function labelledPod(name: string, product: string, extra: Partial<V1Pod['spec']> = {}): V1Pod {
@@ -10,7 +11,7 @@ export function labelledPod(name: string, product: string, extra: Partial<V1Pod[
   };
 }
 
-export const gated = (pod: V1Pod): boolean => (pod.spec?.schedulingGates ?? []).some((g) => g.name === schedulingGate);
+export const gated = isGated;
 export const verdict = (pod: V1Pod): string | undefined => pod.metadata?.annotations?.[annotations.status];
 export const reason = (pod: V1Pod): string | undefined => pod.metadata?.annotations?.[annotations.reason];
 

@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { annotations, productLabel, schedulingGate } from '../../src/api/marketplace-product.js';
+import { isGated } from '../../src/api/pod-state.js';
 import { roleArnAnnotation } from '../../src/aws/pod-identity.js';
 import { FakeAws } from '../fake-aws/server.js';
 import { ApiHttp } from './api-http.js';
@@ -168,7 +169,7 @@ export class VerdictWatch {
     this.stream = api.watch(`/api/v1/namespaces/${this.podNamespace}/pods?labelSelector=${encodeURIComponent(productLabel)}`, list.metadata.resourceVersion, (type, object) => {
       if (type !== 'ADDED' && type !== 'MODIFIED') return;
       const pod = object as { metadata: { name: string; annotations?: Record<string, string> }; spec: { schedulingGates?: { name: string }[] } };
-      const gated = (pod.spec.schedulingGates ?? []).some((g) => g.name === schedulingGate);
+      const gated = isGated(pod);
       const verdict = pod.metadata.annotations?.[annotations.status];
       if (verdict === 'Entitled' && !gated) this.entitled.add(pod.metadata.name);
       if (verdict === 'NotEntitled') this.notEntitled.add(pod.metadata.name);

@@ -16,7 +16,7 @@ import type {
 import { load } from 'js-yaml';
 import { bundleObject, bundleObjects, operatorNamespace } from '../support/bundle.js';
 import { repoRoot } from '../support/testbin.js';
-import { exemptNamespaces } from '../../src/webhook/configuration.js';
+import { exemptNamespaces } from '../../src/api/names.js';
 
 const clusterScoped = new Set(['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding', 'MutatingWebhookConfiguration', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding']);
 

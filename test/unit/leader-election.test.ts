@@ -133,3 +133,18 @@ it('stopped while the answer to its acquiring write is outstanding, a candidate 
   expect(events).toEqual([]);
   expect(holder()).toBeUndefined();
 });
+
+it('a deposed leader never campaigns again, even once the Lease it lost expires (its process exits meanwhile)', async () => {
+  const events: string[] = [];
+  const leader = elector('us', events);
+  leader.start();
+  await waitFor('the elector to lead', () => Promise.resolve(events.includes('started') ? true : undefined), 5_000, 50);
+  hang = true;
+  await waitFor('the leader to step down', () => Promise.resolve(events.includes('stopped') ? true : undefined), 5_000, 20);
+  hang = false;
+  const versionAfterLoss = version;
+  await sleep(2_500); // past the lease duration (1.5 s): a campaigning replica would take it now
+  expect(version).toBe(versionAfterLoss);
+  expect(events).toEqual(['started', 'stopped']);
+  await leader.stop();
+});

@@ -8,7 +8,7 @@ import { VerdictSeal } from '../../src/verdicts/seal.js';
 import { completeHour, dueHours, hourMs, newLedger, observePods, recordsOf, withinWindow } from '../../src/controllers/metering/ledger.js';
 import { decodeLedger, encodeLedger } from '../../src/controllers/metering/ledger-store.js';
 import { clientToken } from '../../src/controllers/metering/reconciler.js';
-import { parseQuantity, podRequests, usageOf } from '../../src/controllers/metering/usage.js';
+import { parseQuantity, podRequests, usageOf } from '../../src/api/pod-usage.js';
 
 describe('resource quantities and pod usage', () => {
   it.each([

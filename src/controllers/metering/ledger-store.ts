@@ -3,13 +3,15 @@
 // Lease but still writes gets a conflict, never overwrites its successor. The leader keeps the
 // last version it read or wrote, so it reads the ConfigMap only when it starts or after a
 // conflict.
+import { ledgerPrefix } from '../../api/names.js';
 import type { V1ConfigMap } from '@kubernetes/client-node';
 import { group, type MarketplaceProduct } from '../../api/marketplace-product.js';
-import { ApiError, segment, type KubeClient } from '../../kube/api.js';
+import { segment, type ApiClient } from '../../kube/api.js';
 import type { Ledger, LedgerPod } from './ledger.js';
+import { isConflict, isNotFound } from '../../kube/errors.js';
+import { objectKey } from '../../runtime/informer.js';
 
 const dataKey = 'ledger.json';
-const prefix = 'entitlement-usage-';
 const labels = { 'app.kubernetes.io/name': 'entitlement-operator', 'app.kubernetes.io/component': 'usage-ledger' };
 
 /**
@@ -39,7 +41,7 @@ export function decodeLedger(text: string): Ledger | undefined {
 }
 
 export function ledgerName(productUid: string): string {
-  return `${prefix}${productUid}`;
+  return `${ledgerPrefix}${productUid}`;
 }
 
 interface Stored {
@@ -51,7 +53,7 @@ export class LedgerStore {
   private readonly known = new Map<string, Stored>();
 
   constructor(
-    private readonly client: KubeClient,
+    private readonly client: ApiClient,
     private readonly namespace: string,
   ) {}
 
@@ -66,7 +68,7 @@ export class LedgerStore {
       this.known.set(productUid, { ledger, ...(map.metadata?.resourceVersion ? { resourceVersion: map.metadata.resourceVersion } : {}) });
       return ledger;
     } catch (error) {
-      if (error instanceof ApiError && error.code === 404) return undefined;
+      if (isNotFound(error)) return undefined;
       throw error;
     }
   }
@@ -83,7 +85,7 @@ export class LedgerStore {
         name: ledgerName(uid),
         namespace: this.namespace,
         labels,
-        annotations: { [`${group}/product`]: `${product.metadata.namespace}/${product.metadata.name}` },
+        annotations: { [`${group}/product`]: objectKey(product) },
         ...(known?.resourceVersion ? { resourceVersion: known.resourceVersion } : {}),
       },
       data: { [dataKey]: encodeLedger(ledger) },
@@ -94,7 +96,7 @@ export class LedgerStore {
         : await this.client.request<V1ConfigMap>('POST', `/api/v1/namespaces/${segment(this.namespace)}/configmaps`, body);
       this.known.set(uid, { ledger, ...(written.metadata?.resourceVersion ? { resourceVersion: written.metadata.resourceVersion } : {}) });
     } catch (error) {
-      if (error instanceof ApiError && (error.code === 409 || error.code === 404)) this.known.delete(uid);
+      if (isConflict(error) || isNotFound(error)) this.known.delete(uid);
       throw error;
     }
   }
@@ -103,7 +105,7 @@ export class LedgerStore {
   async list(): Promise<string[]> {
     const selector = encodeURIComponent(Object.entries(labels).map(([k, v]) => `${k}=${v}`).join(','));
     const maps = await this.client.request<{ items: V1ConfigMap[] }>('GET', `/api/v1/namespaces/${segment(this.namespace)}/configmaps?labelSelector=${selector}`);
-    return maps.items.map((m) => m.metadata?.name ?? '').filter((name) => name.startsWith(prefix)).map((name) => name.slice(prefix.length));
+    return maps.items.map((m) => m.metadata?.name ?? '').filter((name) => name.startsWith(ledgerPrefix)).map((name) => name.slice(ledgerPrefix.length));
   }
 
   async delete(productUid: string): Promise<void> {
@@ -111,7 +113,7 @@ export class LedgerStore {
     try {
       await this.client.send('DELETE', this.path(productUid));
     } catch (error) {
-      if (!(error instanceof ApiError && error.code === 404)) throw error;
+      if (!isNotFound(error)) throw error;
     }
   }
 

@@ -11,7 +11,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { annotations, type MarketplaceProduct } from '../../api/marketplace-product.js';
 import { roleSessionName } from '../../aws/pod-identity.js';
 import { verdictOf } from '../../api/pod-state.js';
-import { podRequests, quantityOf, usageOf, type PodUsage } from './usage.js';
+import { podRequests, quantityOf, usageOf, type PodUsage } from '../../api/pod-usage.js';
 
 export const hourMs = 60 * 60 * 1000;
 /** AWS takes MeterUsage records up to 6 hours old (TimestampOutOfBoundsException after). */

@@ -6,9 +6,9 @@
 // with an Event that says why.
 import type { V1Pod } from '@kubernetes/client-node';
 import type { EventRecorder } from '../../kube/events.js';
-import { ApiError, segment, type KubeClient } from '../../kube/api.js';
+import { ApiError, segment, type ApiClient } from '../../kube/api.js';
 import { isGoneOrReplaced } from '../../kube/errors.js';
-import { RetryLater, type Outcome } from '../../runtime/workqueue.js';
+import { RetryLater, type Result } from '../../runtime/workqueue.js';
 import type { Logger } from '../../observability/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
 
@@ -16,7 +16,7 @@ import type { Metrics } from '../../observability/metrics.js';
 const retryWithinGraceMs = 5_000;
 
 export interface EvictionDeps {
-  client: KubeClient;
+  client: ApiClient;
   events: EventRecorder;
   metrics: Metrics;
   /** How long budgets may refuse the eviction of a pod that was never entitled before it is deleted. */
@@ -33,7 +33,7 @@ export class Evictions {
    * Evicts the pod. Refused, a pod `protectedByBudget` is retried (RetryLater); another one is
    * tried again soon and deleted once the grace period is over. Resolves to when to come back.
    */
-  async remove(pod: V1Pod, protectedByBudget: boolean, why: string, log: Logger): Promise<Outcome | undefined> {
+  async remove(pod: V1Pod, protectedByBudget: boolean, why: string, log: Logger): Promise<Result | undefined> {
     const uid = pod.metadata?.uid ?? '';
     const refusal = await this.evict(pod, log);
     if (refusal === undefined) return undefined;
@@ -56,8 +56,8 @@ export class Evictions {
     return undefined;
   }
 
-  /** The pod is gone: forget its refusals. */
-  forget(uid: string): void {
+  /** The pod is gone: its refusals go too. */
+  podDeleted(uid: string): void {
     this.refusedSince.delete(uid);
   }
 

@@ -8,10 +8,9 @@ import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1ConfigMap } from '@kubernetes/client-node';
 import type { MarketplaceProduct } from '../../api/marketplace-product.js';
-import type { ConfigMapReader } from '../../aws/public-key.js';
 import { segment, type KubeClient } from '../../kube/api.js';
-import { kubeConfigMapReader } from '../../kube/config-maps.js';
-import { Informer, objectKey, type ListResult } from '../../runtime/informer.js';
+import { kubeConfigMapReader, type ConfigMapReader } from '../../kube/config-maps.js';
+import { Informer, keyOf, objectKey } from '../../runtime/informer.js';
 import type { Logger } from '../../observability/logger.js';
 
 interface Watch {
@@ -70,7 +69,7 @@ export class KeyConfigMaps {
    * unreachable, a permission missing) is an error, which the registration retries, not a verdict.
    */
   readonly read: ConfigMapReader = async (namespace, name) => {
-    const key = `${namespace}/${name}`;
+    const key = keyOf(namespace, name);
     // No product names it (any more, or not yet): read once, and start no watch nobody would stop.
     if (!this.watches.has(key) && !this.isNamed(key)) return this.readOnce(namespace, name);
     const watch = this.watch(key);
@@ -127,7 +126,7 @@ export class KeyConfigMaps {
     const fieldSelector = `metadata.name=${name}`;
     const informer = new Informer<V1ConfigMap>(
       this.client,
-      { name: `key-configmap ${key}`, path, fieldSelector, list: () => this.client.request<ListResult<V1ConfigMap>>('GET', `${path}?fieldSelector=${encodeURIComponent(fieldSelector)}`) },
+      { name: `key-configmap ${key}`, path, fieldSelector },
       this.log,
     );
     const watch: Watch = { informer, synced: informer.start() };
@@ -151,5 +150,5 @@ export class KeyConfigMaps {
 /** "namespace/name" of the ConfigMap a product's key is in, if it names one. */
 function configMapOf(product: MarketplaceProduct): string | undefined {
   const name = product.spec.publicKey.configMapKeyRef?.name;
-  return name ? `${product.metadata.namespace}/${name}` : undefined;
+  return name ? keyOf(product.metadata.namespace, name) : undefined;
 }

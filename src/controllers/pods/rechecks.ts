@@ -5,7 +5,7 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { annotations, permanentReasons, type CheckRecord, type MarketplaceProduct } from '../../api/marketplace-product.js';
 
-export const recheckBaseMs = 60_000;
+const recheckBaseMs = 60_000;
 
 export type RecheckPlan = { kind: 'now'; attempts: number; why: string } | { kind: 'at'; time: number } | { kind: 'never' };
 

@@ -1,40 +1,41 @@
 // Reconciles one labelled pod towards its verdict. Level-triggered and idempotent: it reads the
 // pod's verdict state and gate and does only what is missing, so a restart or a repeated event
 // never registers a pod twice.
-//   watch → queue → here → Registrar (AWS) → verdict → pod patch, Event, product outcome
+//   watch → queue → here → Registrar (AWS) → verdict → pod patch, Event, report to the product
 // It believes only a verdict state it sealed itself (the cache drops any other, verdicts/pod-cache.ts),
 // so a forged `Entitled` is a pod without a verdict, checked with AWS like a new one. Every write
 // names the pod's uid, so a result computed for a pod never lands on a successor of its name.
 import type { V1Pod } from '@kubernetes/client-node';
-import { annotations, permanentReasons, schedulingGate, type CheckRecord, type MarketplaceProduct } from '../../api/marketplace-product.js';
+import { annotations, permanentReasons, productSubject, schedulingGate, type CheckRecord, type MarketplaceProduct } from '../../api/marketplace-product.js';
 import { isBypassing, isGated, mustNotRun, productKeyOfPod, verdictStateOf, wasAllowedToRun, type VerdictState } from '../../api/pod-state.js';
 import { newNonce } from '../../aws/nonce.js';
 import type { Clock } from '../../clock.js';
-import { contentTypes, type KubeClient } from '../../kube/api.js';
+import { contentTypes, type ApiClient } from '../../kube/api.js';
 import { isGoneOrReplaced } from '../../kube/errors.js';
 import type { EventRecorder } from '../../kube/events.js';
-import { objectKey, type Informer } from '../../runtime/informer.js';
-import { RetryLater, type Outcome } from '../../runtime/workqueue.js';
+import { objectKey, type Cache } from '../../runtime/informer.js';
+import { RetryLater, type Result } from '../../runtime/workqueue.js';
 import type { Logger } from '../../observability/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type { CachedPod } from '../../verdicts/pod-cache.js';
 import { podPath, type Evictions } from './evictions.js';
-import type { ProductOutcomes } from '../product-reports.js';
+import type { ProductReports } from '../product-reports.js';
 import { checkBasis, planRecheck, recheckDelayMs, type CheckBasis } from './rechecks.js';
-import type { Registrar, RegistrationOutcome } from './registration.js';
+import type { Registrar, RegistrationAnswer } from './registration.js';
 import type { Sealer } from '../../verdicts/seal.js';
 
 export interface PodReconcilerDeps {
-  client: KubeClient;
-  pods: Informer<CachedPod>;
-  products: Informer<MarketplaceProduct>;
+  /** Guarded by the leader signal (KubeClient.guardedBy). */
+  client: ApiClient;
+  pods: Cache<CachedPod>;
+  products: Cache<MarketplaceProduct>;
   registrar: Registrar;
   /** Seals the verdicts written (the operator key's seal). */
   sealer: Sealer;
   /** The fingerprint of a product's public key when a ConfigMap holds it (key-config-maps.ts). */
   keyFingerprint: (product: MarketplaceProduct) => string | undefined;
   evictions: Evictions;
-  outcomes: ProductOutcomes;
+  reports: ProductReports;
   events: EventRecorder;
   metrics: Metrics;
   clock: Clock;
@@ -63,8 +64,8 @@ interface PodMemory {
   startedOverFrom?: string;
 }
 
-type Refused = Extract<RegistrationOutcome, { verdict: 'NotEntitled' }>;
-type Entitled = Extract<RegistrationOutcome, { verdict: 'Entitled' }>;
+type Refused = Extract<RegistrationAnswer, { verdict: 'NotEntitled' }>;
+type Entitled = Extract<RegistrationAnswer, { verdict: 'Entitled' }>;
 
 export class PodReconciler {
   private readonly memory = new Map<string, PodMemory>();
@@ -73,7 +74,7 @@ export class PodReconciler {
 
   constructor(private readonly deps: PodReconcilerDeps) {}
 
-  async reconcile(key: string): Promise<Outcome | undefined> {
+  async reconcile(key: string, signal: AbortSignal): Promise<Result | undefined> {
     const pod = this.deps.pods.get(key);
     const uid = pod?.metadata?.uid;
     const productKey = pod && productKeyOfPod(pod);
@@ -95,18 +96,18 @@ export class PodReconciler {
     }
     if (state.status === 'NotEntitled' && state.reason !== 'ProductNotFound') return product ? this.refused(pod, product, state, gated, log) : undefined;
     if (!product) return this.productNotFound(pod, state, log);
-    return this.registerAndRecord(pod, product, state, gated, log);
+    return this.registerAndRecord(pod, product, state, gated, signal, log);
   }
 
-  /** The pod is gone: forget what was written to it and how its eviction went. */
-  forget(pod: V1Pod): void {
+  /** The pod is gone: so is what this process knows of it and of its eviction. */
+  podDeleted(pod: V1Pod): void {
     const uid = pod.metadata?.uid ?? '';
     this.memory.delete(uid);
-    this.deps.evictions.forget(uid);
+    this.deps.evictions.podDeleted(uid);
   }
 
   /** A NotEntitled pod: checked again when due; kept from running meanwhile, or let run under Audit. */
-  private async refused(pod: CachedPod, product: MarketplaceProduct, state: VerdictState, gated: boolean, log: Logger): Promise<Outcome | undefined> {
+  private async refused(pod: CachedPod, product: MarketplaceProduct, state: VerdictState, gated: boolean, log: Logger): Promise<Result | undefined> {
     const plan = planRecheck(state.checks, state.reason, this.basis(product, pod), this.deps.clock.now(), this.deps.maxRecheckMs);
     if (plan.kind === 'now') {
       await this.checkAgain(pod, product, state, plan.attempts, log.child({ why: plan.why }));
@@ -129,7 +130,7 @@ export class PodReconciler {
   }
 
   /** Registers the pod (nonce written ahead) and records the verdict on it, its product and in an Event. */
-  private async registerAndRecord(pod: CachedPod, product: MarketplaceProduct, state: VerdictState, gated: boolean, log: Logger): Promise<undefined> {
+  private async registerAndRecord(pod: CachedPod, product: MarketplaceProduct, state: VerdictState, gated: boolean, signal: AbortSignal, log: Logger): Promise<undefined> {
     const uid = pod.metadata?.uid ?? '';
     // Write-ahead: the nonce is on the pod before RegisterUsage, so a retry after a crash is the
     // same registration (same nonce), never a second one. Ours first: after a check again, the
@@ -146,12 +147,12 @@ export class PodReconciler {
       uid,
       ...(pod.spec?.serviceAccountName ? { serviceAccountName: pod.spec.serviceAccountName } : {}),
     };
-    const result = await this.deps.registrar.register(product, podRef, nonce);
+    const result = await this.deps.registrar.register(product, podRef, nonce, signal);
     if (result.verdict === 'Retry') {
       // One Event per product when its registrations start failing, not one per pod and retry:
       // an AWS outage or a missing credential must not turn into a storm of writes.
-      if (this.deps.outcomes.record(objectKey(product), { status: 'Unknown', reason: 'Retrying', message: result.message })) {
-        await this.deps.events.product(product, 'Warning', 'Retrying', 'RegisterUsage', `registrations of product ${product.spec.productCode} are failing and will be retried: ${result.message}`);
+      if (this.deps.reports.reportRegistration(objectKey(product), { status: 'Unknown', reason: 'Retrying', message: result.message })) {
+        await this.deps.events.record(productSubject(product), 'Warning', 'Retrying', 'RegisterUsage', `registrations of product ${product.spec.productCode} are failing and will be retried: ${result.message}`);
       }
       log.warn('registration will be retried', { error: result.message });
       throw new RetryLater(result.message);
@@ -164,7 +165,7 @@ export class PodReconciler {
   private async recordEntitled(pod: CachedPod, product: MarketplaceProduct, result: Entitled, gated: boolean, log: Logger): Promise<void> {
     const registeredAt = result.registeredAt.toISOString();
     if (!(await this.writeState(pod, { status: 'Entitled', reason: 'SignatureVerified', registeredAt }, gated))) return;
-    this.deps.outcomes.record(objectKey(product), {
+    this.deps.reports.reportRegistration(objectKey(product), {
       status: 'True',
       reason: 'SignatureVerified',
       message: `registration of pod ${pod.metadata?.namespace ?? ''}/${pod.metadata?.name ?? ''} verified`,
@@ -188,7 +189,7 @@ export class PodReconciler {
     const checks: CheckRecord = { ...this.checkRecord(product, pod, previous?.attempts ?? 1, result.reason), ...(audit || previous?.ranUnderAudit ? { ranUnderAudit: true as const } : {}) };
     const next: VerdictState = { status: 'NotEntitled', reason: result.reason, ...registeredAtOf(state), checks };
     if (!(await this.writeState(pod, next, audit && gated))) return;
-    this.deps.outcomes.record(objectKey(product), { status: 'False', reason: result.reason, message: result.message });
+    this.deps.reports.reportRegistration(objectKey(product), { status: 'False', reason: result.reason, message: result.message });
     this.deps.metrics.verdicts.inc({ verdict: 'NotEntitled', reason: result.reason });
     const consequence = !mustNotRun(product, next) ? 'Audit: the pod runs anyway' : gated ? 'the pod stays gated' : 'the running pod is evicted';
     // A check again with the same answer is no news: one Event per reason, not one per check.
@@ -354,8 +355,8 @@ function callerOf(product: MarketplaceProduct, pod: V1Pod): string {
   return `ServiceAccount ${pod.metadata?.namespace ?? ''}/${pod.spec?.serviceAccountName ?? 'default'}`;
 }
 
-/** The outcome that comes back sooner. */
-function sooner(a: Outcome | undefined, b: Outcome | undefined): Outcome | undefined {
+/** The result that comes back sooner. */
+function sooner(a: Result | undefined, b: Result | undefined): Result | undefined {
   if (a?.requeueAfterMs === undefined) return b;
   if (b?.requeueAfterMs === undefined) return a;
   return a.requeueAfterMs <= b.requeueAfterMs ? a : b;

@@ -1,5 +1,5 @@
 // One registration for one pod: the product key, the pod's identity, RegisterUsage with the
-// pod's nonce, and the signature. Every failure ends in a defined outcome: a verdict with the
+// pod's nonce, and the signature. Every failure ends in a defined answer: a verdict with the
 // contract's reason, or a retry (throttling, 5xx, network, timeout, anything unexpected).
 import type { MarketplaceProduct, NotEntitledReason } from '../../api/marketplace-product.js';
 import type { Clock } from '../../clock.js';
@@ -7,10 +7,11 @@ import { AwsCallError } from '../../aws/errors.js';
 import type { ProductClients } from '../../aws/product-clients.js';
 import { registerUsage } from '../../aws/metering-operations.js';
 import { IdentityUnavailableError, type PodRef } from '../../aws/pod-identity.js';
-import { loadPublicKey, type ConfigMapReader } from '../../aws/public-key.js';
+import { loadPublicKey } from '../../aws/public-key.js';
+import type { ConfigMapReader } from '../../kube/config-maps.js';
 import { PublicKeyError, SignatureError, verifyRegistrationSignature } from '../../aws/signature.js';
 
-export type RegistrationOutcome =
+export type RegistrationAnswer =
   | { verdict: 'Entitled'; registeredAt: Date; publicKeyRotationTimestamp?: Date }
   | { verdict: 'NotEntitled'; reason: NotEntitledReason; message: string }
   | { verdict: 'Retry'; message: string };
@@ -22,23 +23,25 @@ export class Registrar {
     private readonly clock: Clock,
   ) {}
 
-  async register(product: MarketplaceProduct, pod: PodRef, nonce: string): Promise<RegistrationOutcome> {
+  /** Rejects only when `signal` aborts (leadership lost): then nothing is known of the answer. */
+  async register(product: MarketplaceProduct, pod: PodRef, nonce: string, signal: AbortSignal): Promise<RegistrationAnswer> {
     const { spec } = product;
     const expected = { productCode: spec.productCode, publicKeyVersion: spec.publicKeyVersion, nonce };
     try {
       // The key first: a registration whose answer cannot be verified must not happen.
       const key = await loadPublicKey(spec.publicKey, product.metadata.namespace, this.readConfigMap);
-      const answer = await this.clients.run(product, pod, 'RegisterUsage', (client) => registerUsage(client, expected));
+      const answer = await this.clients.run(product, pod, 'RegisterUsage', (client) => registerUsage(client, expected, signal), signal);
       const now = new Date(this.clock.now());
       verifyRegistrationSignature(answer.signature, key, expected, { now });
       return { verdict: 'Entitled', registeredAt: now, ...(answer.publicKeyRotationTimestamp ? { publicKeyRotationTimestamp: answer.publicKeyRotationTimestamp } : {}) };
     } catch (error) {
-      return outcomeOf(error);
+      signal.throwIfAborted();
+      return answerOf(error);
     }
   }
 }
 
-function outcomeOf(error: unknown): RegistrationOutcome {
+function answerOf(error: unknown): RegistrationAnswer {
   if (error instanceof PublicKeyError) return { verdict: 'NotEntitled', reason: 'PublicKeyUnavailable', message: error.message };
   if (error instanceof IdentityUnavailableError) return { verdict: 'NotEntitled', reason: 'IdentityUnavailable', message: error.message };
   if (error instanceof SignatureError) return { verdict: 'NotEntitled', reason: 'InvalidSignature', message: `${error.failure}: ${error.message}` };

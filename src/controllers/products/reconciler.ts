@@ -1,5 +1,6 @@
 // Writes a product's status from what is observed: counters from the pods in the cache, the
-// Entitled condition from the latest registration outcome, times from the pods' annotations.
+// Entitled condition from the latest registration report, the Metered one from the metering
+// report (product-reports.ts), times from the pods' annotations.
 // Writes only when something changed, through the status subresource, retrying on conflicts.
 import { isDeepStrictEqual } from 'node:util';
 import type { V1Pod } from '@kubernetes/client-node';
@@ -11,23 +12,23 @@ import {
   type MarketplaceProduct,
   type MarketplaceProductStatus,
 } from '../../api/marketplace-product.js';
-import { ApiError, segment, type KubeClient } from '../../kube/api.js';
-import type { Informer } from '../../runtime/informer.js';
+import { segment, type ApiClient } from '../../kube/api.js';
+import { isConflict, isNotFound } from '../../kube/errors.js';
+import type { Cache } from '../../runtime/informer.js';
 import type { Clock } from '../../clock.js';
-import type { MeteringOutcome } from '../metering/reconciler.js';
 import { rfc3339 } from '../../kube/times.js';
 import type { Logger } from '../../observability/logger.js';
 import { isBypassing, isGated, mustNotRun, verdictStateOf } from '../../api/pod-state.js';
-import type { ProductOutcomes } from '../product-reports.js';
+import type { MeteringReport, ProductReports, RegistrationReport } from '../product-reports.js';
 
 const maxConflictRetries = 5;
 
 export function desiredStatus(
   product: MarketplaceProduct,
   pods: readonly V1Pod[],
-  outcome: ReturnType<ProductOutcomes['get']>,
+  registration: RegistrationReport | undefined,
   now: Date,
-  metering?: MeteringOutcome,
+  metering?: MeteringReport,
 ): MarketplaceProductStatus {
   const current = product.status ?? {};
   let entitled = 0;
@@ -51,7 +52,7 @@ export function desiredStatus(
       pending++;
     }
   }
-  if (outcome?.registeredAt && (!lastRegistration || outcome.registeredAt > lastRegistration)) lastRegistration = outcome.registeredAt;
+  if (registration?.registeredAt && (!lastRegistration || registration.registeredAt > lastRegistration)) lastRegistration = registration.registeredAt;
 
   const generation = product.metadata.generation ?? 0;
   const condition = (type: string, next: Pick<Condition, 'status' | 'reason' | 'message'>): Condition => {
@@ -66,10 +67,10 @@ export function desiredStatus(
     };
   };
   const previous = current.conditions?.find((c) => c.type === 'Entitled');
-  const entitledCondition = condition('Entitled', outcome ?? previous ?? { status: 'Unknown', reason: 'AwaitingPods', message: 'no pod of this product has been registered yet' });
+  const entitledCondition = condition('Entitled', registration ?? previous ?? { status: 'Unknown', reason: 'AwaitingPods', message: 'no pod of this product has been registered yet' });
   // Metered: from the metering controller; until it has spoken (after a restart), the last one written stands.
   const metered = metering ? condition('Metered', metering.condition) : current.conditions?.find((c) => c.type === 'Metered');
-  const rotation = outcome?.publicKeyRotationTimestamp ?? current.publicKeyRotationTimestamp;
+  const rotation = registration?.publicKeyRotationTimestamp ?? current.publicKeyRotationTimestamp;
   return {
     ...current,
     observedGeneration: generation,
@@ -86,36 +87,39 @@ export function desiredStatus(
   };
 }
 
+export interface ProductStatusDeps {
+  /** Guarded by the leader signal (KubeClient.guardedBy). */
+  client: ApiClient;
+  products: Cache<MarketplaceProduct>;
+  /** Indexed by product (productKeyOfPod). */
+  pods: Cache<V1Pod>;
+  reports: ProductReports;
+  clock: Clock;
+  log: Logger;
+}
+
 export class ProductStatusReconciler {
-  constructor(
-    private readonly client: KubeClient,
-    private readonly products: Informer<MarketplaceProduct>,
-    private readonly pods: Informer<V1Pod>,
-    private readonly outcomes: ProductOutcomes,
-    private readonly metering: (productKey: string) => MeteringOutcome | undefined,
-    private readonly clock: Clock,
-    private readonly log: Logger,
-  ) {}
+  constructor(private readonly deps: ProductStatusDeps) {}
 
   async reconcile(key: string): Promise<undefined> {
-    let product = this.products.get(key);
+    const { client, products, pods, reports, clock, log } = this.deps;
+    let product = products.get(key);
     if (!product) return undefined; // pods of a missing product wait as ProductNotFound
     for (let attempt = 0; attempt < maxConflictRetries; attempt++) {
       // The pod cache is indexed by product (productKeyOfPod).
-      const status = desiredStatus(product, this.pods.byIndex(key), this.outcomes.get(key), new Date(this.clock.now()), this.metering(key));
+      const status = desiredStatus(product, pods.byIndex(key), reports.registration(key), new Date(clock.now()), reports.metering(key));
       if (isDeepStrictEqual(status, product.status ?? {})) return undefined;
       try {
-        await this.client.send('PUT', `${productPath(product)}/status`, { ...product, status });
+        await client.send('PUT', `${productPath(product)}/status`, { ...product, status });
         return undefined;
       } catch (error) {
-        if (!(error instanceof ApiError)) throw error;
-        if (error.code === 404) return undefined;
-        if (error.code !== 409) throw error;
+        if (isNotFound(error)) return undefined;
+        if (!isConflict(error)) throw error;
         // Someone else wrote it: start again from the newest version.
-        product = await this.client.request<MarketplaceProduct>('GET', productPath(product));
+        product = await client.request<MarketplaceProduct>('GET', productPath(product));
       }
     }
-    this.log.warn('status update kept conflicting; will retry', { product: key });
+    log.warn('status update kept conflicting; will retry', { product: key });
     throw new Error(`status of ${key} conflicted ${maxConflictRetries} times`);
   }
 }

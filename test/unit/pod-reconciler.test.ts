@@ -1,0 +1,230 @@
+// The pod reconciler, constructed directly: an in-memory cache and API server, and the real
+// Registrar and AWS SDK clients against the local fake AWS. Each branch of a pod's life: entitled,
+// refused, Audit, a check again when due, ungated without a verdict, a forged verdict, a
+// revocation, a successor of the same name, and leadership lost mid-registration.
+import { randomBytes } from 'node:crypto';
+import type { V1Pod } from '@kubernetes/client-node';
+import { annotations, type MarketplaceProduct, type MarketplaceProductSpec } from '../../src/api/marketplace-product.js';
+import { isGated, productKeyOfPod, verdictStateOf } from '../../src/api/pod-state.js';
+import { createStsClient } from '../../src/aws/clients.js';
+import { Identities } from '../../src/aws/identity.js';
+import { PodIdentity } from '../../src/aws/pod-identity.js';
+import { ProductClients } from '../../src/aws/product-clients.js';
+import type { Clock } from '../../src/clock.js';
+import { Evictions } from '../../src/controllers/pods/evictions.js';
+import { PodReconciler } from '../../src/controllers/pods/reconciler.js';
+import { Registrar } from '../../src/controllers/pods/registration.js';
+import { ProductReports } from '../../src/controllers/product-reports.js';
+import { kubeConfigMapReader } from '../../src/kube/config-maps.js';
+import { EventRecorder } from '../../src/kube/events.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { Metrics } from '../../src/observability/metrics.js';
+import { podCache, type CachedPod } from '../../src/verdicts/pod-cache.js';
+import { VerdictSeal, type Sealer } from '../../src/verdicts/seal.js';
+import { fakeAwsForSuite, fakeCredentials, fakeSettings } from '../support/fake-aws.js';
+import { gatedPod, MemoryApi, MemoryCache } from '../support/memory.js';
+
+const fake = fakeAwsForSuite({
+  products: { 'refused-code': { error: 'CustomerNotEntitledException' }, 'slow-code': { delayMs: 2_000 } },
+});
+
+/** A clock the test moves. */
+function testClock(start = Date.now()): Clock & { advance(ms: number): void } {
+  let now = start;
+  return { now: () => now, realMsUntil: (time) => Math.max(0, time - now), advance: (ms) => (now += ms) };
+}
+
+function harness() {
+  const sealer: Sealer = { seal: new VerdictSeal(randomBytes(32)), adoptsUnsealed: () => false };
+  const pods = new MemoryCache<V1Pod, CachedPod>({ transform: podCache(sealer), indexBy: productKeyOfPod });
+  const products = new MemoryCache<MarketplaceProduct>();
+  const api = new MemoryApi({ pods, products });
+  const metrics = new Metrics();
+  const log = createLogger({ level: 'error' });
+  const settings = fakeSettings(fake());
+  const identities = new Identities(fakeCredentials, createStsClient(settings, fakeCredentials), new PodIdentity(api, createStsClient(settings, 'anonymous')));
+  const clock = testClock();
+  const events = new EventRecorder(api, { controller: 'test', instance: 'test-0' }, log);
+  const reports = new ProductReports();
+  const requeued: string[] = [];
+  const reconciler = new PodReconciler({
+    client: api,
+    pods,
+    products,
+    registrar: new Registrar(new ProductClients(settings, identities, metrics, 4), kubeConfigMapReader(api), clock),
+    sealer,
+    keyFingerprint: () => undefined,
+    evictions: new Evictions({ client: api, events, metrics, graceMs: 60_000 }),
+    reports,
+    events,
+    metrics,
+    clock,
+    maxRecheckMs: 15 * 60_000,
+    requeue: (key) => requeued.push(key),
+    log,
+  });
+  const product = (name: string, spec: Partial<MarketplaceProductSpec> = {}): MarketplaceProduct =>
+    api.putProduct({
+      apiVersion: 'marketplace.entitlements.io/v1alpha1',
+      kind: 'MarketplaceProduct',
+      metadata: { namespace: 'shop', name, uid: `${name}-uid`, generation: 1 },
+      spec: { productCode: `${name}-code`, publicKeyVersion: 1, publicKey: { pem: fake().publicKeyPem }, identity: { mode: 'Operator' }, ...spec },
+    });
+  const signal = new AbortController().signal;
+  const reconcile = (key: string, abort: AbortSignal = signal) => reconciler.reconcile(key, abort);
+  /** The pod as the API server has it, and as the cache believes it. */
+  const stored = (key: string): V1Pod => api.pods.get(key) ?? {};
+  const believed = (key: string) => verdictStateOf(pods.get(key) ?? {});
+  const registrations = (nonce: string | undefined) => fake().calls('RegisterUsage').filter((c) => c.request.Nonce === nonce);
+  const eventReasons = () => api.made('POST', /\/events$/).map((r) => (r.body as { reason: string }).reason);
+  /** An entitled pod, registered at `registeredAt`, as the operator left it. */
+  const entitledPod = (name: string, productName: string, registeredAt: number): V1Pod => {
+    const pod = gatedPod('shop', name, productName);
+    const sealed = sealer.seal.annotate(pod, { status: 'Entitled', reason: 'SignatureVerified', registeredAt: new Date(registeredAt).toISOString() });
+    return api.putPod({ ...pod, metadata: { ...pod.metadata, annotations: withoutNulls(sealed) }, spec: { ...pod.spec, containers: pod.spec?.containers ?? [], schedulingGates: [] } });
+  };
+  return { api, pods, reports, metrics, clock, requeued, product, reconcile, stored, believed, registrations, eventReasons, entitledPod, reconciler };
+}
+
+function withoutNulls(values: Record<string, string | null>): Record<string, string> {
+  return Object.fromEntries(Object.entries(values).filter((entry): entry is [string, string] => entry[1] !== null));
+}
+
+it('entitled: the nonce is written ahead, one RegisterUsage, a sealed verdict with the gate removed in one patch, the product told; again changes nothing', async () => {
+  const h = harness();
+  h.product('app');
+  h.api.putPod(gatedPod('shop', 'web-0', 'app'));
+  expect(await h.reconcile('shop/web-0')).toBeUndefined();
+
+  const pod = h.stored('shop/web-0');
+  const nonce = pod.metadata?.annotations?.[annotations.nonce];
+  expect(h.registrations(nonce)).toHaveLength(1);
+  expect(h.believed('shop/web-0')).toMatchObject({ status: 'Entitled', reason: 'SignatureVerified' });
+  expect(isGated(pod)).toBe(false);
+  // The nonce patch, then one patch with the verdict and the gate's removal, each naming the uid.
+  const patches = h.api.made('PATCH', '/api/v1/namespaces/shop/pods/web-0');
+  expect(patches).toHaveLength(2);
+  expect(patches.map((p) => (p.body as { metadata: { uid: string } }).metadata.uid)).toEqual(['web-0-uid', 'web-0-uid']);
+  expect(h.reports.registration('shop/app')).toMatchObject({ status: 'True', reason: 'SignatureVerified' });
+  expect(h.eventReasons()).toEqual(['Entitled']);
+
+  await h.reconcile('shop/web-0');
+  expect(h.registrations(nonce)).toHaveLength(1);
+  expect(h.api.made('PATCH', /pods/)).toHaveLength(2);
+});
+
+it('refused under Enforce: NotEntitled with its record of checks, the gate stays, a check again is scheduled', async () => {
+  const h = harness();
+  h.product('refused');
+  h.api.putPod(gatedPod('shop', 'web-0', 'refused', { annotations: { [annotations.nonce]: 'nonce-from-admission-0001' } }));
+  await h.reconcile('shop/web-0');
+  expect(h.believed('shop/web-0')).toMatchObject({ status: 'NotEntitled', reason: 'CustomerNotEntitled', checks: { attempts: 1 } });
+  expect(isGated(h.stored('shop/web-0'))).toBe(true);
+  expect(h.reports.registration('shop/refused')).toMatchObject({ status: 'False', reason: 'CustomerNotEntitled' });
+  expect(h.eventReasons()).toEqual(['NotEntitled']);
+  // The write-ahead was the admission's: the registration used its nonce, with no patch of its own.
+  expect(h.registrations('nonce-from-admission-0001')).toHaveLength(1);
+
+  // Its next pass waits for the check again.
+  const next = await h.reconcile('shop/web-0');
+  expect(next?.requeueAfterMs).toBeGreaterThan(0);
+  expect(next?.requeueAfterMs).toBeLessThanOrEqual(15 * 60_000);
+});
+
+it('refused under Audit: the gate goes, the pod runs NotEntitled, and its record says it ran under Audit', async () => {
+  const h = harness();
+  h.product('refused', { enforcement: 'Audit' });
+  h.api.putPod(gatedPod('shop', 'web-0', 'refused'));
+  await h.reconcile('shop/web-0');
+  expect(isGated(h.stored('shop/web-0'))).toBe(false);
+  expect(h.believed('shop/web-0')).toMatchObject({ status: 'NotEntitled', checks: { ranUnderAudit: true } });
+  expect(h.api.made('POST', /eviction$/)).toEqual([]);
+});
+
+it('a check again when due: the verdict goes, a fresh nonce is written ahead, and the pod is registered like a new one', async () => {
+  const h = harness();
+  h.product('refused');
+  h.api.putPod(gatedPod('shop', 'web-0', 'refused'));
+  await h.reconcile('shop/web-0');
+  const first = h.stored('shop/web-0').metadata?.annotations?.[annotations.nonce];
+  h.clock.advance(16 * 60_000);
+  await h.reconcile('shop/web-0'); // starts the check again
+  const second = h.stored('shop/web-0').metadata?.annotations?.[annotations.nonce];
+  expect(second).not.toBe(first);
+  expect(h.believed('shop/web-0').status).toBeUndefined();
+  await h.reconcile('shop/web-0'); // registers again
+  expect(h.registrations(second)).toHaveLength(1);
+  expect(h.believed('shop/web-0')).toMatchObject({ status: 'NotEntitled', checks: { attempts: 2 } });
+});
+
+it('ungated without a verdict (someone removed the gate): reported, registered, and evicted once refused', async () => {
+  const h = harness();
+  h.product('refused');
+  const pod = gatedPod('shop', 'web-0', 'refused');
+  h.api.putPod({ ...pod, spec: { ...pod.spec, containers: pod.spec?.containers ?? [], schedulingGates: [] } });
+  await h.reconcile('shop/web-0');
+  expect(h.eventReasons()).toEqual(['Ungated', 'NotEntitled']);
+  await h.reconcile('shop/web-0');
+  const [eviction] = h.api.made('POST', '/api/v1/namespaces/shop/pods/web-0/eviction');
+  expect(eviction?.body).toMatchObject({ deleteOptions: { preconditions: { uid: 'web-0-uid' } } });
+  expect(h.api.pods.has('shop/web-0')).toBe(false);
+});
+
+it('a forged Entitled verdict is not believed: the pod starts over with a fresh nonce and is checked with AWS', async () => {
+  const h = harness();
+  h.product('refused');
+  h.api.putPod(gatedPod('shop', 'web-0', 'refused', { annotations: { [annotations.status]: 'Entitled', [annotations.nonce]: 'chosen-by-the-forger-0001' } }));
+  expect(h.believed('shop/web-0').status).toBeUndefined();
+  await h.reconcile('shop/web-0'); // starts over
+  const nonce = h.stored('shop/web-0').metadata?.annotations?.[annotations.nonce];
+  expect(nonce).not.toBe('chosen-by-the-forger-0001');
+  expect(h.stored('shop/web-0').metadata?.annotations?.[annotations.status]).toBeUndefined();
+  await h.reconcile('shop/web-0');
+  expect(h.registrations(nonce)).toHaveLength(1);
+  expect(h.believed('shop/web-0')).toMatchObject({ status: 'NotEntitled', reason: 'CustomerNotEntitled' });
+  expect(h.eventReasons()).toEqual(['UnverifiedVerdict', 'NotEntitled']);
+});
+
+it('onRevocation Evict: a refusal queues the pods entitled before it, each is marked revoked by its own pass, then evicted', async () => {
+  const h = harness();
+  h.product('refused', { onRevocation: 'Evict' });
+  const before = h.clock.now() - 60_000;
+  h.entitledPod('web-0', 'refused', before);
+  h.entitledPod('web-1', 'refused', before);
+  h.api.putPod(gatedPod('shop', 'web-2', 'refused'));
+  await h.reconcile('shop/web-2');
+  expect(h.requeued.sort()).toEqual(['shop/web-0', 'shop/web-1']);
+  for (const key of h.requeued) await h.reconcile(key);
+  expect(h.believed('shop/web-0')).toMatchObject({ status: 'NotEntitled', reason: 'CustomerNotEntitled' });
+  h.api.evictionRefusal = 429; // web-0's budget says no: web-1 goes anyway
+  await expect(h.reconcile('shop/web-0')).rejects.toThrow(/refused/);
+  h.api.evictionRefusal = undefined;
+  await h.reconcile('shop/web-1');
+  expect(h.api.pods.has('shop/web-1')).toBe(false);
+  expect(h.api.pods.has('shop/web-0')).toBe(true);
+});
+
+it('a result computed for a deleted pod never lands on its successor of the same name', async () => {
+  const h = harness();
+  h.product('app');
+  h.api.putPod(gatedPod('shop', 'db-0', 'app', { annotations: { [annotations.nonce]: 'nonce-of-the-first-db-0' } }));
+  // The successor is in the API server; the cache still shows the first pod.
+  h.api.pods.set('shop/db-0', { ...gatedPod('shop', 'db-0', 'app', { uid: 'successor-uid' }), metadata: { ...gatedPod('shop', 'db-0', 'app', { uid: 'successor-uid' }).metadata, resourceVersion: '99' } });
+  expect(await h.reconcile('shop/db-0')).toBeUndefined();
+  expect(h.api.pods.get('shop/db-0')?.metadata?.annotations).toEqual({});
+  expect(isGated(h.api.pods.get('shop/db-0') ?? {})).toBe(true);
+});
+
+it('leadership lost mid-registration: the AWS call is aborted, nothing is written', async () => {
+  const h = harness();
+  h.product('slow');
+  h.api.putPod(gatedPod('shop', 'web-0', 'slow', { annotations: { [annotations.nonce]: 'nonce-in-flight-0001' } }));
+  const leading = new AbortController();
+  const running = h.reconcile('shop/web-0', leading.signal);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  leading.abort(new Error('leadership lost'));
+  await expect(running).rejects.toThrow('leadership lost');
+  expect(h.api.made('PATCH', /pods/)).toEqual([]);
+  expect(h.eventReasons()).toEqual([]);
+  expect(h.reports.registration('shop/slow')).toBeUndefined();
+});

@@ -1,0 +1,159 @@
+// The products (status) and metering reconcilers, constructed directly: in-memory caches and API
+// server; metering's MeterUsage through the real SDK clients to the local fake AWS.
+import { randomBytes } from 'node:crypto';
+import type { V1Pod } from '@kubernetes/client-node';
+import { productLabel, type MarketplaceProduct } from '../../src/api/marketplace-product.js';
+import { productKeyOfPod } from '../../src/api/pod-state.js';
+import { createStsClient } from '../../src/aws/clients.js';
+import { Identities } from '../../src/aws/identity.js';
+import { PodIdentity } from '../../src/aws/pod-identity.js';
+import { ProductClients } from '../../src/aws/product-clients.js';
+import type { Clock } from '../../src/clock.js';
+import { hourMs } from '../../src/controllers/metering/ledger.js';
+import { LedgerStore } from '../../src/controllers/metering/ledger-store.js';
+import { MeteringReconciler } from '../../src/controllers/metering/reconciler.js';
+import { ProductReports } from '../../src/controllers/product-reports.js';
+import { ProductStatusReconciler } from '../../src/controllers/products/reconciler.js';
+import { EventRecorder } from '../../src/kube/events.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { Metrics } from '../../src/observability/metrics.js';
+import { podCache, type CachedPod } from '../../src/verdicts/pod-cache.js';
+import { VerdictSeal } from '../../src/verdicts/seal.js';
+import { fakeAwsForSuite, fakeCredentials, fakeSettings } from '../support/fake-aws.js';
+import { MemoryApi, MemoryCache } from '../support/memory.js';
+
+const fake = fakeAwsForSuite();
+const log = createLogger({ level: 'error' });
+const sealer = { seal: new VerdictSeal(randomBytes(32)), adoptsUnsealed: () => false };
+const signal = new AbortController().signal;
+
+function world() {
+  const pods = new MemoryCache<V1Pod, CachedPod>({ transform: podCache(sealer), indexBy: productKeyOfPod });
+  const products = new MemoryCache<MarketplaceProduct>();
+  const api = new MemoryApi({ pods, products });
+  return { pods, products, api, reports: new ProductReports() };
+}
+
+function product(api: MemoryApi, name: string, metered = false): MarketplaceProduct {
+  return api.putProduct({
+    apiVersion: 'marketplace.entitlements.io/v1alpha1',
+    kind: 'MarketplaceProduct',
+    metadata: { namespace: 'shop', name, uid: `${name}-uid`, generation: 2 },
+    spec: {
+      productCode: `${name}-code`,
+      publicKeyVersion: 1,
+      publicKey: { pem: 'x' },
+      identity: { mode: 'Operator' },
+      ...(metered ? { metering: { dimensions: [{ name: 'pods', unit: 'Pod' as const }] } } : {}),
+    },
+  });
+}
+
+/** A pod with a sealed verdict, running. */
+function pod(api: MemoryApi, name: string, productName: string, status: 'Entitled' | 'NotEntitled', registeredAt: Date): void {
+  const metadata = { namespace: 'shop', name, uid: `${name}-uid`, labels: { [productLabel]: productName } };
+  const sealed = sealer.seal.annotate({ metadata }, { status, reason: status === 'Entitled' ? 'SignatureVerified' : 'CustomerNotEntitled', registeredAt: registeredAt.toISOString() });
+  const annotations = Object.fromEntries(Object.entries(sealed).filter((e): e is [string, string] => e[1] !== null));
+  api.putPod({ metadata: { ...metadata, annotations }, spec: { containers: [{ name: 'c', image: 'c' }], ...(status === 'NotEntitled' ? { schedulingGates: [{ name: 'marketplace.entitlements.io/entitlement' }] } : {}) }, status: { phase: 'Running' } });
+}
+
+describe('ProductStatusReconciler', () => {
+  const clock: Clock = { now: () => Date.parse('2026-12-01T12:00:00Z'), realMsUntil: () => 0 };
+
+  it('writes the counters and the Entitled condition through the status subresource, once; a conflict starts again from the newest version', async () => {
+    const { pods, products, api, reports } = world();
+    const reconciler = new ProductStatusReconciler({ client: api, products, pods, reports, clock, log });
+    product(api, 'app');
+    pod(api, 'a', 'app', 'Entitled', new Date('2026-12-01T11:00:00Z'));
+    pod(api, 'b', 'app', 'NotEntitled', new Date('2026-12-01T11:00:00Z'));
+    reports.reportRegistration('shop/app', { status: 'False', reason: 'CustomerNotEntitled', message: 'no subscription' });
+
+    await reconciler.reconcile('shop/app');
+    expect(api.made('PUT', /\/status$/)).toHaveLength(1);
+    expect(api.products.get('shop/app')?.status).toMatchObject({
+      observedGeneration: 2,
+      entitledPods: 1,
+      blockedPods: 1,
+      pendingPods: 0,
+      bypassedPods: 0,
+      conditions: [{ type: 'Entitled', status: 'False', reason: 'CustomerNotEntitled' }],
+    });
+    await reconciler.reconcile('shop/app');
+    expect(api.made('PUT', /\/status$/)).toHaveLength(1);
+
+    // The cache lags behind a write someone else made: the PUT conflicts, the newest is read, written again.
+    const cached = products.get('shop/app');
+    api.putProduct({ ...(api.products.get('shop/app') as MarketplaceProduct), metadata: { ...(api.products.get('shop/app') as MarketplaceProduct).metadata, labels: { team: 'x' } } });
+    if (cached) products.set(cached);
+    reports.reportRegistration('shop/app', { status: 'True', reason: 'SignatureVerified', message: 'ok' });
+    await reconciler.reconcile('shop/app');
+    expect(api.made('GET', '/apis/marketplace.entitlements.io/v1alpha1/namespaces/shop/marketplaceproducts/app')).toHaveLength(1);
+    expect(api.products.get('shop/app')?.status?.conditions?.[0]).toMatchObject({ status: 'True', reason: 'SignatureVerified' });
+    expect(api.products.get('shop/app')?.metadata.labels).toEqual({ team: 'x' });
+  });
+
+  it('a product that is gone is nothing to do; its pods wait as ProductNotFound', async () => {
+    const { pods, products, api, reports } = world();
+    const reconciler = new ProductStatusReconciler({ client: api, products, pods, reports, clock, log });
+    await reconciler.reconcile('shop/none');
+    expect(api.requests).toEqual([]);
+  });
+});
+
+describe('MeteringReconciler', () => {
+  const hour = Math.floor(Date.parse('2026-12-01T12:00:00Z') / hourMs);
+
+  function metering() {
+    const w = world();
+    let now = hour * hourMs + 10 * 60_000;
+    const clock: Clock = { now: () => now, realMsUntil: (t) => Math.max(0, t - now) };
+    const metrics = new Metrics();
+    const settings = fakeSettings(fake());
+    const identities = new Identities(fakeCredentials, createStsClient(settings, fakeCredentials), new PodIdentity(w.api, createStsClient(settings, 'anonymous')));
+    const reconciler = new MeteringReconciler({
+      products: w.products,
+      pods: w.pods,
+      store: new LedgerStore(w.api, 'entitlement-operator-system'),
+      clients: new ProductClients(settings, identities, metrics, 4),
+      reports: w.reports,
+      events: new EventRecorder(w.api, { controller: 'test', instance: 'test-0' }, log),
+      metrics,
+      clock,
+      log,
+    });
+    return { ...w, reconciler, advance: (ms: number) => (now += ms) };
+  }
+
+  it('observes pods into the ledger (written ahead), reports the hour once it closes, exactly once, and says so', async () => {
+    const m = metering();
+    product(m.api, 'metered', true);
+    pod(m.api, 'a', 'metered', 'Entitled', new Date(hour * hourMs + 60_000));
+    pod(m.api, 'b', 'metered', 'Entitled', new Date(hour * hourMs + 60_000));
+    const first = await m.reconciler.reconcile('shop/metered', signal);
+    expect(first?.requeueAfterMs).toBe(50 * 60_000 + 1_000); // at the hour's end
+    expect([...m.api.configMaps.keys()]).toEqual(['entitlement-operator-system/entitlement-usage-metered-uid']);
+    expect(m.reports.metering('shop/metered')?.condition.reason).toBe('AwaitingFirstHour');
+
+    m.advance(hourMs);
+    await m.reconciler.reconcile('shop/metered', signal);
+    const sent = fake().calls('MeterUsage', 'ok').filter((c) => c.productCode === 'metered-code');
+    expect(sent.map((c) => [c.request.UsageDimension, c.request.UsageQuantity])).toEqual([['pods', 2]]);
+    expect(m.reports.metering('shop/metered')).toMatchObject({ lastReportedHour: new Date(hour * hourMs).toISOString().replace('.000', ''), condition: { status: 'True', reason: 'UsageReported' } });
+
+    await m.reconciler.reconcile('shop/metered', signal);
+    expect(fake().calls('MeterUsage').filter((c) => c.productCode === 'metered-code')).toHaveLength(1);
+  });
+
+  it('a product without dimensions is not metered; a deleted one takes its ledger with it', async () => {
+    const m = metering();
+    product(m.api, 'plain');
+    expect(await m.reconciler.reconcile('shop/plain', signal)).toBeUndefined();
+    expect(m.api.configMaps.size).toBe(0);
+
+    const metered = product(m.api, 'gone', true);
+    await m.reconciler.reconcile('shop/gone', signal);
+    expect(m.api.configMaps.size).toBe(1);
+    await m.reconciler.productDeleted(metered);
+    expect(m.api.configMaps.size).toBe(0);
+  });
+});
