@@ -1,5 +1,6 @@
 // The operator, as a table of contents: a manager, and what each part adds to it. See each
 // setup for what it watches and why; runtime/manager.ts for the order things start and stop in.
+import type http from 'node:http';
 import { leaseName } from './api/names.js';
 import type { AwsSettings } from './aws/settings.js';
 import type { OperatorEnvironment } from './config/environment.js';
@@ -9,9 +10,10 @@ import { setupMetering } from './controllers/metering/setup.js';
 import { setupPods } from './controllers/pods/setup.js';
 import { setupProducts } from './controllers/products/setup.js';
 import { loadKubeClient } from './kube/api.js';
+import { close } from './net/servers.js';
+import { HealthServer } from './observability/health.js';
 import type { Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
-import { setupServers } from './observability/setup.js';
 import { Manager } from './runtime/manager.js';
 import { setupWebhook } from './webhook/setup.js';
 
@@ -49,4 +51,30 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, env:
     throw error;
   }
   return { metrics, failed: manager.failed, stop: () => manager.stop().finally(() => client.close()) };
+}
+
+/** The health and metrics servers: first to start, so probes answer while the rest starts. */
+function setupServers(manager: Manager, metrics: Metrics, ports: { healthPort: number; metricsPort: number }): HealthServer {
+  const health = new HealthServer();
+  let metricsServer: http.Server | undefined;
+  manager.add(
+    'servers',
+    {
+      name: 'health',
+      start: async () => {
+        await health.listen(ports.healthPort);
+      },
+      stop: () => health.close(),
+    },
+    {
+      name: 'metrics',
+      start: async () => {
+        metricsServer = await metrics.serve(ports.metricsPort);
+      },
+      stop: async () => {
+        if (metricsServer) await close(metricsServer);
+      },
+    },
+  );
+  return health;
 }

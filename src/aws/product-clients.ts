@@ -33,13 +33,15 @@ export class ProductClients {
 
   /**
    * Runs `call` with the client of the product's identity for `pod` (the pod is needed in Pod
-   * mode). Once `signal` aborts, a call still waiting its turn is not made.
+   * mode). Once `signal` aborts, a call still waiting its turn, or its identity, is not made.
    */
   run<T>(product: MarketplaceProduct, pod: PodRef, operation: string, call: (client: MarketplaceMeteringClient) => Promise<T>, signal?: AbortSignal): Promise<T> {
     const { spec } = product;
     return this.limit.run(async () => {
       signal?.throwIfAborted();
       const credentials = await this.timed('Identity', () => this.identities.forPod({ mode: spec.identity?.mode ?? 'Pod', ...(spec.identity?.roleArn ? { roleArn: spec.identity.roleArn } : {}) }, pod));
+      // The identity's STS exchange is not aborted (it is short); what it was for is.
+      signal?.throwIfAborted();
       const client = this.client(credentials, spec.region ?? this.settings.region);
       return this.timed(operation, () => call(client));
     });

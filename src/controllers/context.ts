@@ -94,9 +94,10 @@ export function newControllerContext(manager: Manager, deps: ContextDeps): Contr
       await Promise.all([products.stop(), pods.stop()]);
     },
   });
-  // One provider for the operator's own credentials (one cache), shared with its STS client.
+  // One provider for the operator's own credentials (one cache), shared with its STS client. A
+  // pod's identity is leader work: its TokenRequests go through the guarded client.
   const operatorCredentials = baseCredentials(aws.credentials, kubeSecretReader(client));
-  const identities = new Identities(operatorCredentials, createStsClient(aws, operatorCredentials), new PodIdentity(client, createStsClient(aws, 'anonymous')));
+  const identities = new Identities(operatorCredentials, createStsClient(aws, operatorCredentials), new PodIdentity(leaderClient, createStsClient(aws, 'anonymous')));
   return {
     settings,
     client,

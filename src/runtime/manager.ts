@@ -66,6 +66,10 @@ export class Manager {
   private leadingState: 'not yet' | 'leading' | 'done' = 'not yet';
   private lost = false;
   private stopping = false;
+  private failure: string | undefined;
+  private stopped: Promise<void> | undefined;
+  private leaderWorkStopped: Promise<void> | undefined;
+  private reportedNotLeading = false;
 
   constructor(private readonly options: ManagerOptions) {
     this.log = options.log;
@@ -98,8 +102,13 @@ export class Manager {
     return this;
   }
 
-  /** The process must exit (reported once; later reasons are logged only). */
+  /** The process must exit. The first reason is the one reported; later ones are logged. */
   fail(reason: string): void {
+    if (this.failure !== undefined) {
+      this.log.warn('another reason to exit', { reason, first: this.failure });
+      return;
+    }
+    this.failure = reason;
     this.failWith(reason);
   }
 
@@ -124,8 +133,15 @@ export class Manager {
     else this.startLeading();
   }
 
-  /** Stops leader work (with a grace period unless leadership was lost), the elector, then the groups in reverse. */
-  async stop(): Promise<void> {
+  /**
+   * Stops leader work (with a grace period unless leadership was lost), the elector, then the
+   * groups in reverse. Called again, it resolves when the first call is done.
+   */
+  stop(): Promise<void> {
+    return (this.stopped ??= this.stopAll());
+  }
+
+  private async stopAll(): Promise<void> {
     this.stopping = true;
     await this.stopLeading(this.lost ? 0 : (this.options.shutdownGraceMs ?? 20_000));
     await this.elector?.stop();
@@ -148,13 +164,21 @@ export class Manager {
   }
 
   private loseLeadership(): void {
-    if (this.stopping) return; // the elector steps down as part of a stop
     this.lost = true;
+    // Whatever else is under way (a graceful stop too), nothing this replica still has in flight
+    // is its to write any more.
+    this.leadership.abort(new LeadershipLost('leadership lost'));
+    this.notLeading();
+    if (this.stopping) return;
     void this.stopLeading(0);
     this.fail('leadership lost');
   }
 
-  private async stopLeading(graceMs: number): Promise<void> {
+  private stopLeading(graceMs: number): Promise<void> {
+    return (this.leaderWorkStopped ??= this.closeLeaderWork(graceMs));
+  }
+
+  private async closeLeaderWork(graceMs: number): Promise<void> {
     if (this.leadingState !== 'leading') return;
     this.leadingState = 'done';
     if (graceMs === 0) this.leadership.abort(new LeadershipLost('leadership lost'));
@@ -162,8 +186,14 @@ export class Manager {
     // What outlived the grace period is abandoned: its AWS calls and writes give up now. A
     // registration abandoned is safe: its nonce is on the pod, so the next leader repeats it.
     this.leadership.abort(new LeadershipLost('stopped leading'));
+    this.notLeading();
+    if (abandoned > 0) this.log.warn(this.lost ? 'reconciles aborted when leadership was lost, not waited for' : 'abandoned reconciles still running at shutdown', { abandoned });
+  }
+
+  private notLeading(): void {
+    if (this.leadingState === 'not yet' || this.reportedNotLeading) return;
+    this.reportedNotLeading = true;
     this.options.onLeading?.(false);
-    if (abandoned > 0) this.log.warn('abandoned reconciles still running at shutdown', { abandoned });
   }
 }
 

@@ -1,4 +1,4 @@
-// The key only the operator holds, for the seals on pods' verdicts (verdict-seal.ts): 32 random
+// The key only the operator holds, for the seals on pods' verdicts (seal.ts): 32 random
 // bytes in a Secret of the operator's own namespace, which no namespace user can read. The first
 // replica makes it; replicas starting together converge on one (create, and on conflict read what
 // won). Every replica watches it: deleted, it is made again with the key the replica holds (so

@@ -1,12 +1,15 @@
 // Leader election against a small Lease endpoint that behaves as the API server does
 // (resourceVersion checks, 404 and 409), and can be told to hang: another replica whose clock
-// is behind never loses its Lease to us while it renews, and a leader whose API calls hang steps
-// down before anyone else may take over.
+// is behind never loses its Lease to us while it renews, a leader whose API calls hang steps
+// down before anyone else may take over and never campaigns again, and the Manager that owns the
+// election stops its leader work at once when that happens.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KubeClient } from '../../src/kube/api.js';
 import { LeaderElector } from '../../src/runtime/leader-election.js';
+import { Manager } from '../../src/runtime/manager.js';
+import { Metrics } from '../../src/observability/metrics.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { waitFor } from '../support/wait.js';
 
@@ -147,4 +150,61 @@ it('a deposed leader never campaigns again, even once the Lease it lost expires 
   expect(version).toBe(versionAfterLoss);
   expect(events).toEqual(['started', 'stopped']);
   await leader.stop();
+});
+
+describe('a Manager that owns the election', () => {
+  const electing = (identity: string) => ({ client, options: { namespace: 'ns', name: 'lease', identity, leaseDurationMs: 1_500, renewDeadlineMs: 600, retryPeriodMs: 100 } });
+
+  /** Leader work whose stop waits for the grace period or its signal, as running reconciles do. */
+  function leaderWork() {
+    const seen: { signal?: AbortSignal; graceMs?: number } = {};
+    return {
+      seen,
+      runnable: {
+        name: 'controllers',
+        start: (signal: AbortSignal) => {
+          seen.signal = signal;
+        },
+        stop: async (graceMs: number) => {
+          seen.graceMs = graceMs;
+          if (seen.signal && !seen.signal.aborted) await Promise.race([sleep(graceMs), new Promise((resolve) => seen.signal?.addEventListener('abort', resolve))]);
+          return 0;
+        },
+      },
+    };
+  }
+
+  it('losing the Lease aborts leader work at once (no grace) and fails the manager with the reason', async () => {
+    const leading: boolean[] = [];
+    const work = leaderWork();
+    const manager = new Manager({ log: createLogger({ level: 'error' }), controllerMetrics: new Metrics(), election: electing('us'), shutdownGraceMs: 20_000, onLeading: (l) => leading.push(l) }).addLeader(work.runnable);
+    await manager.start(new AbortController().signal);
+    await waitFor('the manager to lead', () => Promise.resolve(work.seen.signal ? true : undefined), 5_000, 20);
+    expect(work.seen.signal).toBe(manager.leaderSignal);
+    hang = true;
+    expect(await manager.failed).toBe('leadership lost');
+    expect(manager.leaderSignal.aborted).toBe(true);
+    expect(work.seen.graceMs).toBe(0);
+    expect(leading).toEqual([true, false]);
+    hang = false;
+    const stopping = manager.stop();
+    expect(manager.stop()).toBe(stopping);
+    await stopping;
+    expect(holder()).toBe('us'); // never released nor renewed after the loss: it expires for the next leader
+  });
+
+  it('losing the Lease during a graceful stop still aborts leader work at once, without waiting out the grace period', async () => {
+    const work = leaderWork();
+    const manager = new Manager({ log: createLogger({ level: 'error' }), controllerMetrics: new Metrics(), election: electing('us'), shutdownGraceMs: 20_000 }).addLeader(work.runnable);
+    await manager.start(new AbortController().signal);
+    await waitFor('the manager to lead', () => Promise.resolve(work.seen.signal ? true : undefined), 5_000, 20);
+    const stopping = manager.stop(); // grace 20 s: work still running
+    await sleep(100);
+    expect(manager.leaderSignal.aborted).toBe(false);
+    hang = true;
+    await waitFor('leader work to be aborted', () => Promise.resolve(manager.leaderSignal.aborted ? true : undefined), 5_000, 20);
+    hang = false;
+    await stopping;
+    expect(work.seen.graceMs).toBe(20_000);
+  });
 });
