@@ -84,10 +84,7 @@ export function newControllerContext(manager: Manager, deps: ContextDeps): Contr
   manager.add('caches', { name: 'operator-key', start: (signal) => operatorKey.start(signal), stop: () => operatorKey.stop() }, {
     name: 'caches',
     start: async (signal) => {
-      const stopOnAbort = (): void => void Promise.all([products.stop(), pods.stop()]);
-      signal.addEventListener('abort', stopOnAbort, { once: true });
-      await Promise.all([products.start(), pods.start()]);
-      signal.removeEventListener('abort', stopOnAbort);
+      await Promise.all([products.start(signal), pods.start(signal)]);
       synced = true;
     },
     stop: async () => {

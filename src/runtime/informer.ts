@@ -116,12 +116,19 @@ export class Informer<T extends KubernetesObject> implements Cache<T> {
   }
 
   /** Starts the loop; resolves once the first list is in the cache (or stop() was called). */
-  async start(): Promise<void> {
+  /** Resolves once the cache is synced. When `signal` aborts first (start-up aborted), the informer stops and this resolves. */
+  async start(signal?: AbortSignal): Promise<void> {
     let markSynced: () => void = () => undefined;
     const synced = new Promise<void>((resolve) => (markSynced = resolve));
     this.loop = this.run(markSynced);
-    // The loop ends without a sync only when stop() is called first.
-    await Promise.race([synced, this.loop]);
+    const stopOnAbort = (): void => void this.stop();
+    signal?.addEventListener('abort', stopOnAbort, { once: true });
+    try {
+      // The loop ends without a sync only when stop() is called first.
+      await Promise.race([synced, this.loop]);
+    } finally {
+      signal?.removeEventListener('abort', stopOnAbort);
+    }
   }
 
   async stop(): Promise<void> {

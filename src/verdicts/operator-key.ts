@@ -74,16 +74,10 @@ export class OperatorKey {
 
   /** Reads the key, or makes it; then watches it. Rejects when `signal` aborts first. */
   async start(signal?: AbortSignal): Promise<void> {
-    const stopOnAbort = (): void => void this.informer.stop();
-    signal?.addEventListener('abort', stopOnAbort, { once: true });
-    try {
-      await this.informer.start();
-    } finally {
-      signal?.removeEventListener('abort', stopOnAbort);
-    }
+    await this.informer.start(signal);
     if (signal?.aborted) throw new Error('start-up aborted before the operator key was loaded');
     const secret = this.informer.get(`${this.namespace}/${operatorKeySecretName}`) ?? (await this.create(randomBytes(32), (await this.upgrading()) ? Date.now() : undefined));
-    this.key = keyOf(secret);
+    this.key = keyIn(secret);
     this.sealedSince = Date.parse(secret.metadata?.annotations?.[sealedSinceAnnotation] ?? '') || 0;
     this.current = new VerdictSeal(this.key);
   }
@@ -128,7 +122,7 @@ export class OperatorKey {
   private async restore(): Promise<void> {
     if (!this.key) return;
     try {
-      const key = keyOf(await this.create(this.key, this.sealedSince || undefined));
+      const key = keyIn(await this.create(this.key, this.sealedSince || undefined));
       if (key.equals(this.key)) this.log.warn('the operator key Secret was deleted; made it again with the same key', { secret: `${this.namespace}/${operatorKeySecretName}` });
       else this.onReplaced(`the operator key Secret ${this.namespace}/${operatorKeySecretName} was deleted and made again with another key`);
     } catch (error) {
@@ -141,7 +135,7 @@ function holds(secret: V1Secret, key: Buffer): boolean {
   return Buffer.from(secret.data?.[dataKey] ?? '', 'base64').equals(key);
 }
 
-function keyOf(secret: V1Secret): Buffer {
+function keyIn(secret: V1Secret): Buffer {
   const key = Buffer.from(secret.data?.[dataKey] ?? '', 'base64');
   if (key.length < 32) throw new Error(`Secret ${secret.metadata?.namespace ?? ''}/${operatorKeySecretName} holds no key of 32 bytes or more in data.${dataKey}`);
   return key;

@@ -44,10 +44,7 @@ export class ServingCertificate implements Runnable {
 
   /** Resolves once a certificate is served; retried meanwhile. */
   async start(signal: AbortSignal): Promise<void> {
-    const stopOnAbort = (): void => void this.informer.stop();
-    signal.addEventListener('abort', stopOnAbort, { once: true });
-    await this.informer.start();
-    signal.removeEventListener('abort', stopOnAbort);
+    await this.informer.start(signal);
     for (let attempt = 1; ; attempt++) {
       try {
         await this.loadInTurn();
