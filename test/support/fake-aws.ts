@@ -1,5 +1,11 @@
 // Starts the local fake AWS around a jest suite, with settings for SDK clients that reach it.
+import { createStsClient } from '../../src/aws/clients.js';
+import { Identities } from '../../src/aws/identity.js';
+import { PodIdentity } from '../../src/aws/pod-identity.js';
+import { ProductClients } from '../../src/aws/product-clients.js';
 import { resolveAwsSettings, type AwsSettings } from '../../src/aws/settings.js';
+import type { ApiClient } from '../../src/kube/api.js';
+import type { Metrics } from '../../src/observability/metrics.js';
 import { FakeAws, fakeCredentials, type FakeAwsOptions } from '../fake-aws/server.js';
 
 export { fakeCredentials };
@@ -16,6 +22,16 @@ export function fakeAwsForSuite(options: FakeAwsOptions | (() => FakeAwsOptions)
     if (!fake) throw new Error('the fake AWS did not start');
     return fake;
   };
+}
+
+/**
+ * The operator's AWS clients (ProductClients) against the fake: its own identity the fake's
+ * static credentials, a pod's through TokenRequests to `api`.
+ */
+export function fakeProductClients(fake: FakeAws, api: ApiClient, metrics: Metrics): ProductClients {
+  const settings = fakeSettings(fake);
+  const identities = new Identities(fakeCredentials, createStsClient(settings, fakeCredentials), new PodIdentity(api, createStsClient(settings, 'anonymous')));
+  return new ProductClients(settings, identities, metrics, 4);
 }
 
 /** Settings that send Metering and STS calls to the fake, ignoring the machine's environment. */

@@ -7,6 +7,7 @@ import { schedulingGate, type MarketplaceProduct } from '../../src/api/marketpla
 import { ApiError, type ApiClient, type Method } from '../../src/kube/api.js';
 import type { Source } from '../../src/runtime/controller.js';
 import { objectKey, type Cache } from '../../src/runtime/informer.js';
+import { labelledPod } from './pods.js';
 
 export class MemoryCache<T extends KubernetesObject, Stored extends T = T> implements Cache<Stored>, Source<Stored> {
   private readonly objects = new Map<string, Stored>();
@@ -185,10 +186,8 @@ function fail(code: number, message: string, path: string, extra: object = {}): 
   return new ApiError(code, message, JSON.stringify({ kind: 'Status', code, message, ...extra }), '', path);
 }
 
-/** A gated pod of a product, as the webhook admits it. */
+/** A labelled pod as the webhook admits it (gated), with the uid the API server gives it. */
 export function gatedPod(namespace: string, name: string, product: string, extra: { uid?: string; annotations?: Record<string, string> } = {}): V1Pod {
-  return {
-    metadata: { namespace, name, uid: extra.uid ?? `${name}-uid`, labels: { 'marketplace.entitlements.io/product': product }, annotations: { ...extra.annotations } },
-    spec: { containers: [{ name: 'app', image: 'app' }], schedulingGates: [{ name: schedulingGate }], serviceAccountName: 'default' },
-  };
+  const pod = labelledPod(name, product, { schedulingGates: [{ name: schedulingGate }], serviceAccountName: 'default' });
+  return { ...pod, metadata: { ...pod.metadata, namespace, uid: extra.uid ?? `${name}-uid`, annotations: { ...extra.annotations } } };
 }

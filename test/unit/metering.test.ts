@@ -1,10 +1,9 @@
 // Metering's pure parts: a pod's usage from its requests, and the ledger (hours a pod counts
 // for, records of an hour, the window, progress).
-import { randomBytes } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
 import { productLabel, type MarketplaceProduct } from '../../src/api/marketplace-product.js';
 import { podCache } from '../../src/verdicts/pod-cache.js';
-import { VerdictSeal } from '../../src/verdicts/seal.js';
+import { sealedAnnotations, testSealer } from '../support/seals.js';
 import { completeHour, dueHours, hourMs, newLedger, observePods, recordsOf, withinWindow } from '../../src/controllers/metering/ledger.js';
 import { decodeLedger, encodeLedger } from '../../src/controllers/metering/ledger-store.js';
 import { clientToken } from '../../src/controllers/metering/reconciler.js';
@@ -65,15 +64,15 @@ const hour = 493_000; // some hour since the epoch
 const at = (h: number, minutes = 0): string => new Date(h * hourMs + minutes * 60_000).toISOString();
 
 // The pod cache believes only sealed verdicts: the pods here carry the operator's seal.
-const sealer = { seal: new VerdictSeal(randomBytes(32)), adoptsUnsealed: () => false };
+const sealer = testSealer();
 
 /** A pod as the cache holds it; `verdict: 'none'` while its verdict is being checked again. */
 function pod(name: string, options: { cpu?: string; memory?: string; registeredHour?: number; phase?: string; verdict?: 'Entitled' | 'NotEntitled' | 'none'; uid?: string } = {}): V1Pod {
   const metadata = { name, namespace: 'shop', uid: options.uid ?? `uid-${name}`, labels: { [productLabel]: 'app' } };
   const verdict = options.verdict ?? 'Entitled';
-  const sealed = sealer.seal.annotate({ metadata }, verdict === 'none' ? {} : { status: verdict, reason: 'SignatureVerified', registeredAt: at(options.registeredHour ?? hour, 5) });
+  const sealed = sealedAnnotations(sealer, { metadata }, verdict === 'none' ? {} : { status: verdict, reason: 'SignatureVerified', registeredAt: at(options.registeredHour ?? hour, 5) });
   return podCache(sealer)({
-    metadata: { ...metadata, annotations: Object.fromEntries(Object.entries(sealed).filter((entry): entry is [string, string] => entry[1] !== null)) },
+    metadata: { ...metadata, annotations: sealed },
     spec: { serviceAccountName: 'app', containers: [{ name: 'c', resources: { requests: { cpu: options.cpu ?? '500m', memory: options.memory ?? '1Gi' } } }] },
     status: { phase: options.phase ?? 'Running' },
   });

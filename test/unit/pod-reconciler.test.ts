@@ -2,14 +2,9 @@
 // Registrar and AWS SDK clients against the local fake AWS. Each branch of a pod's life: entitled,
 // refused, Audit, a check again when due, ungated without a verdict, a forged verdict, a
 // revocation, a successor of the same name, and leadership lost mid-registration.
-import { randomBytes } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
 import { annotations, type MarketplaceProduct, type MarketplaceProductSpec } from '../../src/api/marketplace-product.js';
 import { isGated, productKeyOfPod, verdictStateOf } from '../../src/api/pod-state.js';
-import { createStsClient } from '../../src/aws/clients.js';
-import { Identities } from '../../src/aws/identity.js';
-import { PodIdentity } from '../../src/aws/pod-identity.js';
-import { ProductClients } from '../../src/aws/product-clients.js';
 import type { Clock } from '../../src/clock.js';
 import { Evictions } from '../../src/controllers/pods/evictions.js';
 import { PodReconciler } from '../../src/controllers/pods/reconciler.js';
@@ -20,9 +15,9 @@ import { EventRecorder } from '../../src/kube/events.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import { podCache, type CachedPod } from '../../src/verdicts/pod-cache.js';
-import { VerdictSeal, type Sealer } from '../../src/verdicts/seal.js';
-import { fakeAwsForSuite, fakeCredentials, fakeSettings } from '../support/fake-aws.js';
+import { fakeAwsForSuite, fakeProductClients } from '../support/fake-aws.js';
 import { gatedPod, MemoryApi, MemoryCache } from '../support/memory.js';
+import { sealedAnnotations, testSealer } from '../support/seals.js';
 
 const fake = fakeAwsForSuite({
   products: { 'refused-code': { error: 'CustomerNotEntitledException' }, 'slow-code': { delayMs: 2_000 } },
@@ -35,14 +30,12 @@ function testClock(start = Date.now()): Clock & { advance(ms: number): void } {
 }
 
 function harness() {
-  const sealer: Sealer = { seal: new VerdictSeal(randomBytes(32)), adoptsUnsealed: () => false };
+  const sealer = testSealer();
   const pods = new MemoryCache<V1Pod, CachedPod>({ transform: podCache(sealer), indexBy: productKeyOfPod });
   const products = new MemoryCache<MarketplaceProduct>();
   const api = new MemoryApi({ pods, products });
   const metrics = new Metrics();
   const log = createLogger({ level: 'error' });
-  const settings = fakeSettings(fake());
-  const identities = new Identities(fakeCredentials, createStsClient(settings, fakeCredentials), new PodIdentity(api, createStsClient(settings, 'anonymous')));
   const clock = testClock();
   const events = new EventRecorder(api, { controller: 'test', instance: 'test-0' }, log);
   const reports = new ProductReports();
@@ -51,7 +44,7 @@ function harness() {
     client: api,
     pods,
     products,
-    registrar: new Registrar(new ProductClients(settings, identities, metrics, 4), kubeConfigMapReader(api), clock),
+    registrar: new Registrar(fakeProductClients(fake(), api, metrics), kubeConfigMapReader(api), clock),
     sealer,
     keyFingerprint: () => undefined,
     evictions: new Evictions({ client: api, events, metrics, graceMs: 60_000 }),
@@ -80,14 +73,10 @@ function harness() {
   /** An entitled pod, registered at `registeredAt`, as the operator left it. */
   const entitledPod = (name: string, productName: string, registeredAt: number): V1Pod => {
     const pod = gatedPod('shop', name, productName);
-    const sealed = sealer.seal.annotate(pod, { status: 'Entitled', reason: 'SignatureVerified', registeredAt: new Date(registeredAt).toISOString() });
-    return api.putPod({ ...pod, metadata: { ...pod.metadata, annotations: withoutNulls(sealed) }, spec: { ...pod.spec, containers: pod.spec?.containers ?? [], schedulingGates: [] } });
+    const sealed = sealedAnnotations(sealer, pod, { status: 'Entitled', reason: 'SignatureVerified', registeredAt: new Date(registeredAt).toISOString() });
+    return api.putPod({ ...pod, metadata: { ...pod.metadata, annotations: sealed }, spec: { ...pod.spec, containers: pod.spec?.containers ?? [], schedulingGates: [] } });
   };
   return { api, pods, reports, metrics, clock, requeued, product, reconcile, stored, believed, registrations, eventReasons, entitledPod, reconciler };
-}
-
-function withoutNulls(values: Record<string, string | null>): Record<string, string> {
-  return Object.fromEntries(Object.entries(values).filter((entry): entry is [string, string] => entry[1] !== null));
 }
 
 it('entitled: the nonce is written ahead, one RegisterUsage, a sealed verdict with the gate removed in one patch, the product told; again changes nothing', async () => {

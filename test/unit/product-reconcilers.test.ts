@@ -1,13 +1,8 @@
 // The products (status) and metering reconcilers, constructed directly: in-memory caches and API
 // server; metering's MeterUsage through the real SDK clients to the local fake AWS.
-import { randomBytes } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
 import { productLabel, type MarketplaceProduct } from '../../src/api/marketplace-product.js';
 import { productKeyOfPod } from '../../src/api/pod-state.js';
-import { createStsClient } from '../../src/aws/clients.js';
-import { Identities } from '../../src/aws/identity.js';
-import { PodIdentity } from '../../src/aws/pod-identity.js';
-import { ProductClients } from '../../src/aws/product-clients.js';
 import type { Clock } from '../../src/clock.js';
 import { hourMs } from '../../src/controllers/metering/ledger.js';
 import { LedgerStore } from '../../src/controllers/metering/ledger-store.js';
@@ -18,13 +13,13 @@ import { EventRecorder } from '../../src/kube/events.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import { podCache, type CachedPod } from '../../src/verdicts/pod-cache.js';
-import { VerdictSeal } from '../../src/verdicts/seal.js';
-import { fakeAwsForSuite, fakeCredentials, fakeSettings } from '../support/fake-aws.js';
+import { fakeAwsForSuite, fakeProductClients } from '../support/fake-aws.js';
 import { MemoryApi, MemoryCache } from '../support/memory.js';
+import { sealedAnnotations, testSealer } from '../support/seals.js';
 
 const fake = fakeAwsForSuite();
 const log = createLogger({ level: 'error' });
-const sealer = { seal: new VerdictSeal(randomBytes(32)), adoptsUnsealed: () => false };
+const sealer = testSealer();
 const signal = new AbortController().signal;
 
 function world() {
@@ -52,8 +47,7 @@ function product(api: MemoryApi, name: string, metered = false): MarketplaceProd
 /** A pod with a sealed verdict, running. */
 function pod(api: MemoryApi, name: string, productName: string, status: 'Entitled' | 'NotEntitled', registeredAt: Date): void {
   const metadata = { namespace: 'shop', name, uid: `${name}-uid`, labels: { [productLabel]: productName } };
-  const sealed = sealer.seal.annotate({ metadata }, { status, reason: status === 'Entitled' ? 'SignatureVerified' : 'CustomerNotEntitled', registeredAt: registeredAt.toISOString() });
-  const annotations = Object.fromEntries(Object.entries(sealed).filter((e): e is [string, string] => e[1] !== null));
+  const annotations = sealedAnnotations(sealer, { metadata }, { status, reason: status === 'Entitled' ? 'SignatureVerified' : 'CustomerNotEntitled', registeredAt: registeredAt.toISOString() });
   api.putPod({ metadata: { ...metadata, annotations }, spec: { containers: [{ name: 'c', image: 'c' }], ...(status === 'NotEntitled' ? { schedulingGates: [{ name: 'marketplace.entitlements.io/entitlement' }] } : {}) }, status: { phase: 'Running' } });
 }
 
@@ -108,13 +102,11 @@ describe('MeteringReconciler', () => {
     let now = hour * hourMs + 10 * 60_000;
     const clock: Clock = { now: () => now, realMsUntil: (t) => Math.max(0, t - now) };
     const metrics = new Metrics();
-    const settings = fakeSettings(fake());
-    const identities = new Identities(fakeCredentials, createStsClient(settings, fakeCredentials), new PodIdentity(w.api, createStsClient(settings, 'anonymous')));
     const reconciler = new MeteringReconciler({
       products: w.products,
       pods: w.pods,
       store: new LedgerStore(w.api, 'entitlement-operator-system'),
-      clients: new ProductClients(settings, identities, metrics, 4),
+      clients: fakeProductClients(fake(), w.api, metrics),
       reports: w.reports,
       events: new EventRecorder(w.api, { controller: 'test', instance: 'test-0' }, log),
       metrics,
