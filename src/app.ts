@@ -34,9 +34,10 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, env:
   const metrics = new Metrics({ processMetrics: true });
   const { namespace, identity, leaseDurationMs, renewDeadlineMs, retryPeriodMs } = env;
   const election = flags.leaderElect ? { client, options: { namespace, name: leaseName, identity, leaseDurationMs, renewDeadlineMs, retryPeriodMs } } : undefined;
-  const manager = new Manager({ log, controllerMetrics: metrics, shutdownGraceMs: tuning.shutdownGraceMs, onLeading: (leading) => {
-      metrics.leader.set(leading ? 1 : 0);
-    }, ...(election ? { election } : {}) });
+  const onLeading = (leading: boolean): void => {
+    metrics.leader.set(leading ? 1 : 0);
+  };
+  const manager = new Manager({ log, controllerMetrics: metrics, shutdownGraceMs: tuning.shutdownGraceMs, onLeading, ...(election ? { election } : {}) });
   const health = setupServers(manager, metrics, flags);
   const webhook = { namespace, port: flags.webhookPort, certificates: env.certificates, certificateCheckMs: env.certificateCheckMs, ...(flags.webhookUrl ? { url: flags.webhookUrl } : {}) };
   setupWebhook(manager, { client, settings: webhook, health, metrics, log });

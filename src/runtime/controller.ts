@@ -77,7 +77,6 @@ export class Controller {
 
   /** Events of `source` reach `handler` while the controller runs. */
   watch<T>(source: Source<T>, handler: EventHandler<T>): void {
-
     if (handler.upsert) {
       const upsert = handler.upsert.bind(handler);
       source.onUpsert((object) => {

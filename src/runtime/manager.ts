@@ -76,11 +76,15 @@ export class Manager {
     this.controllerMetrics = options.controllerMetrics;
     this.failed = new Promise<string>((resolve) => (this.failWith = resolve));
     const { election } = options;
-    this.elector = election && new LeaderElector(election.client, election.options, { onStartedLeading: () => {
-      this.startLeading();
-    }, onStoppedLeading: () => {
-      this.loseLeadership();
-    } }, options.log);
+    const callbacks = {
+      onStartedLeading: () => {
+        this.startLeading();
+      },
+      onStoppedLeading: () => {
+        this.loseLeadership();
+      },
+    };
+    this.elector = election && new LeaderElector(election.client, election.options, callbacks, options.log);
   }
 
   /**

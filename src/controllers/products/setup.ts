@@ -18,8 +18,13 @@ export function setupProducts(manager: Manager, context: ControllerContext): Con
   return controllerManagedBy(manager)
     .named('products')
     .for(products)
-    .watches(pods, enqueueMapped((pod) => [productKeyOfPod(pod) ?? []].flat(), { delayMs, deletes: true }))
+    .watches(pods, enqueueMapped(productOf, { delayMs, deletes: true }))
     .watches(reports, enqueueMapped((productKey: string) => [productKey], { delayMs }))
     .withOptions({ concurrency: 4 })
     .complete(new ProductStatusReconciler({ client: context.leaderClient, products, pods, reports, clock: settings.clock, log: context.log }));
+}
+
+function productOf(pod: Parameters<typeof productKeyOfPod>[0]): string[] {
+  const key = productKeyOfPod(pod);
+  return key ? [key] : [];
 }
