@@ -136,6 +136,22 @@ describe('MeteringReconciler', () => {
     expect(fake().calls('MeterUsage').filter((c) => c.productCode === 'metered-code')).toHaveLength(1);
   });
 
+  it('leadership lost while an hour is being reported: the reconcile gives up, no ReportFailing, no Event', async () => {
+    const m = metering();
+    fake().setBehaviour('slowmeter-code', { delayMs: 1_000 });
+    product(m.api, 'slowmeter', true);
+    pod(m.api, 'a', 'slowmeter', 'Entitled', new Date(hour * hourMs + 60_000));
+    await m.reconciler.reconcile('shop/slowmeter', signal);
+    m.advance(hourMs);
+    const leading = new AbortController();
+    const reporting = m.reconciler.reconcile('shop/slowmeter', leading.signal);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    leading.abort(new Error('leadership lost'));
+    await expect(reporting).rejects.toThrow('leadership lost');
+    expect(m.reports.metering('shop/slowmeter')?.condition.reason).toBe('AwaitingFirstHour');
+    expect(m.api.made('POST', /\/events$/)).toEqual([]);
+  });
+
   it('a product without dimensions is not metered; a deleted one takes its ledger with it', async () => {
     const m = metering();
     product(m.api, 'plain');

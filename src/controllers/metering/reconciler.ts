@@ -11,7 +11,6 @@ import { createHash } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
 import { productSubject, type MarketplaceProduct } from '../../api/marketplace-product.js';
 import { AwsCallError } from '../../aws/errors.js';
-
 import { describeError, isConflict } from '../../kube/errors.js';
 import { rfc3339 } from '../../kube/times.js';
 import { meterUsage } from '../../aws/metering-operations.js';
@@ -81,7 +80,7 @@ export class MeteringReconciler {
       await this.deps.store.write(product, ledger);
     } catch (error) {
       // A conflict is another replica's late write (a failover): the next try reads afresh.
-      if (!(isConflict(error))) {
+      if (!isConflict(error)) {
         await this.publish(key, product, ledger, { status: 'False', reason: 'LedgerWriteFailing', message: `the usage ledger cannot be written: ${describeError(error)}` });
       }
       throw error;
@@ -163,6 +162,8 @@ export class MeteringReconciler {
         }
       }),
     );
+    // Leadership lost: no verdict on the hour (the next leader reports it), and no ReportFailing.
+    signal.throwIfAborted();
     const failures = results.filter((failure) => failure !== undefined);
     if (failures.length === 0) return { kind: 'reported' };
     // AWS says the hour is past its window (our clock may differ a little from AWS's): lost.
