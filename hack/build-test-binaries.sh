@@ -1,27 +1,52 @@
 #!/usr/bin/env bash
-# Builds the binaries the tests run (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, kubelet, kube-proxy, kwok, kwokctl, and the manifest scorer
-# kube-score) from Go modules at pinned versions, caches them by version outside the work tree,
-# and prints the directory that holds them as the last line of stdout. Binaries found in
-# $KUBEBUILDER_ASSETS are used instead of building them.
-# Progress goes to stderr: the first build takes tens of minutes on 2 cores.
+# Builds the binaries the tests run from Go modules at pinned versions, caches them by version
+# outside the work tree, and prints the directory that holds them as the last line of stdout.
+#
+#   hack/build-test-binaries.sh [--kubernetes VERSION] [NAME...]
+#
+# NAMEs are any of: kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet
+# kube-proxy etcd kwok kwokctl kube-score (default: all). Only what is asked for and missing is
+# built, so the demo never waits for a kubelet. VERSION (default $KUBERNETES_VERSION, else the
+# newest release below) must have a module in hack/k8s/VERSION (hack/k8s/gen-go-mod.sh makes one).
+# Binaries found in $KUBEBUILDER_ASSETS are used instead of building them.
+# Progress goes to stderr: a first full build takes about 20 minutes on 2 cores.
 set -euo pipefail
 
-K8S_VERSION=v1.34.4    # also pinned in hack/k8s/go.mod (regenerate with hack/k8s/gen-go-mod.sh)
-ETCD_VERSION=v3.6.16   # also pinned in hack/etcd/go.mod
+NEWEST_KUBERNETES=v1.37.2   # the main suites; v1.30.14 runs the webhook mode's oldest-release job
+ETCD_VERSION=v3.6.16        # also pinned in hack/etcd/go.mod
 KWOK_VERSION=v0.7.0
 KUBE_SCORE_VERSION=v1.20.0
+KUBERNETES_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
+TOOLS=(etcd kwok kwokctl kube-score)
+
+k8s_version=${KUBERNETES_VERSION:-$NEWEST_KUBERNETES}
+wanted=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --kubernetes) k8s_version=${2:?--kubernetes needs a version}; shift 2 ;;
+    --kubernetes=*) k8s_version=${1#*=}; shift ;;
+    -*) echo "unknown flag $1" >&2; exit 2 ;;
+    *) wanted+=("$1"); shift ;;
+  esac
+done
+[ ${#wanted[@]} -gt 0 ] || wanted=("${KUBERNETES_CMDS[@]}" "${TOOLS[@]}")
 
 here=$(cd "$(dirname "$0")" && pwd)
+k8s_module="$here/k8s/$k8s_version"
+[ -f "$k8s_module/go.mod" ] || { echo "no module for Kubernetes $k8s_version in $k8s_module" >&2; exit 2; }
 export GOTOOLCHAIN=${GOTOOLCHAIN:-local} CGO_ENABLED=0 GOFLAGS=-mod=mod
 cache_root=${TESTBIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/entitlement-operator/testbin}
-# The go.mod/go.sum contents are part of the key, so a changed pin never reuses a stale build.
-key=$(cat "$here"/k8s/go.sum "$here"/etcd/go.sum "$0" | sha256sum | cut -c1-12)
-out="$cache_root/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-$key"
-mkdir -p "$out"
+# The go.sum contents are part of each key, so a changed pin never reuses a stale build.
+k8s_key=$(cat "$k8s_module/go.sum" | sha256sum | cut -c1-12)
+tools_key=$(cat "$here/etcd/go.sum" | sha256sum | cut -c1-12)
+out="$cache_root/k8s-$k8s_version-$k8s_key"
+tools="$cache_root/etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-kube-score-$KUBE_SCORE_VERSION-$tools_key"
+mkdir -p "$out" "$tools"
 # Test workers may ask at the same time; one builds, the others wait and then find the binaries.
 exec 9>"$out.lock"
 flock 9
+exec 8>"$tools.lock"
+flock 8
 
 started=$SECONDS
 log() { printf '[testbin %4ds] %s\n' $((SECONDS - started)) "$*" >&2; }
@@ -37,46 +62,52 @@ with_heartbeat() {
   wait "$pid"
 }
 
-# have NAME: true when NAME is already usable, linking it in from $KUBEBUILDER_ASSETS if it is there.
+# have NAME DIR: true when DIR/NAME is usable, linking it in from $KUBEBUILDER_ASSETS if it is there.
 have() {
   if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/$1" ]; then
-    ln -sf "$KUBEBUILDER_ASSETS/$1" "$out/$1"
+    ln -sf "$KUBEBUILDER_ASSETS/$1" "$2/$1"
   fi
-  [ -x "$out/$1" ]
+  [ -x "$2/$1" ]
 }
+asked() { [[ " ${wanted[*]} " == *" $1 "* ]]; }
 
 k8s_cmds=()
-for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; do
-  have "$cmd" || k8s_cmds+=("k8s.io/kubernetes/cmd/$cmd")
+for cmd in "${KUBERNETES_CMDS[@]}"; do
+  if asked "$cmd" && ! have "$cmd" "$out"; then k8s_cmds+=("k8s.io/kubernetes/cmd/$cmd"); fi
 done
 if [ ${#k8s_cmds[@]} -gt 0 ]; then
-  minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+  minor=${k8s_version#v1.}; minor=${minor%%.*}
   ldflags="-s -w"
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    ldflags+=" -X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
-  log "building ${k8s_cmds[*]##*/} $K8S_VERSION (first time: tens of minutes)"
-  (cd "$here/k8s" && with_heartbeat kubernetes \
+  log "building ${k8s_cmds[*]##*/} $k8s_version (first time: up to 20 minutes)"
+  (cd "$k8s_module" && with_heartbeat kubernetes \
     go build -trimpath -tags selinux,notest -ldflags "$ldflags" -o "$out/" "${k8s_cmds[@]}")
 fi
 
-if ! have etcd; then
+if asked etcd && ! have etcd "$tools"; then
   log "building etcd $ETCD_VERSION"
-  (cd "$here/etcd" && with_heartbeat etcd go build -trimpath -ldflags "-s -w" -o "$out/etcd" .)
+  (cd "$here/etcd" && with_heartbeat etcd go build -trimpath -ldflags "-s -w" -o "$tools/etcd" .)
 fi
 
-if ! have kwok || ! have kwokctl; then
+if { asked kwok && ! have kwok "$tools"; } || { asked kwokctl && ! have kwokctl "$tools"; }; then
   log "building kwok and kwokctl $KWOK_VERSION"
-  with_heartbeat kwok env GOBIN="$out" GOFLAGS= \
+  with_heartbeat kwok env GOBIN="$tools" GOFLAGS= \
     go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION"
 fi
 
-if ! have kube-score; then
+if asked kube-score && ! have kube-score "$tools"; then
   log "building kube-score $KUBE_SCORE_VERSION"
-  with_heartbeat kube-score env GOBIN="$out" GOFLAGS= \
+  with_heartbeat kube-score env GOBIN="$tools" GOFLAGS= \
     go install -trimpath -ldflags "-s -w" "github.com/zegl/kube-score/cmd/kube-score@$KUBE_SCORE_VERSION"
 fi
+
+# One directory per Kubernetes release holds everything, the version-independent tools linked in.
+for tool in "${TOOLS[@]}"; do
+  if [ -x "$tools/$tool" ]; then ln -sfn "$tools/$tool" "$out/$tool"; fi
+done
 
 log "binaries ready in $out"
 echo "$out"

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Regenerates go.mod/go.sum for a Kubernetes release. k8s.io/kubernetes requires its staging
-# modules at v0.0.0 with replace directives that Go ignores in a dependency, so this module
-# repeats them, pointing each at the published v0.X.Y that matches v1.X.Y.
-# Usage: hack/k8s/gen-go-mod.sh v1.34.4
+# Writes hack/k8s/<version>/{go.mod,go.sum,tools.go} for a Kubernetes release. k8s.io/kubernetes
+# requires its staging modules at v0.0.0 with replace directives that Go ignores in a dependency,
+# so this module repeats them, pointing each at the published v0.X.Y that matches v1.X.Y.
+# Usage: hack/k8s/gen-go-mod.sh v1.37.2   (then point hack/build-test-binaries.sh at it)
 set -euo pipefail
 version=${1:?usage: gen-go-mod.sh v1.X.Y}
 staging="v0.${version#v1.}"
 cd "$(dirname "$0")"
-export GOTOOLCHAIN=local GOFLAGS=-mod=mod
+mkdir -p "$version"
+cd "$version"
+export GOTOOLCHAIN=${GOTOOLCHAIN:-local} GOFLAGS=-mod=mod
 
 # The release's go.mod, fetched by Go itself through whatever module proxy it is configured for.
 upstream=$(cat "$(go mod download -json "k8s.io/kubernetes@${version}" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')")
@@ -24,5 +26,20 @@ upstream=$(cat "$(go mod download -json "k8s.io/kubernetes@${version}" | sed -n 
     while read -r mod; do printf '\t%s => %s %s\n' "$mod" "$mod" "$staging"; done
   echo ")"
 } > go.mod
+cat > tools.go <<'GO'
+//go:build tools
+
+// Package tools pins the Kubernetes commands this module builds.
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+)
+GO
 rm -f go.sum
 go mod tidy

@@ -68,12 +68,12 @@ describe('rejections name the field', () => {
     ['a 256-character productCode', { productCode: 'a'.repeat(256) }, /spec\.productCode: Too long/],
     ['publicKeyVersion: 0', { publicKeyVersion: 0 }, /spec\.publicKeyVersion: Invalid value: 0: spec\.publicKeyVersion in body should be greater than or equal to 1/],
     ['missing publicKeyVersion', { publicKeyVersion: undefined }, /spec\.publicKeyVersion: Required value/],
-    ['both public key sources', { publicKey: { pem: testPublicKeyPem, configMapKeyRef: { name: 'k', key: 'pem' } } }, /spec\.publicKey: Invalid value: "object": exactly one of publicKey\.pem and publicKey\.configMapKeyRef must be set/],
-    ['neither public key source', { publicKey: {} }, /spec\.publicKey: Invalid value: "object": exactly one of publicKey\.pem and publicKey\.configMapKeyRef must be set/],
+    ['both public key sources', { publicKey: { pem: testPublicKeyPem, configMapKeyRef: { name: 'k', key: 'pem' } } }, /spec\.publicKey: Invalid value: (?:"object": )?exactly one of publicKey\.pem and publicKey\.configMapKeyRef must be set/],
+    ['neither public key source', { publicKey: {} }, /spec\.publicKey: Invalid value: (?:"object": )?exactly one of publicKey\.pem and publicKey\.configMapKeyRef must be set/],
     ['no publicKey at all', { publicKey: undefined }, /spec\.publicKey: Required value/],
-    ['a pem that is not a PEM public key', { publicKey: { pem: 'not a key' } }, /spec\.publicKey\.pem: Invalid value: "string": pem must be a PEM block/],
+    ['a pem that is not a PEM public key', { publicKey: { pem: 'not a key' } }, /spec\.publicKey\.pem: Invalid value: "(?:string|not a key)": pem must be a PEM block/],
     ['a configMapKeyRef without key', { publicKey: { configMapKeyRef: { name: 'k' } } }, /spec\.publicKey\.configMapKeyRef\.key: Required value/],
-    ['a malformed roleArn', { identity: { roleArn: 'arn:aws:iam::12345:user/bob' } }, /spec\.identity\.roleArn: Invalid value: "string": roleArn must be an IAM role ARN/],
+    ['a malformed roleArn', { identity: { roleArn: 'arn:aws:iam::12345:user/bob' } }, /spec\.identity\.roleArn: Invalid value: "(?:string|arn:aws:iam::12345:user\/bob)": roleArn must be an IAM role ARN/],
     ['identity.mode: Node', { identity: { mode: 'Node' } }, /spec\.identity\.mode: Unsupported value: "Node": supported values: "Pod", "Operator"/],
     ['enforcement: Block', { enforcement: 'Block' }, /spec\.enforcement: Unsupported value: "Block": supported values: "Enforce", "Audit"/],
     ['onRevocation: Delete', { onRevocation: 'Delete' }, /spec\.onRevocation: Unsupported value: "Delete": supported values: "Keep", "Evict"/],
@@ -97,7 +97,7 @@ describe('rejections name the field', () => {
     expect((await create(productManifest('immutable', { productCode: 'original-code' }))).code).toBe(0);
     const result = await plane.kubectl(['patch', '-n', namespace, 'mpp', 'immutable', '--type=merge', '-p', '{"spec":{"productCode":"other-code"}}']);
     expect(result.code).not.toBe(0);
-    expect(result.stderr).toMatch(/spec\.productCode: Invalid value: "string": productCode is immutable/);
+    expect(result.stderr).toMatch(/spec\.productCode: Invalid value: "[^"]*": productCode is immutable/);
     expect((await getJson('immutable')).spec.productCode).toBe('original-code');
 
     // Other fields stay mutable.

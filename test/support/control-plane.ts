@@ -202,6 +202,9 @@ export class ControlPlane {
       `--tls-cert-file=${this.file('apiserver.crt')}`, `--tls-private-key-file=${this.file('apiserver.key')}`,
       `--client-ca-file=${this.file('ca.crt')}`,
       `--secure-port=${port}`, `--bind-address=${address}`, `--advertise-address=${address}`,
+      // Since 1.37 a loopback address may not back the `kubernetes` Service's endpoints; nothing
+      // here reaches the API server through that Service.
+      ...(address.startsWith('127.') ? ['--endpoint-reconciler-type=none'] : []),
       `--service-cluster-ip-range=${options.serviceCidr ?? defaultServiceCidr}`,
       // Webhooks reached by endpoint IP (no route to Service IPs from the host without kube-proxy),
       // kubelets by their InternalIP (a node name would go to the host's resolver).

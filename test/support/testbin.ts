@@ -1,5 +1,6 @@
-// Finds the control-plane binaries the tests run, building them on first use
-// (hack/build-test-binaries.sh caches them by version outside the work tree).
+// Finds the binaries the tests run, building each on first use (hack/build-test-binaries.sh
+// caches them by version outside the work tree). The Kubernetes release is the script's newest,
+// or KUBERNETES_VERSION (the oldest-release job: npm run test:oldest-kubernetes).
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 
@@ -7,24 +8,25 @@ export const repoRoot = path.resolve(import.meta.dirname, '../..');
 
 export type Binary = 'etcd' | 'kube-apiserver' | 'kube-controller-manager' | 'kube-scheduler' | 'kubectl' | 'kubelet' | 'kube-proxy' | 'kwok' | 'kwokctl' | 'kube-score';
 
-let binDir: Promise<string> | undefined;
+const found = new Map<Binary, Promise<string>>();
 
-/** Path of a test binary. The first call in a process runs the build script, whose progress shows on stderr. */
+/** Path of a test binary. The first call for each in a process runs the build script, whose progress shows on stderr. */
 export async function binary(name: Binary): Promise<string> {
-  binDir ??= runBuildScript();
-  return path.join(await binDir, name);
+  let dir = found.get(name);
+  if (!dir) found.set(name, (dir = runBuildScript(name)));
+  return path.join(await dir, name);
 }
 
-function runBuildScript(): Promise<string> {
+function runBuildScript(name: Binary): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(path.join(repoRoot, 'hack/build-test-binaries.sh'), [], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(path.join(repoRoot, 'hack/build-test-binaries.sh'), [name], { stdio: ['ignore', 'pipe', 'inherit'] });
     let stdout = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
     child.on('error', reject);
     child.on('exit', (code) => {
       const dir = stdout.trim().split('\n').pop();
       if (code === 0 && dir) resolve(dir);
-      else reject(new Error(`hack/build-test-binaries.sh exited with ${String(code)}`));
+      else reject(new Error(`hack/build-test-binaries.sh ${name} exited with ${String(code)}`));
     });
   });
 }
