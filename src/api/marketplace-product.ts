@@ -13,8 +13,8 @@ export const annotations = {
   status: `${group}/status`,
   reason: `${group}/reason`,
   registeredAt: `${group}/registered-at`,
-  /** Written before RegisterUsage, so a retry after a crash reuses the same registration. */
-  nonce: `${group}/nonce`,
+  /** The id of a check again (verdicts/nonce.ts): with the pod's uid, it makes the registration's nonce. */
+  check: `${group}/check`,
   /** Set or changed by a user, on a pod or a product: check the NotEntitled pods again now. */
   recheck: `${group}/recheck`,
   /** The operator's record of a NotEntitled pod's checks (JSON, see CheckRecord). */

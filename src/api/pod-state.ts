@@ -6,7 +6,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { annotations, productLabel, schedulingGate, type CheckRecord, type MarketplaceProduct, type Verdict } from './marketplace-product.js';
 
 /** The annotations that hold a pod's verdict state, all written (and sealed) together. */
-export const verdictStateAnnotations = [annotations.status, annotations.reason, annotations.registeredAt, annotations.checks] as const;
+export const verdictStateAnnotations = [annotations.status, annotations.reason, annotations.registeredAt, annotations.checks, annotations.check] as const;
 
 /** A pod's verdict and the record of its checks. Empty for a pod the operator has not decided. */
 export interface VerdictState {
@@ -15,6 +15,8 @@ export interface VerdictState {
   /** When its registration last verified; kept through a later refusal, which is then a revocation. */
   registeredAt?: string;
   checks?: CheckRecord;
+  /** The id of the check under way when it is a check again (verdicts/nonce.ts); none for a pod's first. */
+  check?: string;
 }
 
 export function isGated(pod: { spec?: { schedulingGates?: readonly { name: string }[] } }): boolean {
@@ -52,7 +54,8 @@ export function verdictStateOf(pod: V1Pod): VerdictState {
   const reason = reasonOf(pod);
   const registeredAt = pod.metadata?.annotations?.[annotations.registeredAt];
   const checks = readCheckRecord(pod);
-  return { ...(status ? { status } : {}), ...(reason ? { reason } : {}), ...(registeredAt ? { registeredAt } : {}), ...(checks ? { checks } : {}) };
+  const check = pod.metadata?.annotations?.[annotations.check];
+  return { ...(status ? { status } : {}), ...(reason ? { reason } : {}), ...(registeredAt ? { registeredAt } : {}), ...(checks ? { checks } : {}), ...(check ? { check } : {}) };
 }
 
 /** The annotation values that write `state`: every verdict annotation, null (removed) where the state has none. */
@@ -62,6 +65,7 @@ export function verdictStateValues(state: VerdictState): Record<(typeof verdictS
     [annotations.reason]: state.reason ?? null,
     [annotations.registeredAt]: state.registeredAt ?? null,
     [annotations.checks]: state.checks ? JSON.stringify(state.checks) : null,
+    [annotations.check]: state.check ?? null,
   };
 }
 

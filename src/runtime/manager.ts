@@ -188,7 +188,7 @@ export class Manager {
     if (graceMs === 0) this.leadership.abort(new LeadershipLost('leadership lost'));
     const abandoned = (await Promise.all(this.leaders.map((runnable) => runnable.stop(graceMs)))).reduce((a, b) => a + b, 0);
     // What outlived the grace period is abandoned: its AWS calls and writes give up now. A
-    // registration abandoned is safe: its nonce is on the pod, so the next leader repeats it.
+    // registration abandoned is safe: its nonce follows from the pod, so the next leader repeats it.
     this.leadership.abort(new LeadershipLost('stopped leading'));
     this.notLeading();
     if (abandoned > 0) this.log.warn(this.lost ? 'reconciles aborted when leadership was lost, not waited for' : 'abandoned reconciles still running at shutdown', { abandoned });

@@ -19,6 +19,7 @@ import { segment, type KubeClient } from '../kube/api.js';
 import { describeError, isConflict, isNotFound } from '../kube/errors.js';
 import { Informer } from '../runtime/informer.js';
 import type { Logger } from '../observability/logger.js';
+import { RegistrationNonces } from './nonce.js';
 import { VerdictSeal } from './seal.js';
 
 const dataKey = 'key';
@@ -32,6 +33,7 @@ export class OperatorKey {
   private key: Buffer | undefined;
   private sealedSince = 0;
   private current: VerdictSeal | undefined;
+  private currentNonces: RegistrationNonces | undefined;
 
   /**
    * `leaseName`: the operator's leader Lease, there already when a release before this one ran.
@@ -67,6 +69,12 @@ export class OperatorKey {
     return this.current;
   }
 
+  /** The registrations' nonces under this replica's key; there are none before start(). */
+  get nonces(): RegistrationNonces {
+    if (!this.currentNonces) throw new Error('the operator key is not loaded yet');
+    return this.currentNonces;
+  }
+
   /** Whether a verdict without any seal is adopted now: a release before seals wrote it. */
   adoptsUnsealed(now = Date.now()): boolean {
     return now < this.sealedSince + adoptionMs;
@@ -80,6 +88,7 @@ export class OperatorKey {
     this.key = keyIn(secret);
     this.sealedSince = Date.parse(secret.metadata?.annotations?.[sealedSinceAnnotation] ?? '') || 0;
     this.current = new VerdictSeal(this.key);
+    this.currentNonces = new RegistrationNonces(this.key);
   }
 
   stop(): Promise<void> {

@@ -8,12 +8,14 @@ import { createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'no
 import type { V1Pod } from '@kubernetes/client-node';
 import { annotations, productLabel } from '../api/marketplace-product.js';
 import { verdictStateAnnotations, verdictStateValues, type VerdictState } from '../api/pod-state.js';
+import type { RegistrationNonces } from './nonce.js';
 
 const sealVersion = 'v1';
 
-/** Who holds the seal: the operator key once it is loaded (operator-key.ts). */
+/** Who holds the seal and makes the nonces: the operator key once it is loaded (operator-key.ts). */
 export interface Sealer {
   readonly seal: VerdictSeal;
+  readonly nonces: RegistrationNonces;
   /** Whether a verdict without any seal is adopted now: shortly after the upgrade from a release without seals. */
   adoptsUnsealed(): boolean;
 }

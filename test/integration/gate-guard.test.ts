@@ -13,6 +13,7 @@ import { decodeLedger, ledgerName } from '../../src/controllers/metering/ledger-
 import type { FakeAws } from '../fake-aws/server.js';
 import { operatorNamespace } from '../support/bundle.js';
 import { controlPlaneForSuite } from '../support/control-plane.js';
+import { operatorNonces } from '../support/seals.js';
 import { accountKubeconfig, prepareOperatorEnvironment, startOperatorProcess, waitForPod, withoutGateGuard, type OperatorProcess } from '../support/operator.js';
 import { createProduct, gated, getProduct, labelledPod, readPod, reason, verdict } from '../support/pods.js';
 
@@ -78,7 +79,7 @@ describe('a namespace user with edit, the gate guard in place', () => {
     ['drops the product label', ['label', 'pod', 'refused-0', `${productLabel}-`], labelMessage],
     ['drops the label and the gate in one patch', ['patch', 'pod', 'refused-0', '--type=merge', `-p=${JSON.stringify({ metadata: { labels: { [productLabel]: null } }, spec: { schedulingGates: null } })}`], /is removed only by the entitlement operator|is set when a pod is created/],
     ['moves the label to an Audit product', ['label', 'pod', 'refused-0', `${productLabel}=audited`, '--overwrite'], labelMessage],
-    ['writes its own nonce', ['annotate', 'pod', 'refused-0', `${annotations.nonce}=chosen`, '--overwrite'], annotationMessage],
+    ['chooses its check id (and so its nonce)', ['annotate', 'pod', 'refused-0', `${annotations.check}=chosen`, '--overwrite'], annotationMessage],
     ['removes the record of checks', ['annotate', 'pod', 'refused-0', `${annotations.checks}-`], annotationMessage],
     ['writes a seal', ['annotate', 'pod', 'refused-0', `${annotations.seal}=v1.forged`, '--overwrite'], annotationMessage],
   ])('%s: refused', async (_what, args, message) => {
@@ -111,15 +112,18 @@ describe('a namespace user with edit, the gate guard in place', () => {
 
   it('creates a pod with the gate and a forged verdict: the verdict is dropped at admission, the pod is checked and stays gated', async () => {
     const pod = labelledPod('forged-0', 'refused', { schedulingGates: [{ name: schedulingGate }] });
-    pod.metadata = { name: 'forged-0', labels: { [productLabel]: 'refused', app: 'paid' }, annotations: { [annotations.status]: 'Entitled', [annotations.reason]: 'SignatureVerified', [annotations.seal]: 'v1.forged', [annotations.nonce]: 'chosen' } };
+    pod.metadata = { name: 'forged-0', labels: { [productLabel]: 'refused', app: 'paid' }, annotations: { [annotations.status]: 'Entitled', [annotations.reason]: 'SignatureVerified', [annotations.seal]: 'v1.forged', [annotations.check]: 'chosen' } };
     const before = refusedCalls();
     expect((await asTeam(['create', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'Pod', ...pod }))).code).toBe(0);
     const settled = await waitForPod('forged-0 refused', async () => {
       const current = await readPod(core, ns, 'forged-0');
       return verdict(current) === 'NotEntitled' ? current : undefined;
     });
-    expect([reason(settled), gated(settled), settled.metadata?.annotations?.[annotations.nonce]]).toEqual(['CustomerNotEntitled', true, expect.not.stringMatching(/^chosen$/) as unknown]);
+    expect([reason(settled), gated(settled), settled.metadata?.annotations?.[annotations.check]]).toEqual(['CustomerNotEntitled', true, undefined]);
     expect(refusedCalls()).toBe(before + 1);
+    // Its registration's nonce is the operator's for the pod's first check, not one of a chosen check id.
+    const nonceOf = await operatorNonces(core, operatorNamespace);
+    expect(fake.calls('RegisterUsage').filter((c) => c.productCode === 'refused-code').at(-1)?.request.Nonce).toBe(nonceOf(settled));
   });
 
   it("is refused under the operator's account name in another namespace: the guard exempts exactly the operator's account", async () => {
@@ -242,7 +246,7 @@ describe("the gate guard deleted (a cluster admin's choice): the operator alone 
   it("an entitled pod's sealed annotations copied onto a refused one: the seal names the other pod, so it is no verdict", async () => {
     const good = await teamPod('good-0', 'good', 'Entitled');
     await teamPod('copy-1', 'refused', 'NotEntitled');
-    const own = Object.entries(good.metadata?.annotations ?? {}).filter(([key]) => key.startsWith('marketplace.entitlements.io/') && key !== annotations.nonce);
+    const own = Object.entries(good.metadata?.annotations ?? {}).filter(([key]) => key.startsWith('marketplace.entitlements.io/'));
     const before = refusedCalls();
     expect((await asTeam(['annotate', 'pod', 'copy-1', '--overwrite', ...own.map(([k, v]) => `${k}=${v}`)])).code).toBe(0);
     const pod = await refusedAgain('copy-1', before);

@@ -11,7 +11,8 @@ import { CertificateStore } from '../../src/webhook/certificates.js';
 import type { FakeAws } from '../fake-aws/server.js';
 import { operatorNamespace } from '../support/bundle.js';
 import { controlPlaneForSuite } from '../support/control-plane.js';
-import { prepareOperatorEnvironment, startOperatorProcess, waitForPod, waitForWebhook, type OperatorProcess } from '../support/operator.js';
+import { operatorNonces } from '../support/seals.js';
+import { prepareOperatorEnvironment, startOperatorProcess, waitForPod, waitForGating, type OperatorProcess } from '../support/operator.js';
 import { createProduct, gated, getProduct, labelledPod, verdict } from '../support/pods.js';
 import { TcpBalancer } from '../support/tcp-balancer.js';
 import { freePort } from '../support/wait.js';
@@ -70,10 +71,11 @@ const podsOf = async (namespace: string, product: string): Promise<V1Pod[]> =>
   (await core.listNamespacedPod({ namespace, labelSelector: `${productLabel}=${product}` })).items;
 
 /** For every pod: successful RegisterUsage calls with its nonce, and whether one came after its verdict. */
-function registrations(pods: V1Pod[], productCode: string): { pod: string; successes: number; afterVerdict: number }[] {
+async function registrations(pods: V1Pod[], productCode: string): Promise<{ pod: string; successes: number; afterVerdict: number }[]> {
   const calls = fake.calls('RegisterUsage', 'ok').filter((c) => c.productCode === productCode);
+  const nonceOf = await operatorNonces(core, operatorNamespace);
   return pods.map((pod) => {
-    const nonce = pod.metadata?.annotations?.[annotations.nonce];
+    const nonce = nonceOf(pod);
     const registeredAt = Date.parse(pod.metadata?.annotations?.[annotations.registeredAt] ?? '');
     const mine = calls.filter((c) => c.request.Nonce === nonce);
     return { pod: pod.metadata?.name ?? '', successes: mine.length, afterVerdict: mine.filter((c) => Date.parse(c.time) > registeredAt).length };
@@ -97,7 +99,7 @@ it('SIGKILL in the middle of a 200-pod burst: after a restart every pod gets a v
     return list.filter((p) => verdict(p) === 'Entitled').length === 200 ? list : undefined;
   }, 120_000);
   expect(pods.filter(gated)).toEqual([]);
-  const perPod = registrations(pods, 'crash-code');
+  const perPod = await registrations(pods, 'crash-code');
   expect(perPod.filter((r) => r.successes === 0)).toEqual([]);
   expect(perPod.filter((r) => r.afterVerdict > 0)).toEqual([]);
   // A call AWS answered just before the kill, whose verdict was not yet written, is repeated
@@ -130,7 +132,7 @@ it('two replicas: killing the leader lets the other finish the work within the l
       const list = await podsOf(namespace, 'ha');
       return list.filter((p) => verdict(p) === 'Entitled').length === 120 ? list : undefined;
     }, 120_000);
-    expect(registrations(pods, 'ha-code').filter((r) => r.successes === 0 || r.afterVerdict > 0)).toEqual([]);
+    expect((await registrations(pods, 'ha-code')).filter((r) => r.successes === 0 || r.afterVerdict > 0)).toEqual([]);
   } finally {
     await balancer.close();
   }
@@ -192,7 +194,7 @@ async function rotateUnderLoad(namespace: string, rotate: (ports: number[]) => P
   await core.createNamespace({ body: { metadata: { name: namespace } } });
   const { replicas, ports, balancer } = await startReplicas(namespace, 2);
   try {
-    await waitForWebhook(controlPlane());
+    await waitForGating(controlPlane());
     const creator = keepCreatingPods(namespace, namespace);
     await sleep(1_000);
     await rotate(ports);
@@ -265,7 +267,8 @@ it('SIGTERM in a burst: in-flight registrations finish and are recorded, the pro
   // Every registration AWS answered before the exit is recorded on its pod.
   const pods = await podsOf(namespace, 'graceful');
   const answered = new Set(fake.calls('RegisterUsage', 'ok').filter((c) => c.productCode === 'graceful-code').map((c) => c.request.Nonce));
-  const recorded = new Set(pods.filter((p) => verdict(p) === 'Entitled').map((p) => p.metadata?.annotations?.[annotations.nonce]));
+  const nonceOf = await operatorNonces(core, operatorNamespace);
+  const recorded = new Set(pods.filter((p) => verdict(p) === 'Entitled').map(nonceOf));
   expect([...answered].filter((nonce) => !recorded.has(nonce as string))).toEqual([]);
   expect(recorded.size).toBeLessThan(100);
 
@@ -274,7 +277,7 @@ it('SIGTERM in a burst: in-flight registrations finish and are recorded, the pro
     const list = await podsOf(namespace, 'graceful');
     return list.filter((p) => verdict(p) === 'Entitled').length === 100 ? list : undefined;
   }, 120_000);
-  expect(registrations(done, 'graceful-code').filter((r) => r.successes !== 1)).toEqual([]);
+  expect((await registrations(done, 'graceful-code')).filter((r) => r.successes !== 1)).toEqual([]);
 }, 240_000);
 
 it('a deposed leader stops at once: registrations in flight are aborted, nothing is written after, the Lease is not won back, exit 1', async () => {

@@ -20,13 +20,16 @@ let core: CoreV1Api;
 let custom: CustomObjectsApi;
 let kubeconfig: string;
 
+/** Where releases before this one wrote the nonce (now computed, verdicts/nonce.ts): left as it is. */
+const legacyNonce = 'marketplace.entitlements.io/nonce';
+
 /** A pod as the release before seals left it: ungated, its verdict annotations without a seal. */
 function previousRelease(name: string): V1Pod {
   return {
     metadata: {
       name,
       labels: { [productLabel]: 'app' },
-      annotations: { [annotations.nonce]: `nonce-${name}`, [annotations.status]: 'Entitled', [annotations.reason]: 'SignatureVerified', [annotations.registeredAt]: '2026-11-30T10:00:00.000Z' },
+      annotations: { [legacyNonce]: `nonce-${name}`, [annotations.status]: 'Entitled', [annotations.reason]: 'SignatureVerified', [annotations.registeredAt]: '2026-11-30T10:00:00.000Z' },
     },
     spec: { containers: [{ name: 'app', image: 'registry.invalid/paid:1' }] },
   };
@@ -66,7 +69,7 @@ it('adopts the verdicts of the pods that were there: sealed, not registered agai
       const current = await readPod(core, ns, name);
       return current.metadata?.annotations?.[annotations.seal] ? current : undefined;
     });
-    expect([verdict(pod), gated(pod), pod.metadata?.annotations?.[annotations.nonce], pod.metadata?.annotations?.[annotations.registeredAt]]).toEqual(['Entitled', false, `nonce-${name}`, '2026-11-30T10:00:00.000Z']);
+    expect([verdict(pod), gated(pod), pod.metadata?.annotations?.[legacyNonce], pod.metadata?.annotations?.[annotations.registeredAt]]).toEqual(['Entitled', false, `nonce-${name}`, '2026-11-30T10:00:00.000Z']);
     const reasons = (await controlPlane().kubeConfig().makeApiClient(EventsV1Api).listNamespacedEvent({ namespace: ns, fieldSelector: `regarding.name=${name}` })).items.map((e) => e.reason);
     expect(reasons).toEqual([]);
   }

@@ -69,6 +69,8 @@ function harness() {
   const stored = (key: string): V1Pod => api.pods.get(key) ?? {};
   const believed = (key: string) => verdictStateOf(pods.get(key) ?? {});
   const registrations = (nonce: string | undefined) => fake().calls('RegisterUsage').filter((c) => c.request.Nonce === nonce);
+  /** The nonce of the pod's registration as it stands now: its uid and check id under the operator key. */
+  const nonceOf = (key: string) => sealer.nonces.of(stored(key).metadata?.uid ?? '', verdictStateOf(stored(key)).check);
   const eventReasons = () => api.made('POST', /\/events$/).map((r) => (r.body as { reason: string }).reason);
   /** An entitled pod, registered at `registeredAt`, as the operator left it. */
   const entitledPod = (name: string, productName: string, registeredAt: number): V1Pod => {
@@ -76,43 +78,53 @@ function harness() {
     const sealed = sealedAnnotations(sealer, pod, { status: 'Entitled', reason: 'SignatureVerified', registeredAt: new Date(registeredAt).toISOString() });
     return api.putPod({ ...pod, metadata: { ...pod.metadata, annotations: sealed }, spec: { ...pod.spec, containers: pod.spec?.containers ?? [], schedulingGates: [] } });
   };
-  return { api, pods, reports, metrics, clock, requeued, product, reconcile, stored, believed, registrations, eventReasons, entitledPod, reconciler };
+  return { api, pods, sealer, reports, metrics, clock, requeued, product, reconcile, stored, believed, registrations, nonceOf, eventReasons, entitledPod, reconciler };
 }
 
-it('entitled: the nonce is written ahead, one RegisterUsage, a sealed verdict with the gate removed in one patch, the product told; again changes nothing', async () => {
+it('entitled: one RegisterUsage with the nonce of its uid, no write before it, a sealed verdict with the gate removed in one patch, the product told; again changes nothing', async () => {
   const h = harness();
   h.product('app');
   h.api.putPod(gatedPod('shop', 'web-0', 'app'));
+  const nonce = h.nonceOf('shop/web-0');
   expect(await h.reconcile('shop/web-0')).toBeUndefined();
 
   const pod = h.stored('shop/web-0');
-  const nonce = pod.metadata?.annotations?.[annotations.nonce];
   expect(h.registrations(nonce)).toHaveLength(1);
+  expect(fake().calls('RegisterUsage')).toHaveLength(1);
   expect(h.believed('shop/web-0')).toMatchObject({ status: 'Entitled', reason: 'SignatureVerified' });
   expect(isGated(pod)).toBe(false);
-  // The nonce patch, then one patch with the verdict and the gate's removal, each naming the uid.
+  // One patch, with the verdict and the gate's removal, naming the uid: the nonce needed none.
   const patches = h.api.made('PATCH', '/api/v1/namespaces/shop/pods/web-0');
-  expect(patches).toHaveLength(2);
-  expect(patches.map((p) => (p.body as { metadata: { uid: string } }).metadata.uid)).toEqual(['web-0-uid', 'web-0-uid']);
+  expect(patches.map((p) => (p.body as { metadata: { uid: string } }).metadata.uid)).toEqual(['web-0-uid']);
   expect(h.reports.registration('shop/app')).toMatchObject({ status: 'True', reason: 'SignatureVerified' });
   expect(h.eventReasons()).toEqual(['Entitled']);
 
   await h.reconcile('shop/web-0');
   expect(h.registrations(nonce)).toHaveLength(1);
-  expect(h.api.made('PATCH', /pods/)).toHaveLength(2);
+  expect(h.api.made('PATCH', /pods/)).toHaveLength(1);
+});
+
+it('the nonce is a MAC only the operator key makes: another pod, another check or another key gives another one', () => {
+  const sealer = testSealer();
+  const first = sealer.nonces.of('uid-1', undefined);
+  expect(first).toMatch(/^[A-Za-z0-9_-]{43}$/);
+  expect(sealer.nonces.of('uid-1', undefined)).toBe(first);
+  expect(new Set([first, sealer.nonces.of('uid-2', undefined), sealer.nonces.of('uid-1', 'check-1'), testSealer().nonces.of('uid-1', undefined)]).size).toBe(4);
 });
 
 it('refused under Enforce: NotEntitled with its record of checks, the gate stays, a check again is scheduled', async () => {
   const h = harness();
   h.product('refused');
-  h.api.putPod(gatedPod('shop', 'web-0', 'refused', { annotations: { [annotations.nonce]: 'nonce-from-admission-0001' } }));
+  h.api.putPod(gatedPod('shop', 'web-0', 'refused'));
+  const nonce = h.nonceOf('shop/web-0');
   await h.reconcile('shop/web-0');
   expect(h.believed('shop/web-0')).toMatchObject({ status: 'NotEntitled', reason: 'CustomerNotEntitled', checks: { attempts: 1 } });
   expect(isGated(h.stored('shop/web-0'))).toBe(true);
   expect(h.reports.registration('shop/refused')).toMatchObject({ status: 'False', reason: 'CustomerNotEntitled' });
   expect(h.eventReasons()).toEqual(['NotEntitled']);
-  // The write-ahead was the admission's: the registration used its nonce, with no patch of its own.
-  expect(h.registrations('nonce-from-admission-0001')).toHaveLength(1);
+  // The registration used the nonce of the pod's uid; the one patch is the verdict's.
+  expect(h.registrations(nonce)).toHaveLength(1);
+  expect(h.api.made('PATCH', /pods/)).toHaveLength(1);
 
   // Its next pass waits for the check again.
   const next = await h.reconcile('shop/web-0');
@@ -130,15 +142,16 @@ it('refused under Audit: the gate goes, the pod runs NotEntitled, and its record
   expect(h.api.made('POST', /eviction$/)).toEqual([]);
 });
 
-it('a check again when due: the verdict goes, a fresh nonce is written ahead, and the pod is registered like a new one', async () => {
+it('a check again when due: the verdict goes, a fresh check id (so a fresh nonce) is written with it, and the pod is registered like a new one', async () => {
   const h = harness();
   h.product('refused');
   h.api.putPod(gatedPod('shop', 'web-0', 'refused'));
+  const first = h.nonceOf('shop/web-0');
   await h.reconcile('shop/web-0');
-  const first = h.stored('shop/web-0').metadata?.annotations?.[annotations.nonce];
   h.clock.advance(16 * 60_000);
   await h.reconcile('shop/web-0'); // starts the check again
-  const second = h.stored('shop/web-0').metadata?.annotations?.[annotations.nonce];
+  const second = h.nonceOf('shop/web-0');
+  expect(h.stored('shop/web-0').metadata?.annotations?.[annotations.check]).toMatch(/^[A-Za-z0-9_-]{22}$/);
   expect(second).not.toBe(first);
   expect(h.believed('shop/web-0').status).toBeUndefined();
   await h.reconcile('shop/web-0'); // registers again
@@ -162,11 +175,12 @@ it('ungated without a verdict (someone removed the gate): reported, registered, 
 it('a forged Entitled verdict is not believed: the pod starts over with a fresh nonce and is checked with AWS', async () => {
   const h = harness();
   h.product('refused');
-  h.api.putPod(gatedPod('shop', 'web-0', 'refused', { annotations: { [annotations.status]: 'Entitled', [annotations.nonce]: 'chosen-by-the-forger-0001' } }));
+  h.api.putPod(gatedPod('shop', 'web-0', 'refused', { annotations: { [annotations.status]: 'Entitled', [annotations.check]: 'chosen-by-the-forger' } }));
   expect(h.believed('shop/web-0').status).toBeUndefined();
   await h.reconcile('shop/web-0'); // starts over
-  const nonce = h.stored('shop/web-0').metadata?.annotations?.[annotations.nonce];
-  expect(nonce).not.toBe('chosen-by-the-forger-0001');
+  const nonce = h.nonceOf('shop/web-0');
+  expect(h.stored('shop/web-0').metadata?.annotations?.[annotations.check]).not.toBe('chosen-by-the-forger');
+  expect(nonce).not.toBe(h.sealer.nonces.of('web-0-uid', 'chosen-by-the-forger'));
   expect(h.stored('shop/web-0').metadata?.annotations?.[annotations.status]).toBeUndefined();
   await h.reconcile('shop/web-0');
   expect(h.registrations(nonce)).toHaveLength(1);
@@ -196,7 +210,7 @@ it('onRevocation Evict: a refusal queues the pods entitled before it, each is ma
 it('a result computed for a deleted pod never lands on its successor of the same name', async () => {
   const h = harness();
   h.product('app');
-  h.api.putPod(gatedPod('shop', 'db-0', 'app', { annotations: { [annotations.nonce]: 'nonce-of-the-first-db-0' } }));
+  h.api.putPod(gatedPod('shop', 'db-0', 'app'));
   // The successor is in the API server; the cache still shows the first pod.
   h.api.pods.set('shop/db-0', { ...gatedPod('shop', 'db-0', 'app', { uid: 'successor-uid' }), metadata: { ...gatedPod('shop', 'db-0', 'app', { uid: 'successor-uid' }).metadata, resourceVersion: '99' } });
   expect(await h.reconcile('shop/db-0')).toBeUndefined();
@@ -207,7 +221,7 @@ it('a result computed for a deleted pod never lands on its successor of the same
 it('leadership lost mid-registration: the AWS call is aborted, nothing is written', async () => {
   const h = harness();
   h.product('slow');
-  h.api.putPod(gatedPod('shop', 'web-0', 'slow', { annotations: { [annotations.nonce]: 'nonce-in-flight-0001' } }));
+  h.api.putPod(gatedPod('shop', 'web-0', 'slow'));
   const leading = new AbortController();
   const running = h.reconcile('shop/web-0', leading.signal);
   await new Promise((resolve) => setTimeout(resolve, 300));

@@ -5,15 +5,18 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { annotations, productLabel } from '../../src/api/marketplace-product.js';
 import { verdictStateOf, type VerdictState } from '../../src/api/pod-state.js';
 import { podCache } from '../../src/verdicts/pod-cache.js';
+import { RegistrationNonces } from '../../src/verdicts/nonce.js';
 import { VerdictSeal } from '../../src/verdicts/seal.js';
 import { podCounts } from '../../src/controllers/metering/ledger.js';
 
-const seal = new VerdictSeal(randomBytes(32));
-const cache = podCache({ seal, adoptsUnsealed: () => false });
+const key = randomBytes(32);
+const seal = new VerdictSeal(key);
+const nonces = new RegistrationNonces(key);
+const cache = podCache({ seal, nonces, adoptsUnsealed: () => false });
 const entitled: VerdictState = { status: 'Entitled', reason: 'SignatureVerified', registeredAt: '2026-12-01T10:00:00.000Z' };
 
 function pod(uid: string, product = 'app', extra: Record<string, string> = {}): V1Pod {
-  return { metadata: { name: 'db-0', namespace: 'team', uid, labels: { [productLabel]: product }, annotations: { [annotations.nonce]: 'n1', ...extra } }, spec: { containers: [] } };
+  return { metadata: { name: 'db-0', namespace: 'team', uid, labels: { [productLabel]: product }, annotations: { ...extra } }, spec: { containers: [] } };
 }
 
 /** The pod with `state` written as the operator writes it (its sealed annotations). */
@@ -69,11 +72,11 @@ describe('the pod cache', () => {
     expect(cached.unverifiedVerdict).toBeUndefined();
   });
 
-  it('drops a forged verdict state, keeps the nonce and the recheck request, and says what the pod claimed', () => {
+  it('drops a forged verdict state, keeps the recheck request, and says what the pod claimed', () => {
     const forged = pod('u1', 'app', { [annotations.status]: 'Entitled', [annotations.reason]: 'SignatureVerified', [annotations.registeredAt]: entitled.registeredAt ?? '', [annotations.recheck]: '1' });
     const cached = cache(forged);
     expect(verdictStateOf(cached)).toEqual({});
-    expect(cached.metadata?.annotations).toEqual({ [annotations.nonce]: 'n1', [annotations.recheck]: '1' });
+    expect(cached.metadata?.annotations).toEqual({ [annotations.recheck]: '1' });
     expect(cached.unverifiedVerdict).toBe('Entitled');
   });
 
@@ -81,6 +84,12 @@ describe('the pod cache', () => {
     const cached = cache(pod('u1', 'app', { [annotations.checks]: JSON.stringify({ attempts: 1, product: '1/', pod: '' }) }));
     expect(verdictStateOf(cached)).toEqual({});
     expect(cached.unverifiedVerdict).toBe(annotations.checks);
+  });
+
+  it('drops a check id it did not seal (a nonce chosen by proxy), and keeps one it sealed', () => {
+    const chosen = cache(pod('u1', 'app', { [annotations.check]: 'chosen' }));
+    expect([verdictStateOf(chosen), chosen.unverifiedVerdict]).toEqual([{}, annotations.check]);
+    expect(verdictStateOf(cache(written(pod('u1'), { check: 'c1' })))).toEqual({ check: 'c1' });
   });
 
   it('a forged Entitled pod that runs does not count for metering; the same verdict sealed does', () => {
@@ -91,7 +100,7 @@ describe('the pod cache', () => {
   });
 
   it('keeps a verdict without any seal while unsealed verdicts are adopted (the upgrade from a release without seals), and not a broken seal', () => {
-    const upgrading = podCache({ seal, adoptsUnsealed: () => true });
+    const upgrading = podCache({ seal, nonces, adoptsUnsealed: () => true });
     const legacy = withAnnotations(pod('u1'), { [annotations.status]: 'Entitled', [annotations.reason]: 'SignatureVerified', [annotations.registeredAt]: entitled.registeredAt ?? '' });
     const adopted = upgrading(legacy);
     expect([verdictStateOf(adopted), adopted.unsealedVerdict, adopted.unverifiedVerdict]).toEqual([entitled, true, undefined]);

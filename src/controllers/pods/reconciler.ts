@@ -6,9 +6,8 @@
 // so a forged `Entitled` is a pod without a verdict, checked with AWS like a new one. Every write
 // names the pod's uid, so a result computed for a pod never lands on a successor of its name.
 import type { V1Pod } from '@kubernetes/client-node';
-import { annotations, permanentReasons, productSubject, schedulingGate, type CheckRecord, type MarketplaceProduct } from '../../api/marketplace-product.js';
+import { permanentReasons, productSubject, schedulingGate, type CheckRecord, type MarketplaceProduct } from '../../api/marketplace-product.js';
 import { isBypassing, isGated, mustNotRun, productKeyOfPod, verdictStateOf, wasAllowedToRun, type VerdictState } from '../../api/pod-state.js';
-import { newNonce } from '../../aws/nonce.js';
 import type { Clock } from '../../clock.js';
 import { contentTypes, type ApiClient } from '../../kube/api.js';
 import { isGoneOrReplaced } from '../../kube/errors.js';
@@ -22,6 +21,7 @@ import { podPath, type Evictions } from './evictions.js';
 import type { ProductReports } from '../product-reports.js';
 import { checkBasis, planRecheck, recheckDelayMs, type CheckBasis } from './rechecks.js';
 import type { Registrar, RegistrationAnswer } from './registration.js';
+import { newCheckId } from '../../verdicts/nonce.js';
 import type { Sealer } from '../../verdicts/seal.js';
 
 export interface PodReconcilerDeps {
@@ -30,7 +30,7 @@ export interface PodReconcilerDeps {
   pods: Cache<CachedPod>;
   products: Cache<MarketplaceProduct>;
   registrar: Registrar;
-  /** Seals the verdicts written (the operator key's seal). */
+  /** Seals the verdicts written and makes the registrations' nonces (the operator key). */
   sealer: Sealer;
   /** The fingerprint of a product's public key when a ConfigMap holds it (key-config-maps.ts). */
   keyFingerprint: (product: MarketplaceProduct) => string | undefined;
@@ -51,8 +51,6 @@ export interface PodReconcilerDeps {
  * reconcile writes it, one at a time per pod (the work queue's promise).
  */
 interface PodMemory {
-  /** The nonce it wrote (after a check again, the cache may still show the previous one). */
-  nonce?: string;
   /** The verdict state it wrote last: the cache lags behind its own writes, and a re-run must see them or it would register the pod twice. */
   state?: VerdictState;
   /** It removed the gate. The API server never lets a gate be added back, so it stays removed. */
@@ -129,18 +127,14 @@ export class PodReconciler {
     return undefined;
   }
 
-  /** Registers the pod (nonce written ahead) and records the verdict on it, its product and in an Event. */
+  /**
+   * Registers the pod and records the verdict on it, its product and in an Event. The nonce needs
+   * no write ahead: it is computed from the pod's uid and check id (verdicts/nonce.ts), so a retry
+   * after a crash is the same registration, never a second one.
+   */
   private async registerAndRecord(pod: CachedPod, product: MarketplaceProduct, state: VerdictState, gated: boolean, signal: AbortSignal, log: Logger): Promise<undefined> {
     const uid = pod.metadata?.uid ?? '';
-    // Write-ahead: the nonce is on the pod before RegisterUsage, so a retry after a crash is the
-    // same registration (same nonce), never a second one. Ours first: after a check again, the
-    // cache may still show the previous nonce.
-    let nonce = this.memory.get(uid)?.nonce ?? pod.metadata?.annotations?.[annotations.nonce];
-    if (!nonce) {
-      nonce = newNonce();
-      if (!(await this.patchPod(pod, { [annotations.nonce]: nonce }, false))) return undefined;
-      this.remember(uid, { nonce });
-    }
+    const nonce = this.deps.sealer.nonces.of(uid, state.check);
     const podRef = {
       namespace: pod.metadata?.namespace ?? '',
       name: pod.metadata?.name ?? '',
@@ -201,29 +195,24 @@ export class PodReconciler {
 
   /**
    * Starts a check again: the verdict goes (the pod is pending again, and counted so), a fresh
-   * nonce is written ahead, and the record says what this check is for. The pod then takes the
+   * check id gives it a fresh nonce, and the record says what this check is for. The pod then takes the
    * path of a new pod. Its gate was never put back, so an Audit pod keeps running meanwhile.
    */
   private async checkAgain(pod: CachedPod, product: MarketplaceProduct, state: VerdictState, attempts: number, log: Logger): Promise<void> {
-    const uid = pod.metadata?.uid ?? '';
-    const nonce = newNonce();
     const checks: CheckRecord = { ...this.basis(product, pod), attempts, ...(state.reason ? { reason: state.reason } : {}), ...(state.checks?.ranUnderAudit ? { ranUnderAudit: true as const } : {}) };
-    const next: VerdictState = { ...registeredAtOf(state), checks };
-    if (!(await this.patchPod(pod, { [annotations.nonce]: nonce, ...this.deps.sealer.seal.annotate(pod, next) }, false))) return;
-    this.remember(uid, { nonce, state: next });
+    if (!(await this.writeState(pod, { ...registeredAtOf(state), checks, check: newCheckId() }, false))) return;
     log.info('checking the pod again', { attempts, previousReason: state.reason });
   }
 
   /**
    * The pod carries a verdict state the operator did not seal: it is checked with AWS like a new
-   * pod. The forged annotations go, and a fresh nonce is written ahead (one whoever forged the
-   * verdict could have chosen is not used); nothing of its earlier state is kept.
+   * pod. The forged annotations go, and a fresh check id gives it a nonce no earlier check of the
+   * pod used; nothing of its earlier state is kept.
    */
   private async startOver(pod: CachedPod, log: Logger): Promise<undefined> {
-    const uid = pod.metadata?.uid ?? '';
-    const nonce = newNonce();
-    if (!(await this.patchPod(pod, { [annotations.nonce]: nonce, ...this.deps.sealer.seal.annotate(pod, {}) }, false))) return undefined;
-    this.remember(uid, { nonce, state: {}, ...(pod.metadata?.resourceVersion ? { startedOverFrom: pod.metadata.resourceVersion } : {}) });
+    const state: VerdictState = { check: newCheckId() };
+    if (!(await this.patchPod(pod, this.deps.sealer.seal.annotate(pod, state), false))) return undefined;
+    this.remember(pod.metadata?.uid ?? '', { state, ...(pod.metadata?.resourceVersion ? { startedOverFrom: pod.metadata.resourceVersion } : {}) });
     log.info("checking the pod with AWS like a new one: its verdict was not the operator's");
     return undefined;
   }
