@@ -13,6 +13,10 @@ export type ToWorker =
 
 export type FromWorker = { type: 'done'; id: number; port?: number; error?: string } | { type: 'observed'; outcome: string; seconds: number };
 
+export interface AdmissionWorkerData {
+  exempt: readonly string[];
+}
+
 type Request = ToWorker extends infer T ? (T extends { id: number } ? Omit<T, 'id'> : never) : never;
 
 export class AdmissionThread {
@@ -25,13 +29,23 @@ export class AdmissionThread {
   /** Resolves with the exit code when the thread ends, whether by close() or by a crash. */
   readonly exited = new Promise<number>((resolve) => (this.markExited = resolve));
 
-  /** The thread starts with the first call, so an operator that never serves starts none. */
-  constructor(private readonly observe: (outcome: string, seconds: number) => void) {}
+  /**
+   * The thread starts with the first call, so an operator that never serves starts none.
+   * `exempt`: the namespaces whose pods are never gated (api/names.ts exemptNamespaces).
+   */
+  constructor(
+    private readonly observe: (outcome: string, seconds: number) => void,
+    private readonly exempt: readonly string[],
+  ) {}
 
   private started(): Worker {
     if (this.worker) return this.worker;
-    // The thread needs little memory: it parses one AdmissionReview at a time.
-    const worker = new Worker(new URL('./admission-worker.js', import.meta.url), { resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 2 } });
+    // The thread needs little memory: the bodies it parses at once are bounded (server.ts), 4 MiB
+    // of JSON at most, which parses to well under this heap.
+    const worker = new Worker(new URL('./admission-worker.js', import.meta.url), {
+      workerData: { exempt: this.exempt } satisfies AdmissionWorkerData,
+      resourceLimits: { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 4 },
+    });
     worker.on('message', (message: FromWorker) => {
       if (message.type === 'observed') {
         this.observe(message.outcome, message.seconds);

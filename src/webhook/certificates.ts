@@ -6,11 +6,12 @@
 //   1. a new CA joins the trusted bundle (`ca.crt` holds both); the old CA still signs what is served;
 //   2. after the overlap (every API server has the new bundle), the serving certificate is
 //      re-issued by the new CA;
-//   3. after another overlap (every replica serves it), the old CA leaves the bundle.
+//   3. an overlap after step 2 was taken (every replica serves its certificate), the old CA leaves
+//      the bundle. Timed from step 2, not from step 1: step 2 may be taken late (no replica ran).
 // Every step is one Secret update with a resourceVersion, so replicas racing each other converge.
 import { X509Certificate } from 'node:crypto';
 import type { V1Secret } from '@kubernetes/client-node';
-import { segment, type KubeClient } from '../kube/api.js';
+import { segment, type ApiClient } from '../kube/api.js';
 import { createCertificateAuthority, issueCertificate, loadCertificateAuthority, type CertificateAuthority } from '../pki/certificates.js';
 import type { Logger } from '../observability/logger.js';
 import { isConflict, isNotFound } from '../kube/errors.js';
@@ -18,6 +19,8 @@ import { isConflict, isNotFound } from '../kube/errors.js';
 const day = 24 * 60 * 60 * 1000;
 /** When the current CA joined the bundle (RFC 3339), for the overlap of a CA rotation. */
 const caRotatedAtAnnotation = 'marketplace.entitlements.io/ca-rotated-at';
+/** When the serving certificate was re-issued by the new CA (step 2), for the overlap before step 3. */
+const caReissuedAtAnnotation = 'marketplace.entitlements.io/ca-reissued-at';
 
 export interface WebhookTls {
   /** Every CA the API server is to trust (PEM bundle): the current one, and during a CA rotation the previous one. */
@@ -55,6 +58,8 @@ interface Stored {
   /** Index in `cas` of the CA that issued the serving certificate. */
   servingIssuer: number;
   rotatedAt: number;
+  /** When step 2 was taken; undefined before it, or when a release that did not record it took it. */
+  reissuedAt: number | undefined;
 }
 
 type Step =
@@ -71,7 +76,7 @@ export class CertificateStore {
   private readonly renewBeforeMs: number;
 
   constructor(
-    private readonly client: KubeClient,
+    private readonly client: ApiClient,
     private readonly options: CertificateOptions,
     private readonly log: Logger,
   ) {
@@ -121,7 +126,7 @@ export class CertificateStore {
       if (now - stored.rotatedAt >= this.caOverlapMs || Date.parse(stored.serving.validTo) <= now) return { kind: 'servingFromNewCa' };
       return undefined;
     }
-    if (rotating && now - stored.rotatedAt >= 2 * this.caOverlapMs) return { kind: 'dropPreviousCa' };
+    if (rotating && now - (stored.reissuedAt ?? stored.rotatedAt + this.caOverlapMs) >= this.caOverlapMs) return { kind: 'dropPreviousCa' };
     if (!rotating && Date.parse(current.cert.validTo) - now < this.caRenewBeforeMs) return { kind: 'startCaRotation' };
     if (this.servingNeedsRenewal(stored.serving, now)) return { kind: 'renewServing' };
     return undefined;
@@ -143,7 +148,8 @@ export class CertificateStore {
       case 'startCaRotation': {
         const ca = await createCertificateAuthority('entitlement-operator-webhook-ca', this.caValidityMs);
         next = { ...data, ...encode({ 'ca.crt': pemBundle(ca.certPem, current.pem), 'ca.key': ca.keyPem }) };
-        annotations = { ...annotations, [caRotatedAtAnnotation]: new Date(now).toISOString() };
+        const earlier = Object.entries(annotations).filter(([key]) => key !== caReissuedAtAnnotation);
+        annotations = { ...Object.fromEntries(earlier), [caRotatedAtAnnotation]: new Date(now).toISOString() };
         trustedCas = 2;
         break;
       }
@@ -155,6 +161,7 @@ export class CertificateStore {
       case 'renewServing': {
         const serving = await this.issue(await loadCertificateAuthority(current.pem, stored.caKeyPem));
         next = { ...data, ...encode({ 'tls.crt': serving.certPem, 'tls.key': serving.keyPem }) };
+        if (step.kind === 'servingFromNewCa') annotations = { ...annotations, [caReissuedAtAnnotation]: new Date(now).toISOString() };
         break;
       }
     }
@@ -261,7 +268,8 @@ function parse(secret: V1Secret): Stored | undefined {
     const servingIssuer = cas.findIndex((ca) => serving.checkIssued(ca.cert));
     if (cas.length === 0 || servingIssuer < 0) return undefined;
     const rotatedAt = Date.parse(secret.metadata?.annotations?.[caRotatedAtAnnotation] ?? '');
-    return { cas, caKeyPem, serving, servingIssuer, rotatedAt: Number.isNaN(rotatedAt) ? 0 : rotatedAt };
+    const reissuedAt = Date.parse(secret.metadata?.annotations?.[caReissuedAtAnnotation] ?? '');
+    return { cas, caKeyPem, serving, servingIssuer, rotatedAt: Number.isNaN(rotatedAt) ? 0 : rotatedAt, reissuedAt: Number.isNaN(reissuedAt) ? undefined : reissuedAt };
   } catch {
     return undefined; // unreadable: replaced
   }

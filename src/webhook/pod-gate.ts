@@ -1,11 +1,10 @@
-// The mutation: add the entitlement scheduling gate to a labelled pod at CREATE, and the nonce its
-// registration will use. The nonce is then stored with the pod before any RegisterUsage (the
-// write-ahead the registration needs, without a write of its own). Pure, so it is easy to reason
-// about. A pod created with the gate already gets the operator's nonce all the same: a nonce, like
-// a verdict, is never the pod's own.
+// The mutation: add the entitlement scheduling gate to a labelled pod at CREATE, and remove the
+// annotations only the operator writes that a new pod brings along (a pod created with
+// `status: Entitled` must not pass for a registered one). The same as the policy admission
+// mode's MutatingAdmissionPolicy (config/admission-policy). Pure, so it is easy to reason about.
+// The registration's nonce needs nothing from admission: the operator computes it (verdicts/nonce.ts).
 import { annotations, group, productLabel, schedulingGate } from '../api/marketplace-product.js';
 import { isGated } from '../api/pod-state.js';
-import { newNonce } from '../aws/nonce.js';
 
 export interface AdmissionRequest {
   uid: string;
@@ -29,26 +28,25 @@ export type JsonPatch = ({ op: 'add'; path: string; value: unknown } | { op: 're
 const userAnnotations: ReadonlySet<string> = new Set([annotations.recheck]);
 
 /**
- * The JSON Patch that gates the pod and gives it `nonce`, or undefined when there is nothing to
- * do (not a labelled pod's CREATE). A nonce the pod brought along is replaced: the operator
- * chooses it. So are verdicts and the other annotations only the operator writes: a pod created
- * with `status: Entitled` must not pass for a registered one.
+ * The JSON Patch that gates the pod and removes the operator's annotations it brought (all but a
+ * user's `recheck`), or undefined when there is nothing to do: not a labelled pod's CREATE, or a
+ * pod of a namespace the operator leaves alone (its namespaceSelector may name another one than
+ * the operator's own, when the bundle was installed elsewhere and its selector not edited).
  */
-export function gatePatch(request: AdmissionRequest, nonce: string): JsonPatch | undefined {
+export function gatePatch(request: AdmissionRequest, exempt: ReadonlySet<string>): JsonPatch | undefined {
   const pod = request.object;
   if (request.operation !== undefined && request.operation !== 'CREATE') return undefined;
   if (!pod?.metadata?.labels?.[productLabel]) return undefined;
+  if (request.namespace !== undefined && exempt.has(request.namespace)) return undefined;
   const forged: JsonPatch = Object.keys(pod.metadata.annotations ?? {})
-    .filter((key) => key.startsWith(`${group}/`) && key !== annotations.nonce && !userAnnotations.has(key))
+    .filter((key) => key.startsWith(`${group}/`) && !userAnnotations.has(key))
     .map((key) => ({ op: 'remove', path: `/metadata/annotations/${pointerEscape(key)}` }));
   const gates = pod.spec?.schedulingGates;
   const gate: JsonPatch = isGated(pod)
     ? []
     : [gates ? { op: 'add', path: '/spec/schedulingGates/-', value: { name: schedulingGate } } : { op: 'add', path: '/spec/schedulingGates', value: [{ name: schedulingGate }] }];
-  const nonceAnnotation: JsonPatch[number] = pod.metadata.annotations
-    ? { op: 'add', path: `/metadata/annotations/${pointerEscape(annotations.nonce)}`, value: nonce }
-    : { op: 'add', path: '/metadata/annotations', value: { [annotations.nonce]: nonce } };
-  return [...gate, ...forged, nonceAnnotation];
+  const patch = [...gate, ...forged];
+  return patch.length > 0 ? patch : undefined;
 }
 
 /** A JSON Pointer token (RFC 6901): ~ and / escaped. */
@@ -56,8 +54,8 @@ function pointerEscape(token: string): string {
   return token.replace(/~/g, '~0').replace(/\//g, '~1');
 }
 
-export function admit(request: AdmissionRequest, nonce: string = newNonce()): AdmissionResponse {
-  const patch = gatePatch(request, nonce);
+export function admit(request: AdmissionRequest, exempt: ReadonlySet<string>): AdmissionResponse {
+  const patch = gatePatch(request, exempt);
   if (!patch) return { uid: request.uid, allowed: true };
   return { uid: request.uid, allowed: true, patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(patch)).toString('base64') };
 }

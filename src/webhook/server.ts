@@ -1,12 +1,18 @@
 // The HTTPS admission webhook. Malformed, oversized or non-JSON bodies get a 400 and the server
 // keeps serving. The serving certificate can be swapped at run time (rotation without restart).
+// The thread's heap is small (admission-thread.ts), and a pod may be as large as the API server
+// allows (3 MiB of request, several times that once parsed): the bodies read and parsed at once
+// add up to at most bodyBudgetBytes (one larger body runs alone), the others wait their turn, so
+// no burst can exhaust the heap and take the thread down.
 import https from 'node:https';
 import type http from 'node:http';
 import { close, listen, readBody } from '../net/servers.js';
 import { admit, parseAdmissionReview } from './pod-gate.js';
 
 export const mutatePodPath = '/mutate-v1-pod';
-const maxBodyBytes = 3 * 1024 * 1024;
+export const maxBodyBytes = 3 * 1024 * 1024;
+/** Declared bytes of the bodies in flight at once; a body of no declared length counts as the largest. */
+export const bodyBudgetBytes = 4 * 1024 * 1024;
 
 /** Told of every answered request: its outcome (gated, allowed, bad_request, not_found) and time. */
 export type AdmissionObserver = (outcome: string, seconds: number) => void;
@@ -18,8 +24,13 @@ export interface ServingCertificate {
 
 export class WebhookServer {
   private readonly server: https.Server;
+  private readonly budget = new ByteBudget(bodyBudgetBytes);
 
-  constructor(private readonly observe: AdmissionObserver) {
+  /** `exempt`: the namespaces whose pods are never gated (api/names.ts exemptNamespaces). */
+  constructor(
+    private readonly observe: AdmissionObserver,
+    private readonly exempt: ReadonlySet<string>,
+  ) {
     this.server = https.createServer({ minVersion: 'TLSv1.2' }, (req, res) => {
       this.handle(req, res);
     });
@@ -57,13 +68,17 @@ export class WebhookServer {
       req.resume();
       return;
     }
-    readBody(req, maxBodyBytes).then(
-      (text) => {
-        this.respond(text, reply);
-      },
-      () => {
-        res.destroy();
-      },
+    const declared = Number(req.headers['content-length']);
+    const bytes = Number.isFinite(declared) ? Math.min(declared, maxBodyBytes) : maxBodyBytes;
+    void this.budget.run(bytes, () =>
+      readBody(req, maxBodyBytes).then(
+        (text) => {
+          this.respond(text, reply);
+        },
+        () => {
+          res.destroy();
+        },
+      ),
     );
   }
 
@@ -84,7 +99,40 @@ export class WebhookServer {
       reply(400, `${request}\n`, 'bad_request');
       return;
     }
-    const response = admit(request);
+    const response = admit(request, this.exempt);
     reply(200, { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response }, response.patch ? 'gated' : 'allowed');
+  }
+}
+
+/** Runs tasks whose sizes add up to at most `limit` at once, in arrival order; one larger task runs alone. */
+class ByteBudget {
+  private inFlight = 0;
+  private readonly waiting: { bytes: number; start: () => void }[] = [];
+
+  constructor(private readonly limit: number) {}
+
+  async run(bytes: number, task: () => Promise<void>): Promise<void> {
+    // A waiter's bytes are counted when it is started (startWaiting), before it resumes.
+    if (this.waiting.length > 0 || !this.fits(bytes)) await new Promise<void>((start) => this.waiting.push({ bytes, start }));
+    else this.inFlight += bytes;
+    try {
+      await task();
+    } finally {
+      this.inFlight -= bytes;
+      this.startWaiting();
+    }
+  }
+
+  private fits(bytes: number): boolean {
+    return this.inFlight === 0 || this.inFlight + bytes <= this.limit;
+  }
+
+  private startWaiting(): void {
+    while (this.waiting.length > 0 && this.fits(this.waiting[0]?.bytes ?? 0)) {
+      const next = this.waiting.shift();
+      if (!next) return;
+      this.inFlight += next.bytes;
+      next.start();
+    }
   }
 }

@@ -3,7 +3,10 @@
 // a deleted Secret is made again at once; a timer drives the steps that are due by time (renewal,
 // the steps of a CA rotation). Loads run one at a time: start-up, a watch event (the informer's
 // first list is one) and the timer may all ask, and the later ones find the certificate loaded.
-import type { V1Secret } from '@kubernetes/client-node';
+// Where it publishes the CA bundle, it also watches the webhook configuration: a caBundle reset
+// by someone else (a re-apply of the bundle, a hand edit) is put back at once, from a fresh read
+// of the Secret, so a replica that lags behind a CA rotation never puts back an older bundle.
+import type { V1MutatingWebhookConfiguration, V1Secret } from '@kubernetes/client-node';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { KubeClient } from '../kube/api.js';
 import { describeError } from '../kube/errors.js';
@@ -18,8 +21,11 @@ export interface ServingCertificateDeps {
   secret: { namespace: string; name: string };
   /** Serves a new certificate. */
   serve: (tls: WebhookTls) => Promise<void>;
-  /** Points the webhook configuration at a new CA bundle; undefined when someone else (cert-manager's cainjector) does. */
-  publishCa: ((caPem: string) => Promise<unknown>) | undefined;
+  /**
+   * Points the webhook configuration (named here) at a CA bundle, patching only what differs;
+   * undefined when someone else (cert-manager's cainjector) does.
+   */
+  publishCa: { configuration: string; publish: (caPem: string) => Promise<unknown> } | undefined;
   /** How often the steps due by time are checked. */
   checkEveryMs: number;
   log: Logger;
@@ -31,6 +37,7 @@ const startAttempts = 60;
 export class ServingCertificate implements Runnable {
   readonly name = 'webhook-certificate';
   private readonly informer: Informer<V1Secret>;
+  private readonly configuration: Informer<V1MutatingWebhookConfiguration> | undefined;
   private tls: WebhookTls | undefined;
   private loading = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
@@ -40,11 +47,18 @@ export class ServingCertificate implements Runnable {
     this.informer = new Informer<V1Secret>(deps.client, { name: 'webhook-certificate', path: `/api/v1/namespaces/${namespace}/secrets`, fieldSelector: `metadata.name=${name}` }, deps.log);
     this.informer.onUpsert(() => void this.refresh());
     this.informer.onDelete(() => void this.refresh());
+    if (deps.publishCa) {
+      const path = '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations';
+      this.configuration = new Informer<V1MutatingWebhookConfiguration>(deps.client, { name: 'webhook-configuration', path, fieldSelector: `metadata.name=${deps.publishCa.configuration}` }, deps.log);
+      this.configuration.onUpsert((config) => {
+        if (this.tls && !trusts(config, this.tls.caPem)) void this.repair();
+      });
+    }
   }
 
   /** Resolves once a certificate is served; retried meanwhile. */
   async start(signal: AbortSignal): Promise<void> {
-    await this.informer.start(signal);
+    await Promise.all([this.informer.start(signal), this.configuration?.start(signal)]);
     for (let attempt = 1; ; attempt++) {
       try {
         await this.loadInTurn();
@@ -60,7 +74,19 @@ export class ServingCertificate implements Runnable {
 
   async stop(): Promise<void> {
     clearInterval(this.timer);
-    await this.informer.stop();
+    await Promise.all([this.informer.stop(), this.configuration?.stop()]);
+  }
+
+  /** Someone else changed the CA bundle: serve what the Secret holds now, and publish it again. */
+  private repair(): Promise<void> {
+    const load = this.loading.then(async () => {
+      await this.load(true);
+      if (this.tls && (await this.deps.publishCa?.publish(this.tls.caPem))) this.deps.log.warn('the webhook configuration no longer trusted the webhook CA; put the CA bundle back', { configuration: this.deps.publishCa?.configuration });
+    });
+    this.loading = load.catch((error: unknown) => {
+      this.deps.log.warn('could not put the webhook CA bundle back', { error: describeError(error) });
+    });
+    return this.loading;
   }
 
   private refresh(): Promise<void> {
@@ -75,12 +101,19 @@ export class ServingCertificate implements Runnable {
     return load;
   }
 
-  private async load(): Promise<void> {
+  /** `fresh`: read the Secret from the API server, not the watch's copy. */
+  private async load(fresh = false): Promise<void> {
     const { namespace, name } = this.deps.secret;
-    const next = await this.deps.store.ensure(Date.now(), this.informer.get(keyOf(namespace, name)));
+    const next = await this.deps.store.ensure(Date.now(), fresh ? undefined : this.informer.get(keyOf(namespace, name)));
     if (next.version === this.tls?.version) return;
     await this.deps.serve(next);
-    if (this.deps.publishCa && next.caPem !== this.tls?.caPem) await this.deps.publishCa(next.caPem);
+    if (this.deps.publishCa && next.caPem !== this.tls?.caPem) await this.deps.publishCa.publish(next.caPem);
     this.tls = next;
   }
+}
+
+/** Whether every webhook of the configuration trusts exactly this CA bundle. */
+function trusts(config: V1MutatingWebhookConfiguration, caPem: string): boolean {
+  const caBundle = Buffer.from(caPem).toString('base64');
+  return (config.webhooks ?? []).every((webhook) => webhook.clientConfig.caBundle === caBundle);
 }

@@ -1,7 +1,7 @@
 // The webhook: the admission server on its own thread, the certificate it serves, and the CA
 // bundle in the webhook configuration. Ready once a certificate is loaded; the process must exit
 // if the admission thread ends.
-import { webhookDnsNames, webhookSecretName } from '../api/names.js';
+import { exemptNamespaces, webhookConfigurationName, webhookDnsNames, webhookSecretName } from '../api/names.js';
 import type { KubeClient } from '../kube/api.js';
 import type { HealthServer } from '../observability/health.js';
 import type { Logger } from '../observability/logger.js';
@@ -39,7 +39,7 @@ export function setupWebhook(manager: Manager, deps: { client: KubeClient; setti
   );
   const thread = new AdmissionThread((outcome, seconds) => {
     deps.metrics.observeAdmission(outcome, seconds);
-  });
+  }, exemptNamespaces(settings.namespace));
   deps.health.addReadinessCheck('webhook-certificate', () => thread.certificateLoaded);
   void thread.exited.then((code) => {
     manager.fail(`the admission thread exited (code ${code})`);
@@ -51,7 +51,7 @@ export function setupWebhook(manager: Manager, deps: { client: KubeClient; setti
     store,
     secret: { namespace: settings.namespace, name: webhookSecretName },
     serve: (tls) => thread.setCertificate(tls),
-    publishCa: ownsCa ? (caPem) => configureWebhook(client, caPem, settings.url) : undefined,
+    publishCa: ownsCa ? { configuration: webhookConfigurationName, publish: (caPem) => configureWebhook(client, caPem, settings.url) } : undefined,
     checkEveryMs: settings.certificateCheckMs,
     log,
   });

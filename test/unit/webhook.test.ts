@@ -7,7 +7,6 @@ import { gatePatch } from '../../src/webhook/pod-gate.js';
 import { WebhookServer } from '../../src/webhook/server.js';
 
 const gate = 'marketplace.entitlements.io/entitlement';
-const nonceKey = 'marketplace.entitlements.io/nonce';
 const label = { 'marketplace.entitlements.io/product': 'p' };
 let server: WebhookServer;
 let metrics: Metrics;
@@ -20,7 +19,7 @@ beforeAll(async () => {
   metrics = new Metrics();
   server = new WebhookServer((outcome, seconds) => {
     metrics.observeAdmission(outcome, seconds);
-  });
+  }, new Set(['kube-system', 'operator-ns']));
   server.setCertificate(await issueCertificate(ca, { commonName: 'webhook', ipAddresses: ['127.0.0.1'], usage: 'server', validForMs: 3_600_000 }));
   port = await server.listen(0, '127.0.0.1');
 });
@@ -43,46 +42,40 @@ function post(body: string | Buffer, path = '/mutate-v1-pod'): Promise<{ status:
 const review = (object: unknown, extra: Record<string, unknown> = {}) =>
   JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'u-1', operation: 'CREATE', namespace: 'ns', object, ...extra } });
 
+const exempt: ReadonlySet<string> = new Set(['kube-system', 'operator-ns']);
+
 describe('gatePatch', () => {
-  const nonceOnly = { op: 'add', path: '/metadata/annotations', value: { [nonceKey]: 'n-1' } };
+  const gateList = { op: 'add', path: '/spec/schedulingGates', value: [{ name: gate }] };
   it('adds the gate list, appends to existing gates, and adds no second gate to a pod made with it', () => {
-    expect(gatePatch({ uid: 'u', object: { metadata: { labels: label }, spec: {} } }, 'n-1')).toEqual([{ op: 'add', path: '/spec/schedulingGates', value: [{ name: gate }] }, nonceOnly]);
-    expect(gatePatch({ uid: 'u', object: { metadata: { labels: label }, spec: { schedulingGates: [{ name: 'other' }] } } }, 'n-1')).toEqual([{ op: 'add', path: '/spec/schedulingGates/-', value: { name: gate } }, nonceOnly]);
-    expect(gatePatch({ uid: 'u', object: { metadata: { labels: label }, spec: { schedulingGates: [{ name: gate }] } } }, 'n-1')).toEqual([nonceOnly]);
+    expect(gatePatch({ uid: 'u', object: { metadata: { labels: label }, spec: {} } }, exempt)).toEqual([gateList]);
+    expect(gatePatch({ uid: 'u', object: { metadata: { labels: label }, spec: { schedulingGates: [{ name: 'other' }] } } }, exempt)).toEqual([{ op: 'add', path: '/spec/schedulingGates/-', value: { name: gate } }]);
+    expect(gatePatch({ uid: 'u', object: { metadata: { labels: label }, spec: { schedulingGates: [{ name: gate }] } } }, exempt)).toBeUndefined();
   });
 
-  it("writes the registration's nonce with the gate, replacing one the pod brought (an escaped JSON Pointer)", () => {
-    const pod = { metadata: { labels: label, annotations: { [nonceKey]: 'chosen-by-the-user', keep: 'me' } }, spec: {} };
-    expect(gatePatch({ uid: 'u', object: pod }, 'n-2')).toEqual([
-      { op: 'add', path: '/spec/schedulingGates', value: [{ name: gate }] },
-      { op: 'add', path: '/metadata/annotations/marketplace.entitlements.io~1nonce', value: 'n-2' },
-    ]);
-  });
-
-  it("removes verdicts and other operator annotations a new pod brought (a forged 'Entitled'), keeping a recheck request", () => {
+  it("removes verdicts and every other operator annotation a new pod brought (a forged 'Entitled', a chosen check id), keeping a recheck request", () => {
     const annotations = {
       'marketplace.entitlements.io/status': 'Entitled',
       'marketplace.entitlements.io/registered-at': '2026-01-01T00:00:00Z',
+      'marketplace.entitlements.io/check': 'chosen',
       'marketplace.entitlements.io/recheck': 'now',
       'team.example/owner': 'a',
     };
     const removals = [
       { op: 'remove', path: '/metadata/annotations/marketplace.entitlements.io~1status' },
       { op: 'remove', path: '/metadata/annotations/marketplace.entitlements.io~1registered-at' },
+      { op: 'remove', path: '/metadata/annotations/marketplace.entitlements.io~1check' },
     ];
-    expect(gatePatch({ uid: 'u', object: { metadata: { labels: label, annotations }, spec: {} } }, 'n-3')).toEqual([
-      { op: 'add', path: '/spec/schedulingGates', value: [{ name: gate }] },
-      ...removals,
-      { op: 'add', path: '/metadata/annotations/marketplace.entitlements.io~1nonce', value: 'n-3' },
-    ]);
-    // Made with the gate already, and a nonce of its choosing: the forged annotations still go, and the nonce is the operator's.
-    const gatedAlready = { metadata: { labels: label, annotations: { ...annotations, [nonceKey]: 'chosen' } }, spec: { schedulingGates: [{ name: gate }] } };
-    expect(gatePatch({ uid: 'u', object: gatedAlready }, 'n-4')).toEqual([...removals, { op: 'add', path: '/metadata/annotations/marketplace.entitlements.io~1nonce', value: 'n-4' }]);
+    expect(gatePatch({ uid: 'u', object: { metadata: { labels: label, annotations }, spec: {} } }, exempt)).toEqual([gateList, ...removals]);
+    // Made with the gate already: the forged annotations still go.
+    const gatedAlready = { metadata: { labels: label, annotations }, spec: { schedulingGates: [{ name: gate }] } };
+    expect(gatePatch({ uid: 'u', object: gatedAlready }, exempt)).toEqual(removals);
   });
 
-  it('leaves unlabelled pods and other operations alone', () => {
-    expect(gatePatch({ uid: 'u', object: { metadata: { labels: { app: 'x' } }, spec: {} } }, 'n')).toBeUndefined();
-    expect(gatePatch({ uid: 'u', operation: 'UPDATE', object: { metadata: { labels: label }, spec: {} } }, 'n')).toBeUndefined();
+  it("leaves unlabelled pods, other operations and the exempt namespaces (the operator's actual one) alone", () => {
+    expect(gatePatch({ uid: 'u', object: { metadata: { labels: { app: 'x' } }, spec: {} } }, exempt)).toBeUndefined();
+    expect(gatePatch({ uid: 'u', operation: 'UPDATE', object: { metadata: { labels: label }, spec: {} } }, exempt)).toBeUndefined();
+    expect(gatePatch({ uid: 'u', namespace: 'operator-ns', object: { metadata: { labels: label }, spec: {} } }, exempt)).toBeUndefined();
+    expect(gatePatch({ uid: 'u', namespace: 'team', object: { metadata: { labels: label }, spec: {} } }, exempt)).toEqual([gateList]);
   });
 });
 
@@ -92,10 +85,7 @@ describe('WebhookServer', () => {
     expect(res.status).toBe(200);
     const answer = JSON.parse(res.body) as { apiVersion: string; kind: string; response: { uid: string; allowed: boolean; patchType: string; patch: string } };
     expect(answer).toMatchObject({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid: 'u-1', allowed: true, patchType: 'JSONPatch' } });
-    expect(JSON.parse(Buffer.from(answer.response.patch, 'base64').toString())).toEqual([
-      { op: 'add', path: '/spec/schedulingGates', value: [{ name: gate }] },
-      { op: 'add', path: '/metadata/annotations', value: { [nonceKey]: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/) as unknown } },
-    ]);
+    expect(JSON.parse(Buffer.from(answer.response.patch, 'base64').toString())).toEqual([{ op: 'add', path: '/spec/schedulingGates', value: [{ name: gate }] }]);
   });
 
   it.each([
