@@ -1,13 +1,25 @@
 #!/usr/bin/env bash
-# Renders config/default into config/install.yaml, the one file `kubectl apply -f` installs.
-# `hack/render-bundle.sh -` prints it instead (the tests compare the two to catch a stale file).
-# Uses the pinned kubectl from hack/build-test-binaries.sh (its kustomize decides the output
-# format), or $KUBECTL.
+# Renders the install bundles, the files `kubectl apply -f` installs:
+#   config/default     -> config/install.yaml              (webhook mode, Kubernetes 1.30+)
+#   config/policy-mode -> config/install-policy-mode.yaml  (policy mode, Kubernetes 1.36+)
+# `hack/render-bundle.sh - [webhook|policy]` prints one instead (the tests compare them with the
+# files to catch a stale one). Uses the pinned kubectl from hack/build-test-binaries.sh (its
+# kustomize decides the output format), or $KUBECTL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-kubectl=${KUBECTL:-$(hack/build-test-binaries.sh | tail -n 1)/kubectl}
+kubectl=${KUBECTL:-$(hack/build-test-binaries.sh kubectl | tail -n 1)/kubectl}
 render() {
-  echo "# Generated from config/default by 'make bundle'. Do not edit; edit config/ and re-run it."
-  "$kubectl" kustomize --load-restrictor LoadRestrictionsNone config/default
+  local source=$1
+  echo "# Generated from $source by 'make bundle'. Do not edit; edit config/ and re-run it."
+  "$kubectl" kustomize --load-restrictor LoadRestrictionsNone "$source"
 }
-if [ "${1:-}" = "-" ]; then render; else render > config/install.yaml; fi
+if [ "${1:-}" = "-" ]; then
+  case ${2:-webhook} in
+    webhook) render config/default ;;
+    policy) render config/policy-mode ;;
+    *) echo "usage: $0 [- [webhook|policy]]" >&2; exit 2 ;;
+  esac
+else
+  render config/default > config/install.yaml
+  render config/policy-mode > config/install-policy-mode.yaml
+fi

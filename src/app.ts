@@ -15,7 +15,7 @@ import { HealthServer } from './observability/health.js';
 import type { Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import { Manager } from './runtime/manager.js';
-import { setupWebhook } from './webhook/setup.js';
+import { setupWebhook, type WebhookSettings } from './webhook/setup.js';
 
 export interface RunningOperator {
   metrics: Metrics;
@@ -39,9 +39,11 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, env:
   };
   const manager = new Manager({ log, controllerMetrics: metrics, shutdownGraceMs: tuning.shutdownGraceMs, onLeading, ...(election ? { election } : {}) });
   const health = setupServers(manager, metrics, flags);
-  const webhook = { namespace, port: flags.webhookPort, certificates: env.certificates, certificateCheckMs: env.certificateCheckMs, ...(flags.webhookUrl ? { url: flags.webhookUrl } : {}) };
-  setupWebhook(manager, { client, settings: webhook, health, metrics, log });
-  const context = newControllerContext(manager, { client, aws, health, metrics, log, settings: { ...env, ...tuning } });
+  const context = newControllerContext(manager, { client, aws, metrics, log, settings: { ...env, ...tuning } });
+  // Ready means able to do what the Service sends: answer admissions (a slow pod list must not take
+  // the fail-closed webhook down); with no webhook, having synced the caches.
+  if (flags.admission === 'webhook') setupWebhook(manager, { client, settings: webhookSettings(flags, env), health, metrics, log });
+  else health.addReadinessCheck('caches-synced', context.cachesSynced);
   setupPods(manager, context);
   setupProducts(manager, context);
   setupMetering(manager, context);
@@ -52,6 +54,10 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, env:
     throw error;
   }
   return { metrics, failed: manager.failed, stop: () => manager.stop().finally(() => client.close()) };
+}
+
+function webhookSettings(flags: OperatorFlags, env: OperatorEnvironment): WebhookSettings {
+  return { namespace: env.namespace, port: flags.webhookPort, certificates: env.certificates, certificateCheckMs: env.certificateCheckMs, ...(flags.webhookUrl ? { url: flags.webhookUrl } : {}) };
 }
 
 /** The health and metrics servers: first to start, so probes answer while the rest starts. */

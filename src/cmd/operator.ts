@@ -29,6 +29,7 @@ export async function runOperator(argv: readonly string[], stopping: AbortSignal
     identity: env.identity,
     namespace: env.namespace,
     leaderElect: flags.leaderElect,
+    admission: flags.admission,
     webhookUrl: flags.webhookUrl,
     awsRegion: aws.region,
     awsIdentity: aws.credentials.kind,

@@ -2,8 +2,15 @@
 // is strict: an unknown flag or a bad value is an error naming the flag, reported at startup.
 import type { AwsFlags } from '../aws/settings.js';
 
+/**
+ * Who adds the gate at pod CREATE: the operator's mutating webhook, or the bundle's
+ * MutatingAdmissionPolicy inside the API server (Kubernetes 1.36+), with no webhook to serve.
+ */
+export type AdmissionMode = 'webhook' | 'policy';
+
 export interface OperatorFlags extends AwsFlags {
   kubeconfig?: string;
+  admission: AdmissionMode;
   webhookPort: number;
   webhookUrl?: string;
   metricsPort: number;
@@ -12,7 +19,7 @@ export interface OperatorFlags extends AwsFlags {
   help: boolean;
 }
 
-type Kind = 'string' | 'port' | 'positive' | 'integer' | 'boolean' | 'url' | 'secretRef' | 'stsMode';
+type Kind = 'string' | 'port' | 'positive' | 'integer' | 'boolean' | 'url' | 'secretRef' | 'stsMode' | 'admissionMode';
 
 export interface FlagSpec {
   key: string;
@@ -41,6 +48,7 @@ export const helpFlagSpec: FlagSpecs = { help: { key: 'help', kind: 'boolean', h
 
 const operatorFlagSpecs: FlagSpecs = {
   kubeconfig: { key: 'kubeconfig', kind: 'string', help: 'kubeconfig for out-of-cluster access (default: in-cluster config, then KUBECONFIG)' },
+  admission: { key: 'admission', kind: 'admissionMode', help: "webhook, or policy: the bundle's MutatingAdmissionPolicy gates pods and no webhook is served (Kubernetes 1.36+; default webhook)" },
   'webhook-port': { key: 'webhookPort', kind: 'port', help: 'HTTPS port of the admission webhook (default 9443)' },
   'webhook-url': { key: 'webhookUrl', kind: 'url', help: 'out of cluster: register the webhook with this URL instead of a Service' },
   'metrics-port': { key: 'metricsPort', kind: 'port', help: 'port of Prometheus /metrics (default 8080)' },
@@ -53,7 +61,7 @@ const operatorFlagSpecs: FlagSpecs = {
 export class FlagError extends Error {}
 
 export function parseFlags(argv: readonly string[]): OperatorFlags {
-  return parseFlagsWith(argv, operatorFlagSpecs, { webhookPort: 9443, metricsPort: 8080, healthPort: 8081, leaderElect: true, help: false });
+  return parseFlagsWith(argv, operatorFlagSpecs, { admission: 'webhook', webhookPort: 9443, metricsPort: 8080, healthPort: 8081, leaderElect: true, help: false });
 }
 
 /** Parses argv against `specs`, starting from `initial` (the defaults). */
@@ -106,6 +114,8 @@ function convert(name: string, kind: Kind, raw: string | undefined): unknown {
     }
     case 'stsMode':
       return raw === 'regional' || raw === 'legacy' ? raw : fail('regional or legacy');
+    case 'admissionMode':
+      return raw === 'webhook' || raw === 'policy' ? raw : fail('webhook or policy');
     case 'string':
       return raw ? raw : fail('a non-empty string');
   }

@@ -15,7 +15,6 @@ import type { Clock } from '../clock.js';
 import type { ApiClient, KubeClient } from '../kube/api.js';
 import { EventRecorder } from '../kube/events.js';
 import { kubeSecretReader } from '../kube/secrets.js';
-import type { HealthServer } from '../observability/health.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { Informer } from '../runtime/informer.js';
@@ -51,6 +50,8 @@ export interface ControllerContext {
   pods: Informer<CachedPod>;
   /** The seals on verdicts. */
   operatorKey: OperatorKey;
+  /** Whether the caches have synced (a readiness check where nothing else decides readiness). */
+  cachesSynced: () => boolean;
   reports: ProductReports;
   awsClients: ProductClients;
   /** Records through leaderClient. */
@@ -63,7 +64,6 @@ interface ContextDeps {
   client: KubeClient;
   aws: AwsSettings;
   settings: ControllerSettings;
-  health: HealthServer;
   metrics: Metrics;
   log: Logger;
 }
@@ -80,7 +80,6 @@ export function newControllerContext(manager: Manager, deps: ContextDeps): Contr
   const products = new Informer<MarketplaceProduct>(client, { name: 'products', path: `/apis/${group}/${version}/${plural}` }, log);
   const pods = podInformer(client, settings.namespace, operatorKey, log);
   let synced = false;
-  deps.health.addReadinessCheck('caches-synced', () => synced);
   manager.add('caches', { name: 'operator-key', start: (signal) => operatorKey.start(signal), stop: () => operatorKey.stop() }, {
     name: 'caches',
     start: async (signal) => {
@@ -102,6 +101,7 @@ export function newControllerContext(manager: Manager, deps: ContextDeps): Contr
     products,
     pods,
     operatorKey,
+    cachesSynced: () => synced,
     reports: new ProductReports(),
     awsClients: new ProductClients(aws, identities, metrics, settings.awsConcurrency),
     events: new EventRecorder(leaderClient, { controller: reportingController, instance: settings.identity }, log),

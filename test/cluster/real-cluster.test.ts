@@ -1,6 +1,7 @@
 // The shipped image as users run it: built from the Dockerfile, imported into a real node's
-// containerd, installed with the README's overlay in one apply, two replicas behind the webhook
-// Service. Tests run in order and share the cluster; the last one stops it and checks that the
+// containerd, installed with the README's overlay in one apply, two replicas. In the policy
+// admission mode by default (REAL_NODE_ADMISSION=webhook runs the webhook mode's bundle, with
+// its webhook-only tests). Tests run in order and share the cluster; the last one stops it and checks that the
 // host is as it was.
 import { AppsV1Api, CoordinationV1Api, CoreV1Api, CustomObjectsApi, EventsV1Api, type V1Pod, type V1PodSpec } from '@kubernetes/client-node';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -11,7 +12,7 @@ import { roleArnAnnotation, roleSessionName } from '../../src/aws/pod-identity.j
 import { ledgerName } from '../../src/controllers/metering/ledger-store.js';
 import { leaseName, webhookSecretName } from '../../src/api/names.js';
 import { FakeAws, fakeCredentials } from '../fake-aws/server.js';
-import { operatorNamespace } from '../support/bundle.js';
+import { operatorNamespace, type AdmissionMode } from '../support/bundle.js';
 import { hostStateChanges, readHostState, type HostState } from '../support/host-state.js';
 import { buildImages, images, imagesUnavailable } from '../support/images.js';
 import { installWithOverlay } from '../support/overlay-install.js';
@@ -22,6 +23,8 @@ import { createMany, VerdictWatch } from '../support/scale.js';
 import { waitFor } from '../support/wait.js';
 
 const deployment = 'entitlement-operator-controller-manager';
+const mode: AdmissionMode = process.env.REAL_NODE_ADMISSION === 'webhook' ? 'webhook' : 'policy';
+const inMode = (wanted: AdmissionMode) => (mode === wanted ? it : it.skip);
 const scalePods = 3_000;
 const operatorPods = 'app.kubernetes.io/name=entitlement-operator';
 const unavailable = realNodeUnavailable() ?? imagesUnavailable();
@@ -67,7 +70,7 @@ async function timed<T>(what: string, step: () => Promise<T>): Promise<T> {
       await plane.kubectlOk(['create', 'namespace', operatorNamespace]);
       await plane.kubectlOk(['-n', operatorNamespace, 'create', 'secret', 'generic', 'aws-keys', `--from-literal=access_key_id=${fakeCredentials.accessKeyId}`, `--from-literal=secret_access_key=${fakeCredentials.secretAccessKey}`]);
       const [name, tag] = images.operator.split(':') as [string, string];
-      await installWithOverlay(plane, workDir, { image: { name, tag }, region: 'us-east-1', endpoint: fake.url, credentialsSecret: 'aws-keys' });
+      await installWithOverlay(plane, workDir, { bundle: mode, image: { name, tag }, region: 'us-east-1', endpoint: fake.url, credentialsSecret: 'aws-keys' });
       await plane.kubectlOk(['-n', operatorNamespace, 'rollout', 'status', `deployment/${deployment}`, '--timeout=180s']);
     });
   }, 1_200_000);
@@ -287,7 +290,22 @@ async function timed<T>(what: string, step: () => Promise<T>): Promise<T> {
     await kubectl(['-n', operatorNamespace, 'rollout', 'status', `deployment/${deployment}`, '--timeout=120s']);
   });
 
-  it('with the operator scaled to 0, labelled pods are refused (fail closed) and other pods are not', async () => {
+  inMode('policy')('with the operator scaled to 0, labelled pods are still created and wait gated; with a replica back they are entitled and run', async () => {
+    await kubectl(['-n', operatorNamespace, 'scale', `deployment/${deployment}`, '--replicas=0']);
+    await waitFor('no operator pods', async () => ((await operatorPodList()).length === 0 ? true : undefined), 90_000, 500);
+    const label = { [productLabel]: 'paid' };
+    const names = ['while-down-0', 'while-down-1', 'while-down-2'];
+    for (const name of names) expect(gated(await core.createNamespacedPod({ namespace: 'paid', body: sleeper(name, label) }))).toBe(true);
+    await kubectl(['-n', operatorNamespace, 'scale', `deployment/${deployment}`, '--replicas=2']);
+    const running = await waitFor('the pods created while no replica ran, running', async () => {
+      const pods = await Promise.all(names.map((name) => core.readNamespacedPod({ name, namespace: 'paid' })));
+      return pods.every((p) => p.status?.containerStatuses?.[0]?.state?.running) ? pods : undefined;
+    }, 180_000, 500);
+    expect(running.map(verdict)).toEqual(['Entitled', 'Entitled', 'Entitled']);
+    await kubectl(['-n', operatorNamespace, 'rollout', 'status', `deployment/${deployment}`, '--timeout=120s']);
+  });
+
+  inMode('webhook')('with the operator scaled to 0, labelled pods are refused (fail closed) and other pods are not', async () => {
     await kubectl(['-n', operatorNamespace, 'scale', `deployment/${deployment}`, '--replicas=0']);
     await waitFor('no operator pods', async () => ((await operatorPodList()).length === 0 ? true : undefined), 90_000, 500);
     const label = { [productLabel]: 'paid' };
@@ -306,7 +324,7 @@ async function timed<T>(what: string, step: () => Promise<T>): Promise<T> {
     expect(verdict(pod)).toBe('Entitled');
   });
 
-  it('deleting the webhook certificate Secret: it is made again and admissions go on', async () => {
+  inMode('webhook')('deleting the webhook certificate Secret: it is made again and admissions go on', async () => {
     const name = webhookSecretName;
     const { uid } = (await core.readNamespacedSecret({ name, namespace: operatorNamespace })).metadata ?? {};
     await core.deleteNamespacedSecret({ name, namespace: operatorNamespace });

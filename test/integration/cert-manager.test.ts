@@ -9,7 +9,7 @@ import { createCertificateAuthority, issueCertificate } from '../../src/pki/cert
 import { FakeAws } from '../fake-aws/server.js';
 import { operatorNamespace } from '../support/bundle.js';
 import { controlPlaneForSuite } from '../support/control-plane.js';
-import { installBundle, serviceAccountKubeconfig, startOperatorProcess, waitForWebhook } from '../support/operator.js';
+import { installBundle, serviceAccountKubeconfig, startOperatorProcess, waitForGating } from '../support/operator.js';
 import { gated, labelledPod } from '../support/pods.js';
 import { freePort, waitFor } from '../support/wait.js';
 
@@ -40,7 +40,7 @@ it('waits for the Secret, serves its certificate, and leaves the Secret alone', 
     body: { metadata: { name: webhookSecretName }, type: 'kubernetes.io/tls', data: { 'ca.crt': b64(ca.certPem), 'tls.crt': b64(serving.certPem), 'tls.key': b64(serving.keyPem) } },
   });
   await plane.waitHealthy(operator.proc, `${operator.healthUrl}/readyz`, 60_000);
-  await waitForWebhook(plane);
+  await waitForGating(plane);
 
   const served = await new Promise<string>((resolve, reject) => {
     const socket = tls.connect({ port, host: '127.0.0.1', ca: ca.certPem }, () => {

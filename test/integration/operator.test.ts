@@ -1,13 +1,16 @@
 // The entitlement gate end to end: the built operator, out of cluster as the bundle's
 // ServiceAccount, against a real API server and the fake AWS.
-import { CoordinationV1Api, EventsV1Api, PatchStrategy, PolicyV1Api, setHeaderOptions, type CoreV1Api, type CustomObjectsApi } from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api, CoordinationV1Api, EventsV1Api, PatchStrategy, PolicyV1Api, setHeaderOptions, type CoreV1Api, type CustomObjectsApi } from '@kubernetes/client-node';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { readFile } from 'node:fs/promises';
 import { annotations } from '../../src/api/marketplace-product.js';
 import type { FakeAws } from '../fake-aws/server.js';
 import { controlPlaneForSuite } from '../support/control-plane.js';
+import { operatorNonces } from '../support/seals.js';
 import { fakeCredentials } from '../support/fake-aws.js';
-import { prepareOperatorEnvironment, startOperatorProcess, waitForPod, withoutGateGuard, type OperatorProcess } from '../support/operator.js';
+import { prepareOperatorEnvironment, startOperatorProcess, waitForGating, waitForPod, withoutGateGuard, type OperatorProcess } from '../support/operator.js';
+import { bundleObject } from '../support/bundle.js';
+import { webhookConfigurationName } from '../../src/api/names.js';
 import { createProduct, gated, getProduct, labelledPod, readPod, reason, verdict } from '../support/pods.js';
 
 const controlPlane = controlPlaneForSuite();
@@ -43,6 +46,17 @@ describe('admission', () => {
     const product = await core.createNamespacedPod({ namespace: ns, body: labelledPod('gated-at-admission', 'absent-product') });
     expect(gated(product)).toBe(true);
     expect(await operator.metric('entitlement_webhook_requests_total', { outcome: 'gated' })).toBe(gatedBefore + 1);
+  });
+
+  it('a caBundle reset by someone else (the configuration replaced as the bundle has it) is put back at once, and pods are gated again', async () => {
+    const admission = controlPlane().kubeConfig().makeApiClient(AdmissionregistrationV1Api);
+    const caBundle = async () => (await admission.readMutatingWebhookConfiguration({ name: webhookConfigurationName })).webhooks?.[0]?.clientConfig.caBundle;
+    const published = await caBundle();
+    expect(published).toBeTruthy();
+    await controlPlane().kubectlOk(['replace', '-f', '-'], JSON.stringify(bundleObject('MutatingWebhookConfiguration')));
+    expect(await caBundle()).toBeUndefined();
+    await waitForPod('the CA bundle put back', async () => ((await caBundle()) === published ? true : undefined), 20_000);
+    await waitForGating(controlPlane());
   });
 });
 
@@ -155,7 +169,8 @@ describe('identities and scale', () => {
     expect(successes).toHaveLength(200);
     const perNonce = new Map<unknown, number>();
     for (const call of successes) perNonce.set(call.request.Nonce, (perNonce.get(call.request.Nonce) ?? 0) + 1);
-    for (const pod of pods) expect(perNonce.get(pod.metadata?.annotations?.[annotations.nonce])).toBe(1);
+    const nonceOf = await operatorNonces(core);
+    for (const pod of pods) expect(perNonce.get(nonceOf(pod))).toBe(1);
     const status = await waitForPod('the counters', async () => {
       const p = await getProduct(custom, ns, 'burst');
       return p.status?.entitledPods === 200 ? p.status : undefined;
@@ -213,7 +228,7 @@ describe('writes that name the pod', () => {
     expect(fake.calls('RegisterUsage', 'ok').filter((c) => c.productCode === 'successor-code')).toHaveLength(1);
     expect([pod.metadata?.uid, verdict(pod), reason(pod), gated(pod)]).toEqual([successor.metadata?.uid, 'NotEntitled', 'CustomerNotEntitled', true]);
     const refused = fake.calls('RegisterUsage', 'CustomerNotEntitledException').filter((c) => c.productCode === 'successor-code');
-    expect(refused.map((c) => c.request.Nonce)).toEqual([pod.metadata?.annotations?.[annotations.nonce]]);
+    expect(refused.map((c) => c.request.Nonce)).toEqual([(await operatorNonces(core))(pod)]);
   });
 });
 
@@ -286,7 +301,7 @@ describe('namespaces the webhook never gates', () => {
     expect(status).toMatchObject({ entitledPods: 0, blockedPods: 0, pendingPods: 0 });
     expect(fake.calls('RegisterUsage').filter((c) => c.productCode === 'system-code')).toHaveLength(0);
     const pods = (await core.listNamespacedPod({ namespace: 'kube-system', labelSelector: 'marketplace.entitlements.io/product=system' })).items;
-    expect(pods.map((p) => [p.metadata?.name, verdict(p), p.metadata?.annotations?.[annotations.nonce], gated(p)]).sort()).toEqual([
+    expect(pods.map((p) => [p.metadata?.name, verdict(p), p.metadata?.annotations?.[annotations.seal], gated(p)]).sort()).toEqual([
       ['forged', 'Entitled', undefined, false],
       ['unchecked', undefined, undefined, false],
     ]);

@@ -6,12 +6,21 @@ import { loadAll } from 'js-yaml';
 import { repoRoot } from './testbin.js';
 
 export const bundlePath = path.join(repoRoot, 'config/install.yaml');
+/** The policy admission mode's bundle (Kubernetes 1.36+): no webhook, a MutatingAdmissionPolicy. */
+export const policyBundlePath = path.join(repoRoot, 'config/install-policy-mode.yaml');
 export const operatorNamespace = 'entitlement-operator-system';
+
+/** Who adds the gate: the operator's webhook, or the API server's MutatingAdmissionPolicy. */
+export type AdmissionMode = 'webhook' | 'policy';
+
+export function bundlePathOf(mode: AdmissionMode): string {
+  return mode === 'policy' ? policyBundlePath : bundlePath;
+}
 
 export type BundleObject = KubernetesObject & { kind: string; metadata: { name: string } };
 
-export function bundleObjects(): BundleObject[] {
-  return loadAll(readFileSync(bundlePath, 'utf8')) as BundleObject[];
+export function bundleObjects(mode: AdmissionMode = 'webhook'): BundleObject[] {
+  return loadAll(readFileSync(bundlePathOf(mode), 'utf8')) as BundleObject[];
 }
 
 /** The one object of a kind (and name) in the bundle, typed as the caller's client-node model. */

@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { productLabel, schedulingGate } from '../../src/api/marketplace-product.js';
 import { FakeAws } from '../fake-aws/server.js';
-import { bundleObject, bundlePath, operatorNamespace } from './bundle.js';
+import { bundleObject, bundlePathOf, operatorNamespace, type AdmissionMode } from './bundle.js';
 import type { ControlPlane } from './control-plane.js';
 import { fakeCredentials } from './fake-aws.js';
 import type { ManagedProcess } from './processes.js';
@@ -27,16 +27,16 @@ export interface OperatorEnvironment {
  * What every operator test needs: the bundle installed, a fake AWS whose STS trusts the cluster's
  * service-account issuer, admin clients, and the operator's kubeconfig.
  */
-export async function prepareOperatorEnvironment(plane: ControlPlane): Promise<OperatorEnvironment> {
+export async function prepareOperatorEnvironment(plane: ControlPlane, mode: AdmissionMode = 'webhook'): Promise<OperatorEnvironment> {
   const fake = await FakeAws.start({ serviceAccountKeyPems: [await readFile(plane.file('sa.pub'), 'utf8')] });
-  await installBundle(plane);
+  await installBundle(plane, mode);
   const kc = plane.kubeConfig();
   return { fake, core: kc.makeApiClient(CoreV1Api), custom: kc.makeApiClient(CustomObjectsApi), kubeconfig: await serviceAccountKubeconfig(plane) };
 }
 
-/** Applies the rendered install bundle (CRD, RBAC, webhook configuration, ...). */
-export async function installBundle(plane: ControlPlane): Promise<void> {
-  await plane.kubectlOk(['apply', '-f', bundlePath]);
+/** Applies the rendered install bundle of `mode` (CRD, RBAC, webhook configuration or admission policy, ...). */
+export async function installBundle(plane: ControlPlane, mode: AdmissionMode = 'webhook'): Promise<void> {
+  await plane.kubectlOk(['apply', '-f', bundlePathOf(mode)]);
   await plane.kubectlOk(['wait', '--for=condition=Established', 'crd/marketplaceproducts.marketplace.entitlements.io', '--timeout=60s']);
 }
 
@@ -100,6 +100,8 @@ export interface OperatorProcess {
 
 export interface OperatorStartOptions {
   name?: string;
+  /** policy: --admission=policy, no webhook served (the policy bundle must be installed). */
+  admission?: AdmissionMode;
   webhookPort?: number;
   /** Where the API server calls the webhook (default: this replica's own port). */
   webhookUrl?: string;
@@ -131,8 +133,7 @@ async function startOperatorOnce(plane: ControlPlane, fake: FakeAws, kubeconfig:
   const args = [
     path.join(repoRoot, 'dist/main.js'),
     `--kubeconfig=${kubeconfig}`,
-    `--webhook-port=${webhookPort}`,
-    `--webhook-url=${options.webhookUrl ?? `https://127.0.0.1:${webhookPort}`}`,
+    ...(options.admission === 'policy' ? ['--admission=policy'] : [`--webhook-port=${webhookPort}`, `--webhook-url=${options.webhookUrl ?? `https://127.0.0.1:${webhookPort}`}`]),
     `--metrics-port=${metricsPort}`,
     `--health-port=${healthPort}`,
     '--region=us-east-1',
@@ -155,7 +156,7 @@ async function startOperatorOnce(plane: ControlPlane, fake: FakeAws, kubeconfig:
   const healthUrl = `http://127.0.0.1:${healthPort}`;
   if (options.waitReady ?? true) {
     await plane.waitHealthy(proc, `${healthUrl}/readyz`, 60_000);
-    await waitForWebhook(plane);
+    await waitForGating(plane);
   }
   return {
     name,
@@ -176,13 +177,13 @@ async function startOperatorOnce(plane: ControlPlane, fake: FakeAws, kubeconfig:
 }
 
 /**
- * Waits until the API server calls the webhook at its new address: it caches webhook
- * configurations, so the operator's patch takes effect a moment later. A server-side dry run of
- * a labelled pod comes back gated once it does.
+ * Waits until the API server gates labelled pods: it caches webhook configurations and
+ * admission policies, so the operator's patch (or the policy's creation) takes effect a moment
+ * later. A server-side dry run of a labelled pod comes back gated once it does.
  */
-export async function waitForWebhook(plane: ControlPlane): Promise<void> {
+export async function waitForGating(plane: ControlPlane): Promise<void> {
   const probe = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'webhook-probe', namespace: 'default', labels: { [productLabel]: 'probe' } }, spec: { containers: [{ name: 'c', image: 'registry.invalid/probe:1' }] } };
-  await waitFor('the API server to call the webhook', async () => {
+  await waitFor('the API server to gate labelled pods', async () => {
     const result = await plane.kubectl(['create', '--dry-run=server', '-o', 'json', '-f', '-'], JSON.stringify(probe));
     return result.code === 0 && result.stdout.includes(schedulingGate) ? true : undefined;
   }, 30_000, 200);

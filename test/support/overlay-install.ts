@@ -1,14 +1,17 @@
 // Installs the operator the way the README's Install section tells users to: copy the example
-// overlay and the bundle into a directory, point the overlay at the copied bundle, edit the lines
+// overlay and the bundle of the admission mode (as install.yaml) into a directory, point the overlay at the copied bundle, edit the lines
 // marked EDIT (image, region, and here also static credentials and the endpoints of the fake
 // AWS), and apply it with one `kubectl apply -k`. Every edit must find its line, so the README's
 // example cannot drift from what this test runs.
 import { cp, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ControlPlane } from './control-plane.js';
+import { bundlePathOf, type AdmissionMode } from './bundle.js';
 import { repoRoot } from './testbin.js';
 
 export interface OverlaySettings {
+  /** Which bundle the overlay installs: config/install.yaml (webhook) or config/install-policy-mode.yaml. */
+  bundle: AdmissionMode;
   /** Image name and tag, e.g. localhost/entitlement-operator and e2e. */
   image: { name: string; tag: string };
   region: string;
@@ -21,7 +24,7 @@ export interface OverlaySettings {
 export async function installWithOverlay(plane: ControlPlane, dir: string, settings: OverlaySettings): Promise<void> {
   const overlay = path.join(dir, 'my-install');
   await cp(path.join(repoRoot, 'config/overlays/example'), overlay, { recursive: true });
-  await cp(path.join(repoRoot, 'config/install.yaml'), path.join(overlay, 'install.yaml'));
+  await cp(bundlePathOf(settings.bundle), path.join(overlay, 'install.yaml'));
   const file = path.join(overlay, 'kustomization.yaml');
   let text = await readFile(file, 'utf8');
   const edit = (from: RegExp, to: string): void => {

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type {
   V1ClusterRole,
+  V1Container,
   V1CustomResourceDefinition,
   V1Deployment,
   V1MutatingWebhookConfiguration,
@@ -14,18 +15,40 @@ import type {
   V1ValidatingAdmissionPolicyBinding,
 } from '@kubernetes/client-node';
 import { load } from 'js-yaml';
-import { bundleObject, bundleObjects, operatorNamespace } from '../support/bundle.js';
+import { bundleObject, bundleObjects, operatorNamespace, type AdmissionMode, type BundleObject } from '../support/bundle.js';
 import { repoRoot } from '../support/testbin.js';
 import { exemptNamespaces } from '../../src/api/names.js';
 
-const clusterScoped = new Set(['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding', 'MutatingWebhookConfiguration', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding']);
+const clusterScoped = new Set(['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding', 'MutatingWebhookConfiguration', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding', 'MutatingAdmissionPolicy', 'MutatingAdmissionPolicyBinding']);
+
+/** Every cluster-wide grant of the operator, as group/resource:verb[names]. */
+function clusterGrants(mode: AdmissionMode): string[] {
+  const roles = bundleObjects(mode).filter((o) => o.kind === 'ClusterRole') as V1ClusterRole[];
+  return roles
+    .flatMap((role) => role.rules ?? [])
+    .flatMap((rule) => (rule.resources ?? []).flatMap((resource) => rule.verbs.map((verb) => `${rule.apiGroups?.[0] || 'core'}/${resource}:${verb}${rule.resourceNames ? `[${rule.resourceNames.join(',')}]` : ''}`)))
+    .sort();
+}
+
+const reconcilerGrants = [
+  'core/configmaps:get', 'core/configmaps:list', 'core/configmaps:watch',
+  'core/pods/eviction:create',
+  'core/pods:delete', 'core/pods:list', 'core/pods:patch', 'core/pods:watch',
+  'core/serviceaccounts/token:create',
+  'core/serviceaccounts:get',
+  'events.k8s.io/events:create',
+  'marketplace.entitlements.io/marketplaceproducts/status:update',
+  'marketplace.entitlements.io/marketplaceproducts:get', 'marketplace.entitlements.io/marketplaceproducts:list', 'marketplace.entitlements.io/marketplaceproducts:watch',
+];
 
 describe('install bundle', () => {
   it('holds exactly the objects an install needs, namespaced ones in the operator namespace', () => {
     const objects = bundleObjects().map((o) => `${o.kind}/${o.metadata.name}`).sort();
     expect(objects).toEqual([
       'ClusterRole/entitlement-operator-manager-role',
+      'ClusterRole/entitlement-operator-webhook-role',
       'ClusterRoleBinding/entitlement-operator-manager-rolebinding',
+      'ClusterRoleBinding/entitlement-operator-webhook-rolebinding',
       'CustomResourceDefinition/marketplaceproducts.marketplace.entitlements.io',
       'Deployment/entitlement-operator-controller-manager',
       'MutatingWebhookConfiguration/entitlement-operator-mutating-webhook-configuration',
@@ -121,26 +144,66 @@ describe('install bundle', () => {
   });
 
   it('grants the operator only what the reconciler and webhook use, and no wildcard', () => {
-    const grants = (bundleObject<V1ClusterRole>('ClusterRole').rules ?? []).flatMap((rule) =>
-      (rule.resources ?? []).flatMap((resource) =>
-        rule.verbs.map((verb) => `${rule.apiGroups?.[0] || 'core'}/${resource}:${verb}${rule.resourceNames ? `[${rule.resourceNames.join(',')}]` : ''}`),
-      ),
-    );
-    expect(grants.sort()).toEqual([
+    expect(clusterGrants('webhook')).toEqual([
       'admissionregistration.k8s.io/mutatingwebhookconfigurations:get[entitlement-operator-mutating-webhook-configuration]',
+      'admissionregistration.k8s.io/mutatingwebhookconfigurations:list[entitlement-operator-mutating-webhook-configuration]',
+      'admissionregistration.k8s.io/mutatingwebhookconfigurations:watch[entitlement-operator-mutating-webhook-configuration]',
       'admissionregistration.k8s.io/mutatingwebhookconfigurations:patch[entitlement-operator-mutating-webhook-configuration]',
-      'core/configmaps:get', 'core/configmaps:list', 'core/configmaps:watch',
-      'core/pods/eviction:create',
-      'core/pods:delete', 'core/pods:list', 'core/pods:patch', 'core/pods:watch',
-      'core/serviceaccounts/token:create',
-      'core/serviceaccounts:get',
-      'events.k8s.io/events:create',
-      'marketplace.entitlements.io/marketplaceproducts/status:update',
-      'marketplace.entitlements.io/marketplaceproducts:get', 'marketplace.entitlements.io/marketplaceproducts:list', 'marketplace.entitlements.io/marketplaceproducts:watch',
+      ...reconcilerGrants,
     ].sort());
     const roles = bundleObjects().filter((o) => o.kind === 'ClusterRole' || o.kind === 'Role') as (V1ClusterRole | V1Role)[];
     for (const rule of roles.flatMap((role) => role.rules ?? [])) {
       expect([...(rule.apiGroups ?? []), ...(rule.resources ?? []), ...rule.verbs]).not.toContain('*');
     }
+  });
+});
+
+describe('install bundle of the policy admission mode', () => {
+  const policy = (kind: string, name?: string): BundleObject[] => bundleObjects('policy').filter((o) => o.kind === kind && (name === undefined || o.metadata.name === name));
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters -- the caller names the model type
+  const one = <T>(kind: string, name?: string): T => {
+    const found = policy(kind, name);
+    if (found.length !== 1) throw new Error(`expected one ${kind} ${name ?? ''} in the policy bundle, found ${found.length}`);
+    return found[0] as T;
+  };
+
+  it('is the webhook bundle with the webhook configuration, its Service and its role replaced by the MutatingAdmissionPolicy and its binding', () => {
+    const names = (objects: BundleObject[]): string[] => objects.map((o) => `${o.kind}/${o.metadata.name}`).sort();
+    const webhookOnly = ['ClusterRole/entitlement-operator-webhook-role', 'ClusterRoleBinding/entitlement-operator-webhook-rolebinding', 'MutatingWebhookConfiguration/entitlement-operator-mutating-webhook-configuration', 'Service/entitlement-operator-webhook-service'];
+    const expected = [...names(bundleObjects()).filter((n) => !webhookOnly.includes(n)), 'MutatingAdmissionPolicy/entitlement-operator-pod-gate', 'MutatingAdmissionPolicyBinding/entitlement-operator-pod-gate'].sort();
+    expect(names(bundleObjects('policy'))).toEqual(expected);
+    expect(bundleObjects('policy').filter((o) => !clusterScoped.has(o.kind) && o.metadata.namespace !== operatorNamespace)).toEqual([]);
+  });
+
+  it('runs the operator with --admission=policy, no webhook port, and the same hardened pod otherwise', () => {
+    const container = (mode: AdmissionMode) => (bundleObjects(mode).find((o) => o.kind === 'Deployment') as V1Deployment).spec?.template.spec?.containers[0];
+    const policyContainer = container('policy');
+    expect(policyContainer?.args).toEqual(['--leader-elect', '--admission=policy', '--metrics-port=8080', '--health-port=8081']);
+    expect(policyContainer?.ports?.map((p) => p.name)).toEqual(['metrics', 'health']);
+    const withoutArgsAndPorts = (c: V1Container | undefined) => ({ ...c, args: undefined, ports: undefined });
+    expect(withoutArgsAndPorts(policyContainer)).toEqual(withoutArgsAndPorts(container('webhook')));
+    const ingress = one<V1NetworkPolicy>('NetworkPolicy').spec?.ingress?.[0]?.ports?.map((p) => p.port);
+    expect(ingress).toEqual(['metrics', 'health']);
+  });
+
+  it('gates labelled pods at CREATE outside the exempt namespaces, failing closed, by JSON Patch, and binds its own policy', () => {
+    const gatePolicy = one<{ spec: Record<string, unknown> & { mutations: { patchType: string }[] } }>('MutatingAdmissionPolicy');
+    expect(gatePolicy.spec).toMatchObject({
+      failurePolicy: 'Fail',
+      reinvocationPolicy: 'Never',
+      matchConstraints: {
+        resourceRules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'] }],
+        objectSelector: { matchExpressions: [{ key: 'marketplace.entitlements.io/product', operator: 'Exists' }] },
+        namespaceSelector: { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: exemptNamespaces(operatorNamespace) }] },
+      },
+    });
+    expect(gatePolicy.spec.mutations.map((m) => m.patchType)).toEqual(['JSONPatch']);
+    expect(one<{ spec: unknown }>('MutatingAdmissionPolicyBinding').spec).toEqual({ policyName: 'entitlement-operator-pod-gate' });
+  });
+
+  it('grants the operator nothing of admission: no webhook configuration, no admission policy', () => {
+    expect(clusterGrants('policy')).toEqual([...reconcilerGrants].sort());
+    const roles = bundleObjects('policy').filter((o) => o.kind === 'ClusterRole' || o.kind === 'Role') as (V1ClusterRole | V1Role)[];
+    expect(roles.flatMap((role) => role.rules ?? []).filter((rule) => rule.apiGroups?.includes('admissionregistration.k8s.io'))).toEqual([]);
   });
 });
