@@ -1,12 +1,13 @@
 // The cluster benchmark (npm run bench:cluster): the built operator as installed, under the
-// Deployment's memory limit, against a real API server and thousands of pods. Prints every
-// figure, each target met or missed line by line, and writes the figures as JSON.
+// Deployment's memory limit, against a real API server and thousands of pods, in each admission
+// mode one after the other (each on a control plane of its own). Prints every figure of both
+// modes side by side, each target met or missed line by line, and writes the figures as JSON.
 //   npm run bench:cluster -- --known-pods 5000 --total-pods 10000 --memory-limit 256Mi
 import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { managerRuntime } from '../support/bundle.js';
+import { managerRuntime, type AdmissionMode } from '../support/bundle.js';
 import { cgroupUnavailable, parseBytes } from '../support/cgroup.js';
 import { runScale, underLoadRounds, type ScaleResult } from '../support/scale.js';
 
@@ -20,8 +21,10 @@ const usage = `Usage: npm run bench:cluster -- [flags]
   --aws-latency-ms N   how long the fake AWS takes to answer RegisterUsage (20)
   --memory-limit Q     memory cgroup limit of the operator (the bundle's Deployment limit, 256Mi)
   --cpu-limit CORES    CPU limit of the operator, e.g. 0.5 (none)
-  --dry-runs N         serial dry-run creates measuring admission on a quiet cluster (400)
+  --dry-runs N         serial dry-run creates measuring admission on a quiet cluster, half of
+                       them labelled (4000)
   --identity MODE      the product's identity.mode, Operator or Pod (Operator)
+  --admission MODES    webhook, policy, or both (both: the webhook mode, then the policy mode)
   --json PATH          where to write the figures (a file in the temp directory)
 The operator runs with the environment the bundle's Deployment sets (NODE_OPTIONS, ...); OPERATOR_NODE_OPTIONS
 replaces them (for example '--cpu-prof --cpu-prof-dir=/tmp/prof' to profile it).
@@ -39,8 +42,9 @@ const { values } = parseArgs({
     'aws-latency-ms': { type: 'string', default: '20' },
     'memory-limit': { type: 'string' },
     'cpu-limit': { type: 'string' },
-    'dry-runs': { type: 'string', default: '400' },
+    'dry-runs': { type: 'string', default: '4000' },
     identity: { type: 'string', default: 'Operator' },
+    admission: { type: 'string', default: 'both' },
     json: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
@@ -66,63 +70,105 @@ if (values.identity !== 'Operator' && values.identity !== 'Pod') {
   process.stderr.write(`--identity: ${values.identity} is not Operator or Pod\n`);
   process.exit(2);
 }
+const modes: AdmissionMode[] = values.admission === 'both' ? ['webhook', 'policy'] : values.admission === 'webhook' || values.admission === 'policy' ? [values.admission] : [];
+if (modes.length === 0) {
+  process.stderr.write(`--admission: ${values.admission} is not webhook, policy or both\n`);
+  process.exit(2);
+}
+const identity = values.identity;
 
 const started = Date.now();
-const log = (line: string): void => {
-  process.stderr.write(`[bench ${String(Math.round((Date.now() - started) / 1000)).padStart(4)}s] ${line}\n`);
-};
-const result = await runScale({
-  burstPods: number('burst-pods'),
-  knownPods: Math.max(number('known-pods'), (1 + underLoadRounds) * number('burst-pods')),
-  totalPods: Math.max(number('total-pods'), number('known-pods'), (1 + underLoadRounds) * number('burst-pods')),
-  ratePerSecond: number('rate'),
-  concurrency: number('concurrency'),
-  awsLatencyMs: number('aws-latency-ms'),
-  memoryLimitBytes: parseBytes(values['memory-limit'] ?? runtime.memoryLimit),
-  ...(values['cpu-limit'] ? { cpuLimit: number('cpu-limit') } : {}),
-  dryRuns: number('dry-runs'),
-  identity: values.identity,
-  operatorEnv: { ...runtime.env, ...(process.env.OPERATOR_NODE_OPTIONS !== undefined ? { NODE_OPTIONS: process.env.OPERATOR_NODE_OPTIONS } : {}) },
-  log,
-});
+const results: [AdmissionMode, ScaleResult][] = [];
+for (const admission of modes) {
+  const log = (line: string): void => {
+    process.stderr.write(`[bench ${String(Math.round((Date.now() - started) / 1000)).padStart(4)}s ${admission}] ${line}\n`);
+  };
+  const result = await runScale({
+    burstPods: number('burst-pods'),
+    knownPods: Math.max(number('known-pods'), (1 + underLoadRounds) * number('burst-pods')),
+    totalPods: Math.max(number('total-pods'), number('known-pods'), (1 + underLoadRounds) * number('burst-pods')),
+    ratePerSecond: number('rate'),
+    concurrency: number('concurrency'),
+    awsLatencyMs: number('aws-latency-ms'),
+    memoryLimitBytes: parseBytes(values['memory-limit'] ?? runtime.memoryLimit),
+    ...(values['cpu-limit'] ? { cpuLimit: number('cpu-limit') } : {}),
+    dryRuns: number('dry-runs'),
+    identity,
+    admission,
+    operatorEnv: { ...runtime.env, ...(process.env.OPERATOR_NODE_OPTIONS !== undefined ? { NODE_OPTIONS: process.env.OPERATOR_NODE_OPTIONS } : {}) },
+    log,
+  });
+  results.push([admission, result]);
+}
 
 const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
 const ms = (value: number): string => `${value.toFixed(1)} ms`;
-const { burst, admission, memory, pods, options } = result;
-const figures: [string, string][] = [
-  ['operator CPU per gated pod', `${burst.cpuMsPerPod.toFixed(2)} ms (${burst.operatorCpuSeconds.toFixed(2)} s of CPU for ${options.burstPods} pods, until the machine was quiet again)`],
-  ['API writes per gated pod (pod patches, Events)', burst.writesPerPod.toFixed(2)],
-  ['CPU of the whole machine for that burst', `${burst.machineCpuSeconds.toFixed(2)} s: operator ${burst.operatorCpuSeconds.toFixed(2)} s, fake AWS and pod creator ${burst.harnessCpuSeconds.toFixed(2)} s, API server, etcd and the rest ${(burst.machineCpuSeconds - burst.operatorCpuSeconds - burst.harnessCpuSeconds).toFixed(2)} s`],
-  ['API server, etcd and the rest, CPU per pod', `${burst.controlPlaneMsPerPod.labelled.toFixed(2)} ms labelled, ${burst.controlPlaneMsPerPod.unlabelled.toFixed(2)} ms unlabelled (${(burst.controlPlaneMsPerPod.labelled / burst.controlPlaneMsPerPod.unlabelled).toFixed(1)}×)`],
-  [`${options.burstPods} labelled pods, first create → last gate removed`, `${burst.labelledSeconds.toFixed(2)} s, against ${burst.unlabelledSeconds.toFixed(2)} s for ${options.burstPods} unlabelled pods (${burst.ratio.toFixed(2)}×); machine ${(burst.machineBusyShare * 100).toFixed(0)}% busy meanwhile`],
-  ["the same if the operator's CPU were free (estimate)", `${burst.ratioWithoutOperatorCpu.toFixed(2)}×: the machine's other work for labelled pods (API server, etcd, pod creator, fake AWS) alone`],
-  ...(result.paced ? [[`operator CPU per pod at ${options.ratePerSecond}/s`, `${result.paced.operatorCpuMsPerPod.toFixed(2)} ms over ${result.paced.pods} pods in ${result.paced.seconds.toFixed(0)} s, less its idle ${(result.paced.idlePerSecond.operator * 1000).toFixed(0)} ms/s (API server, etcd and the rest ${result.paced.controlPlaneMsPerPod.toFixed(2)} ms, less ${(result.paced.idlePerSecond.controlPlane * 1000).toFixed(0)} ms/s)`] as [string, string]] : []),
-  [`operator RSS with ${options.knownPods} labelled pods`, `${mib(memory.rssAtKnownBytes)}, of which anonymous ${mib(memory.anonymousAtKnownBytes)} (cgroup ${mib(memory.cgroupAtKnownBytes)})`],
-  [`${options.totalPods} labelled pods (${options.ratePerSecond}/s after ${options.knownPods}) in a ${mib(options.memoryLimitBytes)} cgroup`, `${result.survived ? 'survived' : 'DIED'}: peak ${mib(memory.peakCgroupBytes)}, RSS at end ${mib(memory.rssAtEndBytes)}, OOM kills ${memory.oomKills}`],
-  ['admission overhead, serial dry-run creates', `p50 ${ms(admission.serial.overheadP50)}, p99 ${ms(admission.serial.overheadP99)} (labelled p99 ${ms(admission.serial.labelled.p99)}, unlabelled ${ms(admission.serial.unlabelled.p99)})`],
-  [`admission overhead while another ${underLoadRounds * options.burstPods} are gated`, `p50 ${ms(admission.underLoad.overheadP50)}, p99 ${ms(admission.underLoad.overheadP99)} over ${admission.underLoad.samples} probes (labelled p99 ${ms(admission.underLoad.labelled.p99)}, unlabelled ${ms(admission.underLoad.unlabelled.p99)})`],
-  ["the operator's own answer to those admissions", `mean ${ms(admission.operator.meanMs)} over ${admission.operator.calls} calls, p99 ≤ ${ms(admission.operator.p99UpperBoundMs)} (bucket bound)`],
-  ['API server webhook histogram meanwhile', `mean ${ms(admission.apiServer.meanMs)} over ${admission.apiServer.calls} calls, p99 ≤ ${ms(admission.apiServer.p99UpperBoundMs)} (bucket bound)`],
-  ['registrations', `${pods.registrationsOk} successful RegisterUsage for ${pods.created} pods, ${pods.distinctNonces} distinct nonces, ${pods.entitled} entitled, ${pods.notEntitled} not entitled`],
-];
-const targets: [string, boolean][] = [
-  [`RSS ≤ 150 MiB with ${options.knownPods} labelled pods`, memory.rssAtKnownBytes <= 150 * 2 ** 20],
-  [`survives ${options.totalPods} labelled pods in ${mib(options.memoryLimitBytes)} (no OOM kill, no exit)`, result.survived],
-  ['operator CPU ≤ 1.5 ms per gated pod', burst.cpuMsPerPod <= 1.5],
-  [`${options.burstPods} labelled pods ≤ 4× the time of ${options.burstPods} unlabelled`, burst.ratio <= 4],
-  ['admission overhead p99 ≤ 2 ms, serial', admission.serial.overheadP99 <= 2],
-  ['admission overhead p99 ≤ 10 ms during the burst (client)', admission.underLoad.overheadP99 <= 10],
-  ['admission mean ≤ 10 ms during the burst (API server histogram)', admission.apiServer.meanMs <= 10],
-  ['exactly one successful RegisterUsage per pod, every pod entitled', pods.registrationsOk === pods.created && pods.distinctNonces === pods.created && pods.entitled === pods.created],
-];
+const histogram = (h: { calls: number; meanMs: number; p99UpperBoundMs: number }): string => (h.calls === 0 ? 'none (no webhook call)' : `mean ${ms(h.meanMs)} over ${h.calls} calls, p99 ≤ ${ms(h.p99UpperBoundMs)} (bucket bound)`);
 
-const width = Math.max(...figures.map(([name]) => name.length));
+/** Every figure of one run, named as printed. */
+function figuresOf(result: ScaleResult): [string, string][] {
+  const { burst, admission, memory, pods, options } = result;
+  return [
+    ['operator CPU per gated pod', `${burst.cpuMsPerPod.toFixed(2)} ms (${burst.operatorCpuSeconds.toFixed(2)} s of CPU for ${options.burstPods} pods, until the machine was quiet again)`],
+    ['API writes per gated pod (pod patches, Events)', burst.writesPerPod.toFixed(2)],
+    ['CPU of the whole machine for that burst', `${burst.machineCpuSeconds.toFixed(2)} s: operator ${burst.operatorCpuSeconds.toFixed(2)} s, fake AWS and pod creator ${burst.harnessCpuSeconds.toFixed(2)} s, API server, etcd and the rest ${(burst.machineCpuSeconds - burst.operatorCpuSeconds - burst.harnessCpuSeconds).toFixed(2)} s`],
+    ['API server, etcd and the rest, CPU per pod', `${burst.controlPlaneMsPerPod.labelled.toFixed(2)} ms labelled, ${burst.controlPlaneMsPerPod.unlabelled.toFixed(2)} ms unlabelled (${(burst.controlPlaneMsPerPod.labelled / burst.controlPlaneMsPerPod.unlabelled).toFixed(1)}×)`],
+    [`${options.burstPods} labelled pods, first create → last gate removed`, `${burst.labelledSeconds.toFixed(2)} s, against ${burst.unlabelledSeconds.toFixed(2)} s for ${options.burstPods} unlabelled pods (${burst.ratio.toFixed(2)}×); machine ${(burst.machineBusyShare * 100).toFixed(0)}% busy meanwhile`],
+    ["the same if the operator's CPU were free (estimate)", `${burst.ratioWithoutOperatorCpu.toFixed(2)}× (the burst took ${(burst.ratio / burst.ratioWithoutOperatorCpu).toFixed(2)}× that): the machine's other work for labelled pods (API server, etcd, pod creator, fake AWS) alone`],
+    ...(result.paced ? [[`operator CPU per pod at ${options.ratePerSecond}/s`, `${result.paced.operatorCpuMsPerPod.toFixed(2)} ms over ${result.paced.pods} pods in ${result.paced.seconds.toFixed(0)} s, less its idle ${(result.paced.idlePerSecond.operator * 1000).toFixed(0)} ms/s (API server, etcd and the rest ${result.paced.controlPlaneMsPerPod.toFixed(2)} ms, less ${(result.paced.idlePerSecond.controlPlane * 1000).toFixed(0)} ms/s)`] as [string, string]] : []),
+    [`operator RSS with ${options.knownPods} labelled pods`, `${mib(memory.rssAtKnownBytes)}, of which anonymous ${mib(memory.anonymousAtKnownBytes)} (cgroup ${mib(memory.cgroupAtKnownBytes)})`],
+    [`${options.totalPods} labelled pods (${options.ratePerSecond}/s after ${options.knownPods}) in a ${mib(options.memoryLimitBytes)} cgroup`, `${result.survived ? 'survived' : 'DIED'}: peak ${mib(memory.peakCgroupBytes)}, RSS at end ${mib(memory.rssAtEndBytes)}, OOM kills ${memory.oomKills}`],
+    [`admission overhead, serial dry-run creates`, `p50 ${ms(admission.serial.overheadP50)}, p99 ${ms(admission.serial.overheadP99)} over ${options.dryRuns / 2} of each (labelled p99 ${ms(admission.serial.labelled.p99)}, unlabelled ${ms(admission.serial.unlabelled.p99)})`],
+    [`admission overhead while another ${underLoadRounds * options.burstPods} are gated`, `p50 ${ms(admission.underLoad.overheadP50)}, p99 ${ms(admission.underLoad.overheadP99)} over ${admission.underLoad.samples} probes (labelled p99 ${ms(admission.underLoad.labelled.p99)}, unlabelled ${ms(admission.underLoad.unlabelled.p99)})`],
+    ["the operator's own answer to those admissions", histogram(admission.operator)],
+    ['API server webhook histogram meanwhile', histogram(admission.apiServer)],
+    ['registrations', `${pods.registrationsOk} successful RegisterUsage for ${pods.created} pods, ${pods.distinctNonces} distinct nonces, ${pods.entitled} entitled, ${pods.notEntitled} not entitled`],
+  ];
+}
+
+/** The targets of one run: those both modes share, and each mode's own. */
+function targetsOf(mode: AdmissionMode, result: ScaleResult): [string, boolean][] {
+  const { burst, admission, memory, pods, options } = result;
+  const controlPlaneRatio = burst.controlPlaneMsPerPod.labelled / burst.controlPlaneMsPerPod.unlabelled;
+  const shared: [string, boolean][] = [
+    [`RSS ≤ 150 MiB with ${options.knownPods} labelled pods`, memory.rssAtKnownBytes <= 150 * 2 ** 20],
+    [`survives ${options.totalPods} labelled pods in ${mib(options.memoryLimitBytes)} (no OOM kill, no exit)`, result.survived],
+    ['exactly one successful RegisterUsage per pod, every pod entitled', pods.registrationsOk === pods.created && pods.distinctNonces === pods.created && pods.entitled === pods.created],
+  ];
+  if (mode === 'webhook') {
+    return [
+      ...shared,
+      ['operator CPU ≤ 1.5 ms per gated pod', burst.cpuMsPerPod <= 1.5],
+      [`${options.burstPods} labelled pods ≤ 4× the time of ${options.burstPods} unlabelled`, burst.ratio <= 4],
+      ['admission overhead p99 ≤ 2 ms, serial', admission.serial.overheadP99 <= 2],
+      ['admission overhead p99 ≤ 10 ms during the burst (client)', admission.underLoad.overheadP99 <= 10],
+      ['admission mean ≤ 10 ms during the burst (API server histogram)', admission.apiServer.meanMs <= 10],
+    ];
+  }
+  return [
+    ...shared,
+    [`admission overhead p50 ≤ 0.8 ms and p99 ≤ 2 ms, serial (${options.dryRuns / 2} of each)`, admission.serial.overheadP50 <= 0.8 && admission.serial.overheadP99 <= 2],
+    [`admission overhead p99 ≤ 5 ms while ${underLoadRounds * options.burstPods} other pods are gated`, admission.underLoad.overheadP99 <= 5],
+    ['API server and etcd CPU per gated pod ≤ 3.5× an unlabelled pod', controlPlaneRatio <= 3.5],
+    [`${options.burstPods} labelled pods ≤ 5× the time of ${options.burstPods} unlabelled`, burst.ratio <= 5],
+    ["… and ≤ 1.3× what the same run estimates with the operator's CPU taken out", burst.ratio <= 1.3 * burst.ratioWithoutOperatorCpu],
+  ];
+}
+
+const [first] = results;
+if (!first) throw new Error('no run');
+const { options } = first[1];
+const perMode = results.map(([mode, result]) => ({ mode, figures: figuresOf(result), targets: targetsOf(mode, result) }));
+const width = Math.max(...modes.map((m) => m.length));
 let out = `\nCluster benchmark (${os.cpus().length} cores, AWS latency ${options.awsLatencyMs} ms, concurrency ${options.concurrency}, identity ${options.identity}, environment ${JSON.stringify(options.operatorEnv ?? {})})\n\n`;
-for (const [name, value] of figures) out += `  ${name.padEnd(width)}  ${value}\n`;
+for (const [index, [name]] of perMode[0]?.figures.entries() ?? []) {
+  out += `  ${name}\n`;
+  for (const run of perMode) out += `    ${run.mode.padEnd(width)}  ${run.figures[index]?.[1] ?? ''}\n`;
+}
 out += '\nTargets\n';
-for (const [name, met] of targets) out += `  ${met ? 'met   ' : 'MISSED'}  ${name}\n`;
+for (const run of perMode) for (const [name, met] of run.targets) out += `  ${met ? 'met   ' : 'MISSED'}  ${run.mode.padEnd(width)}  ${name}\n`;
 const file = values.json ?? path.join(os.tmpdir(), `bench-cluster-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-await writeFile(file, JSON.stringify({ date: new Date().toISOString(), ...result, targets: Object.fromEntries(targets) } satisfies ScaleResult & Record<string, unknown>, null, 2));
+await writeFile(file, JSON.stringify({ date: new Date().toISOString(), runs: results.map(([mode, result], i) => ({ mode, ...result, targets: Object.fromEntries(perMode[i]?.targets ?? []) })) }, null, 2));
 out += `\nFigures written to ${file}\n`;
 process.stdout.write(out);
-process.exit(targets.every(([, met]) => met) ? 0 : 1);
+process.exit(perMode.every((run) => run.targets.every(([, met]) => met)) ? 0 : 1);

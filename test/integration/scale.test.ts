@@ -1,6 +1,7 @@
 // The short form of `npm run bench:cluster`: the built operator, as the bundle's Deployment runs
 // it (its memory limit enforced by a memory cgroup, its environment), gates and entitles 1,500
-// labelled pods without being OOM-killed or exiting, with exactly one registration per pod.
+// labelled pods without being OOM-killed or exiting, with exactly one registration per pod, in
+// either admission mode.
 import { managerRuntime } from '../support/bundle.js';
 import { cgroupUnavailable, parseBytes } from '../support/cgroup.js';
 import { runScale } from '../support/scale.js';
@@ -10,7 +11,7 @@ const unavailable = cgroupUnavailable();
 if (unavailable) process.stderr.write(`scale test skipped: ${unavailable}\n`);
 
 (unavailable ? describe.skip : describe)('scale under the Deployment memory limit', () => {
-  it(`gates and entitles ${pods} labelled pods inside the limit, with no OOM kill and no restart`, async () => {
+  it.each(['webhook', 'policy'] as const)(`%s mode: gates and entitles ${pods} labelled pods inside the limit, with no OOM kill and no restart`, async (admission) => {
     const runtime = managerRuntime();
     const result = await runScale({
       burstPods: 250,
@@ -22,6 +23,7 @@ if (unavailable) process.stderr.write(`scale test skipped: ${unavailable}\n`);
       memoryLimitBytes: parseBytes(runtime.memoryLimit),
       dryRuns: 20,
       identity: 'Operator',
+      admission,
       operatorEnv: runtime.env,
       log: () => undefined,
     });

@@ -12,6 +12,7 @@ import { roleArnAnnotation } from '../../src/aws/pod-identity.js';
 import { FakeAws } from '../fake-aws/server.js';
 import { ApiHttp } from './api-http.js';
 import { Cgroup, residentBytes } from './cgroup.js';
+import type { AdmissionMode } from './bundle.js';
 import { ControlPlane } from './control-plane.js';
 import { installBundle, serviceAccountKubeconfig, startOperatorProcess, type OperatorProcess } from './operator.js';
 import { productManifest } from './products.js';
@@ -38,6 +39,8 @@ export interface ScaleOptions {
   /** Serial server-side dry-run creates, half labelled, half not. */
   dryRuns: number;
   identity: 'Operator' | 'Pod';
+  /** Who gates: the operator's webhook, or the policy bundle's MutatingAdmissionPolicy. */
+  admission: AdmissionMode;
   /** Extra arguments and environment for the operator process. */
   operatorArgs?: string[];
   operatorEnv?: Record<string, string>;
@@ -341,7 +344,7 @@ export async function runScale(options: ScaleOptions): Promise<ScaleResult> {
       serviceAccountKeyPems: [await readFile(plane.file('sa.pub'), 'utf8')],
       products: { [productCode]: { delayMs: options.awsLatencyMs } },
     });
-    await installBundle(plane);
+    await installBundle(plane, options.admission);
     const kubeconfig = await serviceAccountKubeconfig(plane);
     await api.ok('POST', '/api/v1/namespaces', { metadata: { name: namespace } });
     if (options.identity === 'Pod') {
@@ -354,6 +357,7 @@ export async function runScale(options: ScaleOptions): Promise<ScaleResult> {
     const group = cgroup;
     log(`starting the operator in cgroup ${group.name} (memory limit ${Math.round(options.memoryLimitBytes / 2 ** 20)} MiB${options.cpuLimit ? `, ${options.cpuLimit} CPU` : ''})`);
     operator = await startOperatorProcess(plane, fake, kubeconfig, {
+      admission: options.admission,
       launch: (command, args) => group.wrap(command, args),
       extraArgs: options.operatorArgs ?? [],
       env: { LOG_LEVEL: 'warn', ...options.operatorEnv },
