@@ -110,7 +110,7 @@ function figuresOf(result: ScaleResult): [string, string][] {
   const { burst, admission, memory, pods, options } = result;
   return [
     ['operator CPU per gated pod', `${burst.cpuMsPerPod.toFixed(2)} ms (${burst.operatorCpuSeconds.toFixed(2)} s of CPU for ${options.burstPods} pods, until the machine was quiet again)`],
-    ['API writes per gated pod (pod patches, Events)', burst.writesPerPod.toFixed(2)],
+    ['API writes per gated pod (pod patches, Events)', `${burst.writesPerPod.toFixed(2)}, and ${burst.statusWrites} status writes of the product in the ${burst.labelledSeconds.toFixed(1)} s burst`],
     ['CPU of the whole machine for that burst', `${burst.machineCpuSeconds.toFixed(2)} s: operator ${burst.operatorCpuSeconds.toFixed(2)} s, fake AWS and pod creator ${burst.harnessCpuSeconds.toFixed(2)} s, API server, etcd and the rest ${(burst.machineCpuSeconds - burst.operatorCpuSeconds - burst.harnessCpuSeconds).toFixed(2)} s`],
     ['API server, etcd and the rest, CPU per pod', `${burst.controlPlaneMsPerPod.labelled.toFixed(2)} ms labelled, ${burst.controlPlaneMsPerPod.unlabelled.toFixed(2)} ms unlabelled (${(burst.controlPlaneMsPerPod.labelled / burst.controlPlaneMsPerPod.unlabelled).toFixed(1)}×)`],
     [`${options.burstPods} labelled pods, first create → last gate removed`, `${burst.labelledSeconds.toFixed(2)} s, against ${burst.unlabelledSeconds.toFixed(2)} s for ${options.burstPods} unlabelled pods (${burst.ratio.toFixed(2)}×); machine ${(burst.machineBusyShare * 100).toFixed(0)}% busy meanwhile`],

@@ -20,6 +20,7 @@ import { createProduct, gated, reason, verdict } from '../support/pods.js';
 import { ApiHttp } from '../support/api-http.js';
 import { fakeNodeTaint, nodeName, nodeNetwork, RealCluster, realNodeUnavailable } from '../support/real-cluster.js';
 import { createMany, VerdictWatch } from '../support/scale.js';
+import { operatorNonces } from '../support/seals.js';
 import { waitFor } from '../support/wait.js';
 
 const deployment = 'entitlement-operator-controller-manager';
@@ -229,7 +230,10 @@ async function timed<T>(what: string, step: () => Promise<T>): Promise<T> {
       const pods = await runningContainers('paid', 'db', 1);
       return pods[0]?.metadata?.uid !== first?.metadata?.uid ? pods : undefined;
     }, 120_000, 500);
-    expect([second?.metadata?.name, verdict(second ?? {}), second?.metadata?.annotations?.['marketplace.entitlements.io/nonce'] === first?.metadata?.annotations?.['marketplace.entitlements.io/nonce']]).toEqual(['db-0', 'Entitled', false]);
+    // Registered afresh: its own nonce (another uid), which AWS saw.
+    const nonceOf = await operatorNonces(core, operatorNamespace);
+    const registered = aws().calls('RegisterUsage', 'ok').some((c) => c.request.Nonce === nonceOf(second ?? {}));
+    expect([second?.metadata?.name, verdict(second ?? {}), nonceOf(second ?? {}) === nonceOf(first ?? {}), registered]).toEqual(['db-0', 'Entitled', false, true]);
 
     // kubectl label and annotate (other keys), and kubectl debug (an ephemeral container).
     const pod = rolled[0]?.metadata?.name ?? '';

@@ -1,6 +1,7 @@
 // `make demo`: the operator doing its job on this machine, without AWS, Docker or root. A local
 // cluster (etcd, API server, controller-manager, scheduler, kwok nodes), the fake AWS with two
-// products (one customer subscribed, one not yet), the install bundle, the built operator, and a
+// products (one customer subscribed, one not yet), the install bundle of the policy admission mode
+// (Kubernetes 1.37: the API server gates labelled pods itself), the built operator, and a
 // Deployment of each product. Then the second customer subscribes and its pods turn entitled on
 // their own. Runs until Ctrl-C (or, with DEMO_EXIT=1, until the story is told), then removes
 // everything it started.
@@ -73,7 +74,7 @@ async function main(): Promise<void> {
   process.once('SIGINT', once);
   process.once('SIGTERM', once);
 
-  say('finding or building the test binaries (etcd, Kubernetes, kwok; about 10 minutes the first time, then cached)');
+  say('finding or building the binaries the demo runs (etcd, kube-apiserver, controller-manager, scheduler, kubectl, kwok; a few minutes the first time, then cached)');
   const kubectl = await binary('kubectl');
   say('starting a local cluster: etcd, kube-apiserver, controller-manager, scheduler, 2 kwok nodes');
   const cluster = await KwokCluster.start({ nodes: 2 });
@@ -83,10 +84,10 @@ async function main(): Promise<void> {
     say('starting the fake AWS Marketplace Metering: product demo-analytics (subscribed), demo-reports (customer not subscribed yet)');
     fake = await FakeAws.start({ serviceAccountKeyPems: [await readFile(plane.file('sa.pub'), 'utf8')] });
     fake.setBehaviour('demo-reports', { error: 'CustomerNotEntitledException' });
-    say('applying the install bundle (config/install.yaml)');
-    await installBundle(plane);
-    say('starting the operator (dist/main.js) as the bundle\'s ServiceAccount; checks of refused pods again every 10 s at most');
-    await startOperatorProcess(plane, fake, await serviceAccountKubeconfig(plane), { name: 'operator', env: { RECHECK_MAX_INTERVAL_SECONDS: '10', LOG_LEVEL: 'warn' } });
+    say('applying the install bundle of the policy admission mode (config/install-policy-mode.yaml)');
+    await installBundle(plane, 'policy');
+    say('starting the operator (dist/main.js --admission=policy) as the bundle\'s ServiceAccount; checks of refused pods again every 10 s at most');
+    await startOperatorProcess(plane, fake, await serviceAccountKubeconfig(plane), { name: 'operator', admission: 'policy', env: { RECHECK_MAX_INTERVAL_SECONDS: '10', LOG_LEVEL: 'warn' } });
     const samples = path.join(plane.dir, 'demo-samples.yaml');
     await writeFile(samples, manifests(fake.publicKeyPem));
     say(`applying two MarketplaceProducts and a Deployment of each (${samples})`);

@@ -207,6 +207,8 @@ state = "${dir}/state"
       cgroupDriver: 'cgroupfs',
       cgroupRoot: `/${cgroupRoot}`,
       failSwapOn: false,
+      // This host has cgroup v1, which kubelets since 1.35 refuse unless told otherwise.
+      failCgroupV1: false,
       containerRuntimeEndpoint: `unix://${this.containerdAddress}`,
       podLogsDir: file('pod-logs'),
       resolvConf: file('resolv.conf'),

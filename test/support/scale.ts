@@ -69,6 +69,8 @@ export interface ScaleResult {
     cpuMsPerPod: number;
     /** Pod patches and Event creates per pod of the burst. */
     writesPerPod: number;
+    /** Status writes of the product during the burst (at most about one a second). */
+    statusWrites: number;
     /** How busy the whole machine was during the burst (0..1 of all its cores). */
     machineBusyShare: number;
     /** CPU the whole machine, and this process (the fake AWS, the pod creator), spent in the burst. */
@@ -288,15 +290,17 @@ async function settle(maxMs = 30_000): Promise<void> {
   }
 }
 
-/** Pod patches and Event creates the API server has served (every client's, the operator's here). */
-async function apiServerWrites(api: ApiHttp): Promise<number> {
+/** Pod patches and Event creates, and product status writes, the API server has served (every client's, the operator's here). */
+async function apiServerWrites(api: ApiHttp): Promise<{ pods: number; statuses: number }> {
   const text = (await api.ok('GET', '/metrics')).body;
-  let writes = 0;
+  const writes = { pods: 0, statuses: 0 };
   for (const line of text.split('\n')) {
     if (!line.startsWith('apiserver_request_total{')) continue;
+    const count = Number(line.slice(line.lastIndexOf(' ') + 1));
     const podPatch = line.includes('verb="PATCH"') && line.includes('resource="pods"') && line.includes('subresource=""');
     const eventCreate = line.includes('verb="POST"') && line.includes('resource="events"');
-    if (podPatch || eventCreate) writes += Number(line.slice(line.lastIndexOf(' ') + 1));
+    if (podPatch || eventCreate) writes.pods += count;
+    if (line.includes('verb="PUT"') && line.includes('resource="marketplaceproducts"') && line.includes('subresource="status"')) writes.statuses += count;
   }
   return writes;
 }
@@ -395,7 +399,9 @@ export async function runScale(options: ScaleOptions): Promise<ScaleResult> {
     const untilUngated = await cpuSince(before, group);
     await settle();
     const labelledCpu = await cpuSince(before, group);
-    const writesPerPod = ((await apiServerWrites(api)) - writesBefore) / options.burstPods;
+    const writesAfter = await apiServerWrites(api);
+    const writesPerPod = (writesAfter.pods - writesBefore.pods) / options.burstPods;
+    const statusWrites = writesAfter.statuses - writesBefore.statuses;
 
     const underLoadPods = underLoadRounds * options.burstPods;
     log(`admission under load: serial dry-run creates while ${underLoadPods} more labelled pods are gated`);
@@ -459,6 +465,7 @@ export async function runScale(options: ScaleOptions): Promise<ScaleResult> {
         operatorCpuSeconds: labelledCpu.operator,
         cpuMsPerPod: (labelledCpu.operator * 1000) / options.burstPods,
         writesPerPod,
+        statusWrites,
         machineBusyShare: untilUngated.machine / (labelledSeconds * os.cpus().length),
         machineCpuSeconds: labelledCpu.machine,
         harnessCpuSeconds: labelledCpu.harness,

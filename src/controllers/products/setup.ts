@@ -1,6 +1,10 @@
 // The products controller: writes each product's status (reconciler.ts). A product is reconciled
-// when it changes, and within statusIntervalMs of a change of its pods or of what the other
-// controllers report about it: one write however many pods changed.
+// at once when its spec changes (a generation its status has not observed), and within
+// statusIntervalMs of any other change of it (the echo of its own status write), of its pods or
+// of what the other controllers report about it: one write a second at most however many pods
+// change. (Reconciling at once on every change made each status write queue the next one: ten a
+// second in a burst.)
+import type { MarketplaceProduct } from '../../api/marketplace-product.js';
 import { productKeyOfPod } from '../../api/pod-state.js';
 import { controllerManagedBy, enqueueMapped } from '../../runtime/builder.js';
 import type { Controller } from '../../runtime/controller.js';
@@ -17,7 +21,8 @@ export function setupProducts(manager: Manager, context: ControllerContext): Con
   });
   return controllerManagedBy(manager)
     .named('products')
-    .for(products)
+    .for(products, (product) => product.status?.observedGeneration !== product.metadata.generation)
+    .watches(products, enqueueMapped((product: MarketplaceProduct) => [objectKey(product)], { delayMs }))
     .watches(pods, enqueueMapped(productOf, { delayMs, deletes: true }))
     .watches(reports, enqueueMapped((productKey: string) => [productKey], { delayMs }))
     .withOptions({ concurrency: 4 })
