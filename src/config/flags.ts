@@ -61,7 +61,11 @@ const operatorFlagSpecs: FlagSpecs = {
 export class FlagError extends Error {}
 
 export function parseFlags(argv: readonly string[]): OperatorFlags {
-  return parseFlagsWith(argv, operatorFlagSpecs, { admission: 'webhook', webhookPort: 9443, metricsPort: 8080, healthPort: 8081, leaderElect: true, help: false });
+  const defaults: OperatorFlags = { admission: 'webhook', webhookPort: 9443, metricsPort: 8080, healthPort: 8081, leaderElect: true, help: false };
+  const flags = parseFlagsWith(argv, operatorFlagSpecs, defaults);
+  // A webhook URL given to an operator that serves no webhook is a mistake worth saying so.
+  if (flags.admission === 'policy' && flags.webhookUrl !== undefined) throw new FlagError('flag --webhook-url: the policy admission mode (--admission=policy) serves no webhook');
+  return flags;
 }
 
 /** Parses argv against `specs`, starting from `initial` (the defaults). */

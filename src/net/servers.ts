@@ -41,6 +41,14 @@ export function close(server: http.Server, options: { drain?: boolean; drainMs?:
  */
 export function readBody(req: http.IncomingMessage, maxBytes: number): Promise<string | undefined> {
   return new Promise((resolve, reject) => {
+    // Closed before its end (the client went away, perhaps before this was called): never settles otherwise.
+    const unfinished = (): void => {
+      reject(new Error('the request was closed before its body ended'));
+    };
+    if (req.destroyed && !req.complete) {
+      unfinished();
+      return;
+    }
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (chunk: Buffer) => {
@@ -51,5 +59,8 @@ export function readBody(req: http.IncomingMessage, maxBytes: number): Promise<s
       resolve(size > maxBytes ? undefined : Buffer.concat(chunks).toString('utf8'));
     });
     req.on('error', reject);
+    req.on('close', () => {
+      if (!req.complete) unfinished();
+    });
   });
 }

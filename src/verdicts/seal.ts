@@ -49,7 +49,11 @@ export class VerdictSeal {
   }
 
   private sealOf(pod: V1Pod, values: Record<string, string | null>): string {
-    const message = JSON.stringify([sealVersion, pod.metadata?.uid ?? '', pod.metadata?.labels?.[productLabel] ?? '', ...verdictStateAnnotations.map((key) => values[key] ?? null)]);
+    // The check id joins the message only when there is one, so the seals written before it
+    // existed (the same message without it) still verify after an upgrade.
+    const check = values[annotations.check] ?? null;
+    const sealed = verdictStateAnnotations.filter((key) => key !== annotations.check).map((key) => values[key] ?? null);
+    const message = JSON.stringify([sealVersion, pod.metadata?.uid ?? '', pod.metadata?.labels?.[productLabel] ?? '', ...sealed, ...(check === null ? [] : [check])]);
     return `${sealVersion}.${createHmac('sha256', this.key).update(message).digest('base64url')}`;
   }
 }

@@ -69,6 +69,25 @@ export function parseAdmissionReview(body: unknown): AdmissionRequest | string {
   if (typeof request !== 'object' || request === null) return 'AdmissionReview has no request';
   const { uid, object } = request as { uid?: unknown; object?: unknown };
   if (typeof uid !== 'string' || uid === '') return 'AdmissionReview has no request.uid';
-  if (object !== undefined && (typeof object !== 'object' || object === null || Array.isArray(object))) return 'request.object is not an object';
-  return request as AdmissionRequest;
+  if (object === undefined) return request as AdmissionRequest;
+  if (!isRecord(object)) return 'request.object is not an object';
+  return objectShapeError(object) ?? (request as AdmissionRequest);
+}
+
+/** What of the pod the gate reads, checked: metadata, its labels and annotations, spec.schedulingGates. */
+function objectShapeError(object: Record<string, unknown>): string | undefined {
+  const { metadata, spec } = object;
+  if (metadata !== undefined && !isRecord(metadata)) return 'request.object.metadata is not an object';
+  for (const field of ['labels', 'annotations'] as const) {
+    const map = metadata?.[field];
+    if (map !== undefined && (!isRecord(map) || !Object.values(map).every((value) => typeof value === 'string'))) return `request.object.metadata.${field} is not a map of strings`;
+  }
+  if (spec !== undefined && !isRecord(spec)) return 'request.object.spec is not an object';
+  const gates = spec?.schedulingGates;
+  if (gates !== undefined && (!Array.isArray(gates) || !gates.every((gate) => isRecord(gate) && typeof gate.name === 'string'))) return 'request.object.spec.schedulingGates is not a list of {name}';
+  return undefined;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

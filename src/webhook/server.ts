@@ -34,6 +34,10 @@ export class WebhookServer {
     this.server = https.createServer({ minVersion: 'TLSv1.2' }, (req, res) => {
       this.handle(req, res);
     });
+    // The API server waits 30 s at most (a webhook's longest timeout): a slower client holds its
+    // share of the body budget no longer than that.
+    this.server.requestTimeout = 30_000;
+    this.server.headersTimeout = 30_000;
   }
 
   /** Serves with this certificate from now on; open connections keep the old one. */
@@ -70,18 +74,22 @@ export class WebhookServer {
     }
     const declared = Number(req.headers['content-length']);
     const bytes = Number.isFinite(declared) ? Math.min(declared, maxBodyBytes) : maxBodyBytes;
-    void this.budget.run(bytes, () =>
-      readBody(req, maxBodyBytes).then(
-        (text) => {
-          this.respond(text, reply);
-        },
-        () => {
-          res.destroy();
-        },
-      ),
-    );
+    // A request whose client went away while it waited its turn gives its turn up.
+    const gone = new AbortController();
+    req.once('close', () => {
+      gone.abort();
+    });
+    this.budget
+      .run(bytes, gone.signal, async () => {
+        const text = await readBody(req, maxBodyBytes);
+        this.respond(text, reply);
+      })
+      .catch(() => {
+        res.destroy();
+      });
   }
 
+  /** Answers one request; nothing in a body can make it throw (a malformed review is a 400). */
   private respond(text: string | undefined, reply: (status: number, body: unknown, outcome: string) => void): void {
     if (text === undefined) {
       reply(400, `body larger than ${maxBodyBytes} bytes\n`, 'bad_request');
@@ -104,16 +112,19 @@ export class WebhookServer {
   }
 }
 
-/** Runs tasks whose sizes add up to at most `limit` at once, in arrival order; one larger task runs alone. */
+/**
+ * Runs tasks whose sizes add up to at most `limit` at once, in arrival order; one larger task
+ * runs alone. A task whose `signal` aborts while it waits is dropped (and rejects).
+ */
 class ByteBudget {
   private inFlight = 0;
-  private readonly waiting: { bytes: number; start: () => void }[] = [];
+  private readonly waiting: { bytes: number; start: () => void; signal: AbortSignal }[] = [];
 
   constructor(private readonly limit: number) {}
 
-  async run(bytes: number, task: () => Promise<void>): Promise<void> {
-    // A waiter's bytes are counted when it is started (startWaiting), before it resumes.
-    if (this.waiting.length > 0 || !this.fits(bytes)) await new Promise<void>((start) => this.waiting.push({ bytes, start }));
+  async run(bytes: number, signal: AbortSignal, task: () => Promise<void>): Promise<void> {
+    signal.throwIfAborted();
+    if (this.waiting.length > 0 || !this.fits(bytes)) await this.turn(bytes, signal);
     else this.inFlight += bytes;
     try {
       await task();
@@ -123,14 +134,32 @@ class ByteBudget {
     }
   }
 
+  /** Waits to be started by startWaiting, which counts the bytes before it resumes the task. */
+  private turn(bytes: number, signal: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const waiter = { bytes, signal, start: resolve };
+      this.waiting.push(waiter);
+      signal.addEventListener(
+        'abort',
+        () => {
+          const index = this.waiting.indexOf(waiter);
+          if (index < 0) return; // started already
+          this.waiting.splice(index, 1);
+          this.startWaiting();
+          reject(new Error('the client went away while its request waited'));
+        },
+        { once: true },
+      );
+    });
+  }
+
   private fits(bytes: number): boolean {
     return this.inFlight === 0 || this.inFlight + bytes <= this.limit;
   }
 
   private startWaiting(): void {
-    while (this.waiting.length > 0 && this.fits(this.waiting[0]?.bytes ?? 0)) {
-      const next = this.waiting.shift();
-      if (!next) return;
+    for (let next = this.waiting[0]; next && this.fits(next.bytes); next = this.waiting[0]) {
+      this.waiting.shift();
       this.inFlight += next.bytes;
       next.start();
     }

@@ -2,8 +2,8 @@
 // the largest pods the API server accepts is answered, one budget of bodies at a time, and the
 // thread survives it. Its heap was once 16 MiB with no bound on bodies in flight: a few such
 // pods at once ended the thread, and with it the operator.
-import https from 'node:https';
 import { createCertificateAuthority, issueCertificate } from '../../src/pki/certificates.js';
+import { postHttps } from '../support/https-post.js';
 
 interface Thread {
   setCertificate(certificate: { certPem: string; keyPem: string }): Promise<void>;
@@ -22,19 +22,6 @@ function largeReview(uid: string, keys: number): string {
   return JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid, operation: 'CREATE', namespace: 'team', object } });
 }
 
-function post(port: number, ca: string, body: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = https.request({ host: '127.0.0.1', port, path: '/mutate-v1-pod', method: 'POST', ca, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-      let text = '';
-      res.on('data', (c: Buffer) => (text += c.toString()));
-      res.on('end', () => {
-        resolve({ status: res.statusCode ?? 0, body: text });
-      });
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
 
 it('answers 12 pods of about 3 MiB at once, each with the gate, and keeps running', async () => {
   const outcomes: string[] = [];
@@ -45,7 +32,7 @@ it('answers 12 pods of about 3 MiB at once, each with the gate, and keeps runnin
     const port = await thread.listen(0, '127.0.0.1');
     const bodies = Array.from({ length: 12 }, (_, i) => largeReview(`u-${i}`, 55_000));
     expect(Buffer.byteLength(bodies[0] ?? '')).toBeGreaterThan(2.9 * 1024 * 1024);
-    const answers = await Promise.all(bodies.map((body) => post(port, ca.certPem, body)));
+    const answers = await Promise.all(bodies.map((body) => postHttps({ port, ca: ca.certPem }, body)));
     expect(answers.map((a) => a.status)).toEqual(bodies.map(() => 200));
     expect(answers.map((a) => (JSON.parse(a.body) as { response: { uid: string; patchType?: string } }).response)).toEqual(bodies.map((_, i) => expect.objectContaining({ uid: `u-${i}`, patchType: 'JSONPatch' }) as unknown));
     expect(thread.certificateLoaded).toBe(true);

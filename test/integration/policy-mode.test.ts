@@ -2,7 +2,9 @@
 // MutatingAdmissionPolicy gates labelled pods inside the API server, so pods are created and wait
 // gated with no operator replica running; the operator, started with --admission=policy, entitles
 // them with one RegisterUsage each under the nonce it computes, and never serves a webhook. A
-// namespace user with `edit` gets exactly what the webhook mode gives them.
+// namespace user with `edit` creates the pods here, as in the webhook mode; the gate guard that
+// holds their gates and annotations afterwards is the same object in both bundles
+// (gate-guard.test.ts tries it).
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CoreV1Api, CustomObjectsApi, V1Pod } from '@kubernetes/client-node';
 import { annotations, schedulingGate } from '../../src/api/marketplace-product.js';
@@ -62,13 +64,20 @@ describe('with no operator replica running', () => {
   it('creates labelled pods gated, keeps their own gates, and drops the operator annotations they bring but recheck', async () => {
     const own = labelledPod('own-gates-0', 'app', { schedulingGates: [{ name: 'example.com/own' }] });
     const forged = labelledPod('forged-0', 'app');
-    forged.metadata = { ...forged.metadata, annotations: { [annotations.status]: 'Entitled', [annotations.seal]: 'v1.forged', [annotations.check]: 'chosen', [annotations.recheck]: 'now', 'team.example/owner': 'a' } };
-    for (const pod of [labelledPod('plain-0', 'app'), own, forged]) await teamCreates(pod);
+    const forgedAnnotations = { [annotations.status]: 'Entitled', [annotations.seal]: 'v1.forged', [annotations.check]: 'chosen', [annotations.recheck]: 'now', 'team.example/owner': 'a' };
+    forged.metadata = { ...forged.metadata, annotations: forgedAnnotations };
+    // Made with the gate already, and a forged verdict: no second gate, the verdict still goes.
+    const gatedAlready = labelledPod('gated-already-0', 'app', { schedulingGates: [{ name: schedulingGate }] });
+    gatedAlready.metadata = { ...gatedAlready.metadata, annotations: { [annotations.status]: 'Entitled' } };
+    for (const pod of [labelledPod('plain-0', 'app'), labelledPod('empty-gates-0', 'app', { schedulingGates: [] }), own, forged, gatedAlready]) await teamCreates(pod);
 
     expect((await readPod(core, ns, 'plain-0')).spec?.schedulingGates).toEqual([{ name: schedulingGate }]);
+    expect((await readPod(core, ns, 'empty-gates-0')).spec?.schedulingGates).toEqual([{ name: schedulingGate }]);
     expect((await readPod(core, ns, 'own-gates-0')).spec?.schedulingGates).toEqual([{ name: 'example.com/own' }, { name: schedulingGate }]);
     const stripped = await readPod(core, ns, 'forged-0');
     expect([gated(stripped), stripped.metadata?.annotations]).toEqual([true, { [annotations.recheck]: 'now', 'team.example/owner': 'a' }]);
+    const already = await readPod(core, ns, 'gated-already-0');
+    expect([already.spec?.schedulingGates, already.metadata?.annotations]).toEqual([[{ name: schedulingGate }], undefined]);
   });
 
   it('leaves unlabelled pods, and pods in the exempt namespaces, alone', async () => {
@@ -91,10 +100,12 @@ describe('the operator started with --admission=policy', () => {
   beforeAll(start);
 
   it('entitles the pods that waited: one RegisterUsage each, under the nonce of its uid, the gate removed', async () => {
-    const pods = await Promise.all(['plain-0', 'forged-0'].map(settled));
+    const pods = await Promise.all(['plain-0', 'empty-gates-0', 'forged-0', 'gated-already-0'].map(settled));
     expect(pods.map((p) => [p.metadata?.name, verdict(p), gated(p)])).toEqual([
       ['plain-0', 'Entitled', false],
+      ['empty-gates-0', 'Entitled', false],
       ['forged-0', 'Entitled', false],
+      ['gated-already-0', 'Entitled', false],
     ]);
     const nonceOf = await operatorNonces(core, operatorNamespace);
     const calls = fake.calls('RegisterUsage', 'ok').filter((c) => c.productCode === 'app-code');
@@ -142,8 +153,8 @@ describe('the operator scaled to 0 while pods are created', () => {
     expect(pods.filter((p) => verdict(p) !== 'Entitled' || gated(p))).toEqual([]);
     const status = await waitForPod('the product counts them', async () => {
       const product = await getProduct(custom, ns, 'app');
-      return product.status?.entitledPods === 23 ? product.status : undefined;
+      return product.status?.entitledPods === 25 ? product.status : undefined;
     });
-    expect(status).toMatchObject({ entitledPods: 23, pendingPods: 0 });
+    expect(status).toMatchObject({ entitledPods: 25, pendingPods: 0 });
   });
 });

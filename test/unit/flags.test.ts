@@ -10,10 +10,10 @@ describe('parseFlags', () => {
       '--kubeconfig', '/tmp/kc', '--webhook-port=9444', '--webhook-url', 'https://127.0.0.1:9444', '--leader-elect=false',
       '--region=eu-west-1', '--metering-endpoint=http://127.0.0.1:4566', '--sts-endpoint', 'http://127.0.0.1:4566',
       '--sts-regional-endpoint=legacy', '--timeout=2.5', '--close-connection', '--aws-profile=prod',
-      '--aws-credentials-secret=ops/aws-keys', '--anonymous=true', '--config=/etc/aws.yaml', '--admission=policy',
+      '--aws-credentials-secret=ops/aws-keys', '--anonymous=true', '--config=/etc/aws.yaml', '--admission=webhook',
     ]);
     expect(flags).toEqual({
-      admission: 'policy', kubeconfig: '/tmp/kc', webhookPort: 9444, webhookUrl: 'https://127.0.0.1:9444', metricsPort: 8080, healthPort: 8081, leaderElect: false,
+      admission: 'webhook', kubeconfig: '/tmp/kc', webhookPort: 9444, webhookUrl: 'https://127.0.0.1:9444', metricsPort: 8080, healthPort: 8081, leaderElect: false,
       region: 'eu-west-1', meteringEndpoint: 'http://127.0.0.1:4566', stsEndpoint: 'http://127.0.0.1:4566', stsRegionalEndpoint: 'legacy',
       timeout: 2.5, closeConnection: true, awsProfile: 'prod', awsCredentialsSecret: { namespace: 'ops', name: 'aws-keys' }, anonymous: true,
       config: '/etc/aws.yaml', help: false,
@@ -29,6 +29,7 @@ describe('parseFlags', () => {
     [['--timeout=0'], 'flag --timeout: "0" is not a positive number'],
     [['--leader-elect=maybe'], 'flag --leader-elect: "maybe" is not true or false'],
     [['--admission=mutating'], 'flag --admission: "mutating" is not webhook or policy'],
+    [['--admission=policy', '--webhook-url=https://127.0.0.1:9443'], 'flag --webhook-url: the policy admission mode (--admission=policy) serves no webhook'],
     [['--webhook-url=ftp://x'], 'flag --webhook-url: "ftp://x" is not an http(s) URL'],
     [['--metering-endpoint=not a url'], 'flag --metering-endpoint: "not a url" is not an http(s) URL'],
     [['--aws-credentials-secret=just-a-name'], 'flag --aws-credentials-secret: "just-a-name" is not NAMESPACE/NAME'],

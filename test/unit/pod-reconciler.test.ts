@@ -40,7 +40,7 @@ function harness() {
   const events = new EventRecorder(api, { controller: 'test', instance: 'test-0' }, log);
   const reports = new ProductReports();
   const requeued: string[] = [];
-  const reconciler = new PodReconciler({
+  const deps: ConstructorParameters<typeof PodReconciler>[0] = {
     client: api,
     pods,
     products,
@@ -55,7 +55,12 @@ function harness() {
     maxRecheckMs: 15 * 60_000,
     requeue: (key) => requeued.push(key),
     log,
-  });
+  };
+  let reconciler = new PodReconciler(deps);
+  /** A new process: the same cluster, key and AWS, nothing remembered. */
+  const restart = (): void => {
+    reconciler = new PodReconciler(deps);
+  };
   const product = (name: string, spec: Partial<MarketplaceProductSpec> = {}): MarketplaceProduct =>
     api.putProduct({
       apiVersion: 'marketplace.entitlements.io/v1alpha1',
@@ -78,7 +83,7 @@ function harness() {
     const sealed = sealedAnnotations(sealer, pod, { status: 'Entitled', reason: 'SignatureVerified', registeredAt: new Date(registeredAt).toISOString() });
     return api.putPod({ ...pod, metadata: { ...pod.metadata, annotations: sealed }, spec: { ...pod.spec, containers: pod.spec?.containers ?? [], schedulingGates: [] } });
   };
-  return { api, pods, sealer, reports, metrics, clock, requeued, product, reconcile, stored, believed, registrations, nonceOf, eventReasons, entitledPod, reconciler };
+  return { api, pods, productCache: products, sealer, reports, metrics, clock, requeued, product, reconcile, restart, stored, believed, registrations, nonceOf, eventReasons, entitledPod };
 }
 
 it('entitled: one RegisterUsage with the nonce of its uid, no write before it, a sealed verdict with the gate removed in one patch, the product told; again changes nothing', async () => {
@@ -159,11 +164,64 @@ it('a check again when due: the verdict goes, a fresh check id (so a fresh nonce
   expect(h.believed('shop/web-0')).toMatchObject({ status: 'NotEntitled', checks: { attempts: 2 } });
 });
 
+it('a retry after a crash is the same registration: the new process computes the same nonce from the pod', async () => {
+  const h = harness();
+  h.product('flaky');
+  h.api.putPod(gatedPod('shop', 'web-0', 'flaky'));
+  fake().setBehaviour('flaky-code', { error: 'InternalServiceErrorException' });
+  await expect(h.reconcile('shop/web-0')).rejects.toThrow();
+  h.restart();
+  fake().setBehaviour('flaky-code', {});
+  await h.reconcile('shop/web-0');
+  const nonces = new Set(fake().calls('RegisterUsage').filter((c) => c.productCode === 'flaky-code').map((c) => c.request.Nonce));
+  expect([...nonces]).toEqual([h.nonceOf('shop/web-0')]);
+  expect(h.believed('shop/web-0').status).toBe('Entitled');
+});
+
+it("a check again that a crash interrupted, and one whose product went meanwhile, keep their check id: the same nonce, never the first check's", async () => {
+  const h = harness();
+  const refused = h.product('refused');
+  h.api.putPod(gatedPod('shop', 'web-0', 'refused'));
+  const first = h.nonceOf('shop/web-0');
+  await h.reconcile('shop/web-0');
+  h.clock.advance(16 * 60_000);
+  await h.reconcile('shop/web-0'); // starts the check again: its check id is on the pod
+  const again = h.nonceOf('shop/web-0');
+  h.restart();
+  h.api.products.delete('shop/refused');
+  h.productCache.remove('shop/refused');
+  await h.reconcile('shop/web-0'); // ProductNotFound, the check id kept
+  expect(h.believed('shop/web-0')).toMatchObject({ status: 'NotEntitled', reason: 'ProductNotFound' });
+  expect(h.nonceOf('shop/web-0')).toBe(again);
+  h.api.putProduct(refused);
+  h.restart();
+  await h.reconcile('shop/web-0');
+  expect([h.registrations(first).length, h.registrations(again).length]).toEqual([1, 1]);
+});
+
+it('an entitled pod whose verdict was removed (the gate guard gone), seen by the next process: a fresh check id, not the nonce AWS already answered', async () => {
+  const h = harness();
+  h.product('app');
+  h.api.putPod(gatedPod('shop', 'web-0', 'app'));
+  const first = h.nonceOf('shop/web-0');
+  await h.reconcile('shop/web-0');
+  const entitled = h.stored('shop/web-0');
+  h.api.putPod({ ...entitled, metadata: { ...entitled.metadata, annotations: {} } });
+  h.restart();
+  await h.reconcile('shop/web-0'); // ungated, no verdict: starts over with a fresh check id
+  const fresh = h.nonceOf('shop/web-0');
+  expect(fresh).not.toBe(first);
+  await h.reconcile('shop/web-0');
+  expect([h.registrations(first).length, h.registrations(fresh).length, h.believed('shop/web-0').status]).toEqual([1, 1, 'Entitled']);
+});
+
 it('ungated without a verdict (someone removed the gate): reported, registered, and evicted once refused', async () => {
   const h = harness();
   h.product('refused');
   const pod = gatedPod('shop', 'web-0', 'refused');
   h.api.putPod({ ...pod, spec: { ...pod.spec, containers: pod.spec?.containers ?? [], schedulingGates: [] } });
+  await h.reconcile('shop/web-0'); // a fresh check id first: a check of it may have been answered before its gate went
+  expect(h.stored('shop/web-0').metadata?.annotations?.[annotations.check]).toBeDefined();
   await h.reconcile('shop/web-0');
   expect(h.eventReasons()).toEqual(['Ungated', 'NotEntitled']);
   await h.reconcile('shop/web-0');

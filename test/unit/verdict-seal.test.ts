@@ -1,6 +1,6 @@
 // The seal on a pod's verdict state, and the pod cache that believes only sealed ones: what a
 // namespace user who may patch pods (and read every annotation) can and cannot make of it.
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
 import { annotations, productLabel } from '../../src/api/marketplace-product.js';
 import { verdictStateOf, type VerdictState } from '../../src/api/pod-state.js';
@@ -58,6 +58,21 @@ describe('VerdictSeal', () => {
     ['a truncated seal', withAnnotations(sealedEntitled, { [annotations.seal]: sealOf(sealedEntitled).slice(0, 20) })],
   ])('refuses %s', (_what, forged) => {
     expect(seal.verifies(forged)).toBe(false);
+  });
+
+  it('still verifies a seal the release before check ids wrote (the same message without one), and seals a check id', () => {
+    const target = pod('u1');
+    const previous = JSON.stringify(['v1', 'u1', 'app', entitled.status, entitled.reason, entitled.registeredAt, null]);
+    const sealedBefore = withAnnotations(target, {
+      [annotations.status]: entitled.status ?? '',
+      [annotations.reason]: entitled.reason ?? '',
+      [annotations.registeredAt]: entitled.registeredAt ?? '',
+      [annotations.seal]: `v1.${createHmac('sha256', key).update(previous).digest('base64url')}`,
+    });
+    expect(seal.verifies(sealedBefore)).toBe(true);
+    const checking = written(target, { checks: { attempts: 2, product: '1/', pod: '' }, check: 'c1' });
+    expect(seal.verifies(checking)).toBe(true);
+    expect(seal.verifies(withAnnotations(checking, { [annotations.check]: 'c2' }))).toBe(false);
   });
 
   it('refuses a key shorter than 32 bytes', () => {

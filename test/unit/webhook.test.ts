@@ -1,10 +1,11 @@
 // The admission webhook over HTTPS: the gate mutation, and bad requests answered 400 while the
 // server keeps serving.
-import https from 'node:https';
+import tls from 'node:tls';
 import { createCertificateAuthority, issueCertificate } from '../../src/pki/certificates.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import { gatePatch } from '../../src/webhook/pod-gate.js';
 import { WebhookServer } from '../../src/webhook/server.js';
+import { postHttps } from '../support/https-post.js';
 
 const gate = 'marketplace.entitlements.io/entitlement';
 const label = { 'marketplace.entitlements.io/product': 'p' };
@@ -26,17 +27,7 @@ beforeAll(async () => {
 afterAll(async () => server.close());
 
 function post(body: string | Buffer, path = '/mutate-v1-pod'): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = https.request({ host: '127.0.0.1', port, path, method: 'POST', ca: caPem, headers: { 'content-type': 'application/json' } }, (res) => {
-      let text = '';
-      res.on('data', (c: Buffer) => (text += c.toString()));
-      res.on('end', () => {
-        resolve({ status: res.statusCode ?? 0, body: text });
-      });
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
+  return postHttps({ port, ca: caPem, path }, body);
 }
 
 const review = (object: unknown, extra: Record<string, unknown> = {}) =>
@@ -95,6 +86,9 @@ describe('WebhookServer', () => {
     ['no request', JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' }), /has no request/],
     ['no uid', JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { object: {} } }), /has no request\.uid/],
     ['an object that is a string', review('pod'), /request\.object is not an object/],
+    ['gates that are no list', review({ metadata: { labels: label }, spec: { schedulingGates: 'x' } }), /schedulingGates is not a list of \{name\}/],
+    ['labels that are no map of strings', review({ metadata: { labels: { 'marketplace.entitlements.io/product': 1 } }, spec: {} }), /metadata\.labels is not a map of strings/],
+    ['a spec that is a list', review({ metadata: { labels: label }, spec: [] }), /request\.object\.spec is not an object/],
     ['4 MB', Buffer.alloc(4 * 1024 * 1024, 'a'), /body larger than/],
   ])('answers %s with 400 and keeps serving', async (_name, body, message) => {
     const res = await post(body);
@@ -103,11 +97,33 @@ describe('WebhookServer', () => {
     expect((await post(review({ metadata: { labels: label }, spec: {} }))).status).toBe(200);
   });
 
+  it('gives up the body budget of clients that go away, waiting or reading, and keeps answering', async () => {
+    // Two clients that declare the largest body and send none: the first holds the budget, the
+    // second waits its turn. Both go away; a large request after them (one that fits the budget
+    // only if neither is still counted) is answered.
+    const declareAndStall = (): Promise<tls.TLSSocket> =>
+      new Promise((resolve) => {
+        const socket = tls.connect({ host: '127.0.0.1', port, ca: caPem }, () => {
+          socket.write(`POST /mutate-v1-pod HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${3 * 1024 * 1024}\r\n\r\n{`);
+          resolve(socket);
+        });
+      });
+    const holding = await declareAndStall();
+    const waiting = await declareAndStall();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    waiting.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    holding.destroy();
+    const large = review({ metadata: { labels: label, annotations: { 'team.example/blob': 'x'.repeat(1.5 * 1024 * 1024) } }, spec: {} });
+    const res = await post(large);
+    expect(res.status).toBe(200);
+  });
+
   it('answers other paths 404, and counts requests by outcome', async () => {
     expect((await post('{}', '/validate')).status).toBe(404);
     const text = await metrics.registry.getSingleMetricAsString('entitlement_webhook_requests_total');
     expect(text).toMatch(/outcome="gated"\} \d+/);
-    expect(text).toMatch(/outcome="bad_request"\} 7/);
+    expect(text).toMatch(/outcome="bad_request"\} 10/);
     expect(text).toMatch(/outcome="not_found"\} 1/);
   });
 });

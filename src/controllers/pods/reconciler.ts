@@ -120,7 +120,9 @@ export class PodReconciler {
   private async productNotFound(pod: CachedPod, state: VerdictState, log: Logger): Promise<undefined> {
     if (state.reason === 'ProductNotFound') return undefined;
     const productKey = productKeyOfPod(pod) ?? '';
-    if (!(await this.writeState(pod, { status: 'NotEntitled', reason: 'ProductNotFound', ...registeredAtOf(state) }, false))) return undefined;
+    // The check id stays: a check again under way when the product went is the same check when it is back (never the first's nonce again).
+    const next: VerdictState = { status: 'NotEntitled', reason: 'ProductNotFound', ...registeredAtOf(state), ...(state.check ? { check: state.check } : {}) };
+    if (!(await this.writeState(pod, next, false))) return undefined;
     await this.deps.events.pod(pod, 'Warning', 'NotEntitled', 'CheckEntitlement', `MarketplaceProduct ${productKey} not found; the pod stays gated until it exists`);
     this.deps.metrics.verdicts.inc({ verdict: 'NotEntitled', reason: 'ProductNotFound' });
     log.info('product not found, pod stays gated');
@@ -135,6 +137,10 @@ export class PodReconciler {
   private async registerAndRecord(pod: CachedPod, product: MarketplaceProduct, state: VerdictState, gated: boolean, signal: AbortSignal, log: Logger): Promise<undefined> {
     const uid = pod.metadata?.uid ?? '';
     const nonce = this.deps.sealer.nonces.of(uid, state.check);
+    // Running ungated with no verdict and no check id: its gate, or its verdict with it, was removed
+    // by someone else (the gate guard's binding deleted), and a check of it may have been answered
+    // before. A fresh check id, so never a nonce AWS already answered.
+    if (!gated && state.status === undefined && state.check === undefined) return this.startOver(pod, log);
     const podRef = {
       namespace: pod.metadata?.namespace ?? '',
       name: pod.metadata?.name ?? '',
@@ -226,7 +232,10 @@ export class PodReconciler {
     const key = product && this.deps.keyFingerprint(product);
     const ranUnderAudit = product?.spec.enforcement === 'Audit' && state.status === 'NotEntitled' && !isGated(pod);
     const checks: CheckRecord | undefined = state.checks && { ...state.checks, ...(key !== undefined && state.checks.key === undefined ? { key } : {}), ...(ranUnderAudit ? { ranUnderAudit: true as const } : {}) };
-    if (await this.writeState(pod, { ...state, ...(checks ? { checks } : {}) }, false)) log.info('sealed the verdict a release without seals wrote', { verdict: state.status ?? 'none' });
+    // A release without seals wrote no check id: one on the pod is someone else's, and not sealed.
+    const adopted: VerdictState = { ...state, ...(checks ? { checks } : {}) };
+    delete adopted.check;
+    if (await this.writeState(pod, adopted, false)) log.info('sealed the verdict a release without seals wrote', { verdict: state.status ?? 'none' });
     return undefined;
   }
 
