@@ -11,7 +11,7 @@ import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { annotations, productLabel } from '../../src/api/marketplace-product.js';
 import { runPlugin } from '../../src/cli/kubectl-marketplace.js';
 import { FakeAws } from '../fake-aws/server.js';
-import { binary } from '../support/testbin.js';
+import { binaries, binary } from '../support/testbin.js';
 import { KwokCluster } from '../support/kwok-cluster.js';
 import { installBundle, serviceAccountKubeconfig, startOperatorProcess } from '../support/operator.js';
 import path from 'node:path';
@@ -75,6 +75,7 @@ async function main(): Promise<void> {
   process.once('SIGTERM', once);
 
   say('finding or building the binaries the demo runs (etcd, kube-apiserver, controller-manager, scheduler, kubectl, kwok; a few minutes the first time, then cached)');
+  await binaries(['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubectl', 'kwok']);
   const kubectl = await binary('kubectl');
   say('starting a local cluster: etcd, kube-apiserver, controller-manager, scheduler, 2 kwok nodes');
   const cluster = await KwokCluster.start({ nodes: 2 });

@@ -12,21 +12,33 @@ const found = new Map<Binary, Promise<string>>();
 
 /** Path of a test binary. The first call for each in a process runs the build script, whose progress shows on stderr. */
 export async function binary(name: Binary): Promise<string> {
-  let dir = found.get(name);
-  if (!dir) found.set(name, (dir = runBuildScript(name)));
-  return path.join(await dir, name);
+  await binaries([name]);
+  return path.join(await (found.get(name) ?? Promise.reject(new Error(`no ${name}`))), name);
 }
 
-function runBuildScript(name: Binary): Promise<string> {
+/**
+ * Builds (or finds) these binaries with one run of the build script: one `go build` of all the
+ * Kubernetes commands among them compiles their shared packages in parallel.
+ */
+export async function binaries(names: readonly Binary[]): Promise<void> {
+  const missing = names.filter((name) => !found.has(name));
+  if (missing.length > 0) {
+    const dir = runBuildScript(missing);
+    for (const name of missing) found.set(name, dir);
+  }
+  await Promise.all(names.map((name) => found.get(name) ?? Promise.reject(new Error(`no build for ${name}`))));
+}
+
+function runBuildScript(names: readonly Binary[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(path.join(repoRoot, 'hack/build-test-binaries.sh'), [name], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(path.join(repoRoot, 'hack/build-test-binaries.sh'), names, { stdio: ['ignore', 'pipe', 'inherit'] });
     let stdout = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
     child.on('error', reject);
     child.on('exit', (code) => {
       const dir = stdout.trim().split('\n').pop();
       if (code === 0 && dir) resolve(dir);
-      else reject(new Error(`hack/build-test-binaries.sh ${name} exited with ${String(code)}`));
+      else reject(new Error(`hack/build-test-binaries.sh ${names.join(' ')} exited with ${String(code)}`));
     });
   });
 }
