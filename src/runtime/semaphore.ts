@@ -1,21 +1,59 @@
-// Bounds how many operations run at once (AWS calls from the reconciler).
+// Bounds what runs at once: a number of operations (the AWS calls of the reconciler), or their
+// weights (the bytes of the admission bodies being parsed). First come, first served; a task
+// heavier than the whole limit runs alone. A task whose signal aborts while it waits is dropped.
+interface Waiter {
+  weight: number;
+  start: () => void;
+}
+
 export class Semaphore {
-  private available: number;
-  private readonly waiters: (() => void)[] = [];
+  private used = 0;
+  private readonly waiting: Waiter[] = [];
 
-  constructor(limit: number) {
-    this.available = limit;
-  }
+  constructor(private readonly limit: number) {}
 
-  async run<T>(task: () => Promise<T>): Promise<T> {
-    if (this.available > 0) this.available--;
-    else await new Promise<void>((resolve) => this.waiters.push(resolve));
+  /** Runs `task` once its weight (default 1) fits; rejects without running it when `signal` aborts first. */
+  async run<T>(task: () => Promise<T>, options: { weight?: number; signal?: AbortSignal } = {}): Promise<T> {
+    const { weight = 1, signal } = options;
+    signal?.throwIfAborted();
+    // A waiter's weight is counted when it is started (startWaiting), before it resumes.
+    if (this.waiting.length > 0 || !this.fits(weight)) await this.turn(weight, signal);
+    else this.used += weight;
     try {
       return await task();
     } finally {
-      const next = this.waiters.shift();
-      if (next) next();
-      else this.available++;
+      this.used -= weight;
+      this.startWaiting();
+    }
+  }
+
+  private turn(weight: number, signal: AbortSignal | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const waiter = { weight, start: resolve };
+      this.waiting.push(waiter);
+      signal?.addEventListener(
+        'abort',
+        () => {
+          const index = this.waiting.indexOf(waiter);
+          if (index < 0) return; // started already
+          this.waiting.splice(index, 1);
+          this.startWaiting();
+          reject(signal.reason instanceof Error ? signal.reason : new Error('aborted while waiting its turn'));
+        },
+        { once: true },
+      );
+    });
+  }
+
+  private fits(weight: number): boolean {
+    return this.used === 0 || this.used + weight <= this.limit;
+  }
+
+  private startWaiting(): void {
+    for (let next = this.waiting[0]; next && this.fits(next.weight); next = this.waiting[0]) {
+      this.waiting.shift();
+      this.used += next.weight;
+      next.start();
     }
   }
 }

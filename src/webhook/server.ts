@@ -7,6 +7,7 @@
 import https from 'node:https';
 import type http from 'node:http';
 import { close, listen, readBody } from '../net/servers.js';
+import { Semaphore } from '../runtime/semaphore.js';
 import { admit, parseAdmissionReview } from './pod-gate.js';
 
 export const mutatePodPath = '/mutate-v1-pod';
@@ -24,7 +25,7 @@ export interface ServingCertificate {
 
 export class WebhookServer {
   private readonly server: https.Server;
-  private readonly budget = new ByteBudget(bodyBudgetBytes);
+  private readonly budget = new Semaphore(bodyBudgetBytes);
 
   /** `exempt`: the namespaces whose pods are never gated (api/names.ts exemptNamespaces). */
   constructor(
@@ -80,10 +81,13 @@ export class WebhookServer {
       gone.abort();
     });
     this.budget
-      .run(bytes, gone.signal, async () => {
-        const text = await readBody(req, maxBodyBytes);
-        this.respond(text, reply);
-      })
+      .run(
+        async () => {
+          const text = await readBody(req, maxBodyBytes);
+          this.respond(text, reply);
+        },
+        { weight: bytes, signal: gone.signal },
+      )
       .catch(() => {
         res.destroy();
       });
@@ -109,59 +113,5 @@ export class WebhookServer {
     }
     const response = admit(request, this.exempt);
     reply(200, { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response }, response.patch ? 'gated' : 'allowed');
-  }
-}
-
-/**
- * Runs tasks whose sizes add up to at most `limit` at once, in arrival order; one larger task
- * runs alone. A task whose `signal` aborts while it waits is dropped (and rejects).
- */
-class ByteBudget {
-  private inFlight = 0;
-  private readonly waiting: { bytes: number; start: () => void; signal: AbortSignal }[] = [];
-
-  constructor(private readonly limit: number) {}
-
-  async run(bytes: number, signal: AbortSignal, task: () => Promise<void>): Promise<void> {
-    signal.throwIfAborted();
-    if (this.waiting.length > 0 || !this.fits(bytes)) await this.turn(bytes, signal);
-    else this.inFlight += bytes;
-    try {
-      await task();
-    } finally {
-      this.inFlight -= bytes;
-      this.startWaiting();
-    }
-  }
-
-  /** Waits to be started by startWaiting, which counts the bytes before it resumes the task. */
-  private turn(bytes: number, signal: AbortSignal): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const waiter = { bytes, signal, start: resolve };
-      this.waiting.push(waiter);
-      signal.addEventListener(
-        'abort',
-        () => {
-          const index = this.waiting.indexOf(waiter);
-          if (index < 0) return; // started already
-          this.waiting.splice(index, 1);
-          this.startWaiting();
-          reject(new Error('the client went away while its request waited'));
-        },
-        { once: true },
-      );
-    });
-  }
-
-  private fits(bytes: number): boolean {
-    return this.inFlight === 0 || this.inFlight + bytes <= this.limit;
-  }
-
-  private startWaiting(): void {
-    for (let next = this.waiting[0]; next && this.fits(next.bytes); next = this.waiting[0]) {
-      this.waiting.shift();
-      this.inFlight += next.bytes;
-      next.start();
-    }
   }
 }

@@ -79,14 +79,12 @@ export class ServingCertificate implements Runnable {
 
   /** Someone else changed the CA bundle: serve what the Secret holds now, and publish it again. */
   private repair(): Promise<void> {
-    const load = this.loading.then(async () => {
+    return this.inTurn(async () => {
       await this.load(true);
       if (this.tls && (await this.deps.publishCa?.publish(this.tls.caPem))) this.deps.log.warn('the webhook configuration no longer trusted the webhook CA; put the CA bundle back', { configuration: this.deps.publishCa?.configuration });
-    });
-    this.loading = load.catch((error: unknown) => {
+    }).catch((error: unknown) => {
       this.deps.log.warn('could not put the webhook CA bundle back', { error: describeError(error) });
     });
-    return this.loading;
   }
 
   private refresh(): Promise<void> {
@@ -96,9 +94,14 @@ export class ServingCertificate implements Runnable {
   }
 
   private loadInTurn(): Promise<void> {
-    const load = this.loading.then(() => this.load());
-    this.loading = load.catch(() => undefined);
-    return load;
+    return this.inTurn(() => this.load());
+  }
+
+  /** Runs `step` after every step asked for before it (loads and repairs, one at a time). */
+  private inTurn(step: () => Promise<void>): Promise<void> {
+    const run = this.loading.then(step);
+    this.loading = run.catch(() => undefined);
+    return run;
   }
 
   /** `fresh`: read the Secret from the API server, not the watch's copy. */

@@ -216,9 +216,8 @@ export class PodReconciler {
    * pod used; nothing of its earlier state is kept.
    */
   private async startOver(pod: CachedPod, log: Logger): Promise<undefined> {
-    const state: VerdictState = { check: newCheckId() };
-    if (!(await this.patchPod(pod, this.deps.sealer.seal.annotate(pod, state), false))) return undefined;
-    this.remember(pod.metadata?.uid ?? '', { state, ...(pod.metadata?.resourceVersion ? { startedOverFrom: pod.metadata.resourceVersion } : {}) });
+    if (!(await this.writeState(pod, { check: newCheckId() }, false))) return undefined;
+    if (pod.metadata?.resourceVersion) this.remember(pod.metadata.uid ?? '', { startedOverFrom: pod.metadata.resourceVersion });
     log.info("checking the pod with AWS like a new one: its verdict was not the operator's");
     return undefined;
   }
