@@ -59,26 +59,28 @@ export interface ApiClient {
 }
 
 export class KubeClient implements ApiClient {
-  private readonly dispatcher: Dispatcher;
   /**
-   * For requests that may be abandoned (watches, deadlines): HTTP/1.1. On HTTP/2, undici 8.13
-   * leaves an abandoned stream on the session without an error listener, and closing the client
-   * later destroys it with an error nobody handles, which ends the process.
+   * HTTP/1.1 over a keep-alive pool (a connection per request in flight), not HTTP/2: measured
+   * against a real API server, a pod patch and an Event cost this client 20% less CPU over
+   * HTTP/1.1 (undici's HTTP/2 goes through node:http2), and the API server no more. HTTP/2 also
+   * left an abandoned stream (a watch stopped, a deadline) on the session without an error
+   * listener (undici 8.13), whose later destruction ended the process.
    */
-  private readonly abandonable: Dispatcher;
+  private readonly dispatcher: Dispatcher;
 
   constructor(private readonly config: ClientConfig) {
-    const connect = {
-      ...(config.ca !== undefined ? { ca: config.ca } : {}),
-      ...(config.cert !== undefined ? { cert: config.cert } : {}),
-      ...(config.key !== undefined ? { key: config.key } : {}),
-      ...(config.tlsServerName ? { servername: config.tlsServerName } : {}),
-      rejectUnauthorized: !config.insecureSkipTlsVerify,
-      keepAlive: true,
-      keepAliveInitialDelay: 30_000,
-    };
-    this.dispatcher = new Agent({ connect });
-    this.abandonable = new Agent({ connect, allowH2: false });
+    this.dispatcher = new Agent({
+      connect: {
+        ...(config.ca !== undefined ? { ca: config.ca } : {}),
+        ...(config.cert !== undefined ? { cert: config.cert } : {}),
+        ...(config.key !== undefined ? { key: config.key } : {}),
+        ...(config.tlsServerName ? { servername: config.tlsServerName } : {}),
+        rejectUnauthorized: !config.insecureSkipTlsVerify,
+        keepAlive: true,
+        keepAliveInitialDelay: 30_000,
+      },
+      allowH2: false,
+    });
   }
 
   /**
@@ -91,7 +93,7 @@ export class KubeClient implements ApiClient {
 
   /**
    * This client for leader work: once `guard` aborts (leadership lost), a request fails before it
-   * is sent. Not passed to the request itself, so requests keep the shared HTTP/2 connection.
+   * is sent; one already sent completes (a write the API server took is not left in doubt).
    */
   guardedBy(guard: AbortSignal): ApiClient {
     return {
@@ -110,7 +112,7 @@ export class KubeClient implements ApiClient {
   async send(method: Method, path: string, body?: unknown, contentType: string = contentTypes.json, signal?: AbortSignal): Promise<string> {
     const response = await request(`${this.config.server}${path}`, {
       method,
-      dispatcher: signal ? this.abandonable : this.dispatcher,
+      dispatcher: this.dispatcher,
       ...(signal ? { signal } : {}),
       headers: { ...(await this.headers()), ...(body === undefined ? {} : { 'content-type': contentType }) },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
@@ -128,7 +130,7 @@ export class KubeClient implements ApiClient {
   async watch(path: string, onEvent: WatchHandler, signal: AbortSignal, idleTimeoutMs = 60_000): Promise<void> {
     let response: Dispatcher.ResponseData;
     try {
-      response = await request(`${this.config.server}${path}`, { method: 'GET', dispatcher: this.abandonable, headers: await this.headers(), signal, bodyTimeout: idleTimeoutMs });
+      response = await request(`${this.config.server}${path}`, { method: 'GET', dispatcher: this.dispatcher, headers: await this.headers(), signal, bodyTimeout: idleTimeoutMs });
     } catch (error) {
       if (signal.aborted) return;
       throw error;
@@ -154,7 +156,7 @@ export class KubeClient implements ApiClient {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.dispatcher.close(), this.abandonable.close()]);
+    await this.dispatcher.close();
   }
 
   private async headers(): Promise<Record<string, string>> {
