@@ -49,6 +49,10 @@ e2e-cluster: node_modules ## The shipped image in a real single-node cluster (ro
 bench-cluster: node_modules ## Benchmark the operator at scale under the Deployment's memory limit (root; flags: ARGS=...).
 	npm run bench:cluster -- $(ARGS)
 
+.PHONY: bench-api-writes
+bench-api-writes: node_modules ## What each write of a gated pod costs the API server and etcd (flags: ARGS=...).
+	npm run bench:api-writes -- $(ARGS)
+
 .PHONY: score
 score: ## Score the rendered bundle with kube-score (built with the test binaries).
 	$$(hack/build-test-binaries.sh | tail -n 1)/kube-score score config/install.yaml

@@ -3,7 +3,7 @@
 // test process dies before that.
 import { execFile } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import https from 'node:https';
 import http from 'node:http';
 import os from 'node:os';
@@ -133,6 +133,24 @@ export class ControlPlane {
       const keep = process.env.KEEP_CONTROL_PLANE_DIR ? `kept in ${this.dir}` : 'set KEEP_CONTROL_PLANE_DIR=1 to keep it';
       throw new Error(`${error instanceof Error ? error.message : String(error)}\n--- ${proc.name} log (${keep}) ---\n${proc.logTail()}`);
     });
+  }
+
+  /**
+   * CPU seconds (user and system) the processes of this control plane have spent so far: etcd,
+   * the API server and whatever else it started, each a process group of its own.
+   */
+  async cpuSeconds(): Promise<number> {
+    const groups = new Set(this.processes.map((proc) => proc.pid).filter((pid) => pid !== undefined));
+    const ticksPerSecond = 100; // USER_HZ, 100 on every Linux this runs on
+    let ticks = 0;
+    for (const entry of await readdir('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+      // After "pid (comm) ": state, ppid, pgrp, ... utime is the 12th field after it, stime the 13th.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (groups.has(Number(fields[2]))) ticks += Number(fields[11]) + Number(fields[12]);
+    }
+    return ticks / ticksPerSecond;
   }
 
   /** Stops everything in reverse start order and removes the working directory. */
