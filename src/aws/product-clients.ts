@@ -1,7 +1,9 @@
 // The Metering clients behind a product's AWS calls: the identity its identity.mode names (the
-// pod's own, or the operator's), a client per identity and region, one bound on concurrent AWS
-// calls for the whole operator, and per-operation metrics. Registration and metering both call
-// AWS through here.
+// pod's own, or the operator's), a client per identity and region, a bound on concurrent AWS
+// calls for each operation, and per-operation metrics. Registration and metering both call AWS
+// through here, each in a lane of its own: at the hour's end thousands of MeterUsage records go
+// out (in Pod mode each with its TokenRequest and STS exchange), and a pod that starts then must
+// not wait behind them for its RegisterUsage.
 import type { MarketplaceMeteringClient } from '@aws-sdk/client-marketplace-metering';
 import type { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { AwsCredentialIdentityProvider } from '@smithy/types';
@@ -14,9 +16,12 @@ import type { Identities } from './identity.js';
 import type { PodRef } from './pod-identity.js';
 import type { AwsSettings } from './settings.js';
 
+/** The operations called through ProductClients, each with a concurrency bound of its own. */
+export type MeteringOperation = 'RegisterUsage' | 'MeterUsage';
+
 export class ProductClients {
   private readonly handler: NodeHttpHandler;
-  private readonly limit: Semaphore;
+  private readonly lanes: Record<MeteringOperation, Semaphore>;
   // Clients by credentials provider, then region; anonymous and default-chain ones by region.
   private readonly providerClients = new WeakMap<AwsCredentialIdentityProvider, Map<string, MarketplaceMeteringClient>>();
   private readonly sharedClients = new Map<string, MarketplaceMeteringClient>();
@@ -25,19 +30,20 @@ export class ProductClients {
     private readonly settings: AwsSettings,
     private readonly identities: Identities,
     private readonly metrics: Metrics,
-    awsConcurrency: number,
+    /** How many calls of each operation (with their identities) may be in flight at once. */
+    concurrency: Record<MeteringOperation, number>,
   ) {
     this.handler = createRequestHandler(settings);
-    this.limit = new Semaphore(awsConcurrency);
+    this.lanes = { RegisterUsage: new Semaphore(concurrency.RegisterUsage), MeterUsage: new Semaphore(concurrency.MeterUsage) };
   }
 
   /**
    * Runs `call` with the client of the product's identity for `pod` (the pod is needed in Pod
    * mode). Once `signal` aborts, a call still waiting its turn, or its identity, is not made.
    */
-  run<T>(product: MarketplaceProduct, pod: PodRef, operation: string, call: (client: MarketplaceMeteringClient) => Promise<T>, signal?: AbortSignal): Promise<T> {
+  run<T>(product: MarketplaceProduct, pod: PodRef, operation: MeteringOperation, call: (client: MarketplaceMeteringClient) => Promise<T>, signal?: AbortSignal): Promise<T> {
     const { spec } = product;
-    return this.limit.run(async () => {
+    return this.lanes[operation].run(async () => {
       signal?.throwIfAborted();
       const credentials = await this.timed('Identity', () => this.identities.forPod({ mode: spec.identity?.mode ?? 'Pod', ...(spec.identity?.roleArn ? { roleArn: spec.identity.roleArn } : {}) }, pod));
       // The identity's STS exchange is not aborted (it is short); what it was for is.

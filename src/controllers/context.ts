@@ -9,7 +9,7 @@ import { createStsClient } from '../aws/clients.js';
 import { baseCredentials } from '../aws/credentials.js';
 import { Identities } from '../aws/identity.js';
 import { PodIdentity } from '../aws/pod-identity.js';
-import { ProductClients } from '../aws/product-clients.js';
+import { ProductClients, type MeteringOperation } from '../aws/product-clients.js';
 import type { AwsSettings } from '../aws/settings.js';
 import type { Clock } from '../clock.js';
 import type { ApiClient, KubeClient } from '../kube/api.js';
@@ -29,7 +29,8 @@ export interface ControllerSettings {
   identity: string;
   /** Workers of the pods controller (the others have four each). */
   workers: number;
-  awsConcurrency: number;
+  /** AWS calls in flight at once, per operation (ProductClients: metering never takes a registration's turn). */
+  awsConcurrency: Record<MeteringOperation, number>;
   /** A product's status and ledger are written at most this often while its pods change. */
   statusIntervalMs: number;
   /** The longest wait between periodic checks of a NotEntitled pod. */

@@ -2,7 +2,7 @@
 import { createStsClient } from '../../src/aws/clients.js';
 import { Identities } from '../../src/aws/identity.js';
 import { PodIdentity } from '../../src/aws/pod-identity.js';
-import { ProductClients } from '../../src/aws/product-clients.js';
+import { ProductClients, type MeteringOperation } from '../../src/aws/product-clients.js';
 import { resolveAwsSettings, type AwsSettings } from '../../src/aws/settings.js';
 import type { ApiClient } from '../../src/kube/api.js';
 import type { Metrics } from '../../src/observability/metrics.js';
@@ -28,10 +28,10 @@ export function fakeAwsForSuite(options: FakeAwsOptions | (() => FakeAwsOptions)
  * The operator's AWS clients (ProductClients) against the fake: its own identity the fake's
  * static credentials, a pod's through TokenRequests to `api`.
  */
-export function fakeProductClients(fake: FakeAws, api: ApiClient, metrics: Metrics): ProductClients {
+export function fakeProductClients(fake: FakeAws, api: ApiClient, metrics: Metrics, concurrency: Record<MeteringOperation, number> = { RegisterUsage: 4, MeterUsage: 4 }): ProductClients {
   const settings = fakeSettings(fake);
   const identities = new Identities(fakeCredentials, createStsClient(settings, fakeCredentials), new PodIdentity(api, createStsClient(settings, 'anonymous')));
-  return new ProductClients(settings, identities, metrics, 4);
+  return new ProductClients(settings, identities, metrics, concurrency);
 }
 
 /** Settings that send Metering and STS calls to the fake, ignoring the machine's environment. */
