@@ -4,16 +4,18 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { productLabel, type MarketplaceProduct } from '../../src/api/marketplace-product.js';
 import { productKeyOfPod } from '../../src/api/pod-state.js';
 import type { Clock } from '../../src/clock.js';
-import { hourMs } from '../../src/controllers/metering/ledger.js';
+import { hourMs, hourStart } from '../../src/controllers/metering/ledger.js';
 import { LedgerStore } from '../../src/controllers/metering/ledger-store.js';
-import { MeteringReconciler } from '../../src/controllers/metering/reconciler.js';
+import { clientToken, MeteringReconciler } from '../../src/controllers/metering/reconciler.js';
 import { ProductReports } from '../../src/controllers/product-reports.js';
 import { ProductStatusReconciler } from '../../src/controllers/products/reconciler.js';
+import { createMeteringClient } from '../../src/aws/clients.js';
+import { meterUsage } from '../../src/aws/metering-operations.js';
 import { EventRecorder } from '../../src/kube/events.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import { podCache, type CachedPod } from '../../src/verdicts/pod-cache.js';
-import { fakeAwsForSuite, fakeProductClients } from '../support/fake-aws.js';
+import { fakeAwsForSuite, fakeCredentials, fakeProductClients, fakeSettings } from '../support/fake-aws.js';
 import { MemoryApi, MemoryCache } from '../support/memory.js';
 import { sealedAnnotations, testSealer } from '../support/seals.js';
 
@@ -115,7 +117,7 @@ describe('MeteringReconciler', () => {
       clock,
       log,
     });
-    return { ...w, reconciler, advance: (ms: number) => (now += ms) };
+    return { ...w, reconciler, metrics, advance: (ms: number) => (now += ms) };
   }
 
   it('observes pods into the ledger (written ahead), reports the hour once it closes, exactly once, and says so', async () => {
@@ -136,6 +138,32 @@ describe('MeteringReconciler', () => {
 
     await m.reconciler.reconcile('shop/metered', signal);
     expect(fake().calls('MeterUsage').filter((c) => c.productCode === 'metered-code')).toHaveLength(1);
+  });
+
+  it('a record AWS already holds with other parameters under its ClientToken (IdempotencyConflictException) is done: reported once, never resent, later hours not held back', async () => {
+    const m = metering();
+    product(m.api, 'conflicted', true);
+    pod(m.api, 'a', 'conflicted', 'Entitled', new Date(hour * hourMs + 60_000));
+    await m.reconciler.reconcile('shop/conflicted', signal);
+    // What was sent for the hour under the same token before, with another quantity (an earlier release, a changed ledger).
+    const token = clientToken('conflicted-uid', { hour, dimension: 'pods', quantity: 1, caller: { kind: 'operator' } });
+    await meterUsage(createMeteringClient(fakeSettings(fake()), fakeCredentials), { productCode: 'conflicted-code', timestamp: hourStart(hour), usageDimension: 'pods', usageQuantity: 7, clientToken: token });
+
+    m.advance(hourMs);
+    await m.reconciler.reconcile('shop/conflicted', signal);
+    const calls = () => fake().calls('MeterUsage').filter((c) => c.productCode === 'conflicted-code');
+    expect(calls().map((c) => [c.request.UsageQuantity, c.errorCode])).toEqual([[7, undefined], [1, 'IdempotencyConflictException']]);
+    expect(m.reports.metering('shop/conflicted')).toMatchObject({ lastReportedHour: hourStart(hour).toISOString().replace('.000', ''), condition: { reason: 'UsageReported' } });
+    const conflictEvents = () => m.api.made('POST', /\/events$/).filter((body) => JSON.stringify(body).includes('UsageConflict'));
+    expect(conflictEvents()).toHaveLength(1);
+    expect(JSON.stringify(conflictEvents()[0])).toContain('IdempotencyConflictException');
+    expect((await m.metrics.meteringRecords.get()).values.find((v) => v.labels.outcome === 'conflict')?.value).toBe(1);
+
+    await m.reconciler.reconcile('shop/conflicted', signal);
+    m.advance(hourMs);
+    await m.reconciler.reconcile('shop/conflicted', signal);
+    expect(calls().map((c) => [c.request.UsageQuantity, c.errorCode])).toEqual([[7, undefined], [1, 'IdempotencyConflictException'], [1, undefined]]);
+    expect(conflictEvents()).toHaveLength(1);
   });
 
   it('leadership lost while an hour is being reported: the reconcile gives up, no ReportFailing, no Event', async () => {

@@ -135,6 +135,7 @@ export class MeteringReconciler {
     if (!withinWindow(hour, this.deps.clock.now())) return { kind: 'lost', records: records.length };
     const accepted = this.accepted.get(`${ledger.productUid}|${hour}`) ?? new Set<string>();
     this.accepted.set(`${ledger.productUid}|${hour}`, accepted);
+    const conflicts: UsageRecordPlan[] = [];
     const results = await Promise.all(
       records.map(async (record): Promise<string | undefined> => {
         const token = clientToken(ledger.productUid, record);
@@ -157,6 +158,14 @@ export class MeteringReconciler {
             this.deps.metrics.meteringRecords.inc({ outcome: 'duplicate' });
             return undefined;
           }
+          if (error instanceof AwsCallError && error.code === 'IdempotencyConflictException') {
+            // AWS holds a record under this token with other parameters, and bills that one: no
+            // resend can change it, so the record is done, and the difference is reported.
+            accepted.add(token);
+            conflicts.push(record);
+            this.deps.metrics.meteringRecords.inc({ outcome: 'conflict' });
+            return undefined;
+          }
           this.deps.metrics.meteringRecords.inc({ outcome: 'failed' });
           return error instanceof Error ? error.message : String(error);
         }
@@ -164,6 +173,7 @@ export class MeteringReconciler {
     );
     // Leadership lost: no verdict on the hour (the next leader reports it), and no ReportFailing.
     signal.throwIfAborted();
+    if (conflicts.length > 0) await this.reportConflicts(product, hour, conflicts, log);
     const failures = results.filter((failure) => failure !== undefined);
     if (failures.length === 0) return { kind: 'reported' };
     // AWS says the hour is past its window (our clock may differ a little from AWS's): lost.
@@ -172,6 +182,15 @@ export class MeteringReconciler {
     }
     log.warn('usage report failed; will retry', { hour: iso(hour), failed: failures.length, error: failures[0] });
     return { kind: 'failed', message: `${failures.length} of ${records.length} records failed: ${failures[0] ?? ''}` };
+  }
+
+  /** One Warning Event per hour whose records AWS already held with other quantities. */
+  private async reportConflicts(product: MarketplaceProduct, hour: number, conflicts: readonly UsageRecordPlan[], log: Logger): Promise<void> {
+    const [first] = conflicts;
+    if (!first) return;
+    const which = `${conflicts.length} record${conflicts.length === 1 ? '' : 's'} of hour ${iso(hour)} (first: ${first.dimension} = ${first.quantity})`;
+    log.error('AWS holds other usage under these records\' ClientTokens; it bills what it holds', { hour: iso(hour), records: conflicts.length });
+    await this.deps.events.record(productSubject(product), 'Warning', 'UsageConflict', 'MeterUsage', `${which}: AWS answered IdempotencyConflictException, it already holds a record under the same ClientToken with other parameters and bills that one; the hour is not sent again`);
   }
 
   private callerRef(product: MarketplaceProduct, record: UsageRecordPlan): PodRef {
