@@ -149,6 +149,34 @@ describe('usage ledger', () => {
     expect(tokens.every((t) => t.length <= 64)).toBe(true);
   });
 
+  it('a pod that stops counting and counts again (revoked, then entitled again) is metered for each span it counted; its ranges are stored and pruned', () => {
+    let ledger = observePods(newLedger('product-uid', hour), [pod('a'), pod('b'), pod('c')], hour);
+    // Hour +1: b revoked, c with it; hour +2: c entitled again; hour +3: b entitled again (new registrations).
+    ledger = observePods(ledger, [pod('a'), pod('b', { verdict: 'NotEntitled' }), pod('c', { verdict: 'NotEntitled' })], hour + 1);
+    ledger = observePods(ledger, [pod('a'), pod('b', { verdict: 'NotEntitled' }), pod('c', { registeredHour: hour + 2 })], hour + 2);
+    ledger = observePods(ledger, [pod('a'), pod('b', { registeredHour: hour + 3 }), pod('c', { registeredHour: hour + 2 })], hour + 3);
+    ledger = observePods(ledger, [pod('a'), pod('b', { registeredHour: hour + 3 }), pod('c', { registeredHour: hour + 2 })], hour + 4);
+    const counted = (h: number) => recordsOf(ledger, product('Operator'), h)[0]?.quantity;
+    expect([0, 1, 2, 3, 4].map((i) => counted(hour + i))).toEqual([3, 1, 2, 3, 3]);
+    expect(ledger.pods['uid-b']).toMatchObject({ from: hour + 3, earlier: [[hour, hour]] });
+    expect(ledger.pods['uid-c']).toMatchObject({ from: hour + 2, earlier: [[hour, hour]] });
+    // In Pod mode each span is b's own records.
+    const ofB = (h: number) => recordsOf(ledger, product('Pod'), h).filter((r) => r.caller.kind === 'pod' && r.caller.name === 'b').length;
+    expect([0, 1, 2, 3, 4].map((i) => ofB(hour + i))).toEqual([3, 0, 0, 3, 3]);
+    expect(decodeLedger(encodeLedger(ledger))).toEqual(ledger);
+    // Once the hour of the earlier span is done, the span goes; the pod stays for its open one.
+    ledger = completeHour(ledger, hour, 'reported');
+    expect(ledger.pods['uid-b']).toEqual({ name: 'b', serviceAccount: 'app', from: hour + 3, usage: { vCPU: 1, MemoryGiB: 1 } });
+  });
+
+  it('a pod counting again in the hour after its range ended goes on in the same range', () => {
+    let ledger = observePods(newLedger('product-uid', hour), [pod('a')], hour);
+    ledger = observePods(ledger, [], hour + 1); // gone from the list for a moment (a relist), counted through hour
+    ledger = observePods(ledger, [pod('a')], hour + 1);
+    expect(ledger.pods['uid-a']).toEqual({ name: 'a', serviceAccount: 'app', from: hour, usage: { vCPU: 1, MemoryGiB: 1 } });
+    expect([hour, hour + 1].map((h) => recordsOf(ledger, product('Operator'), h)[0]?.quantity)).toEqual([1, 1]);
+  });
+
   it('reports closed hours in order, drops pods whose hours are done, and keeps lost hours', () => {
     let ledger = observePods(newLedger('product-uid', hour), [pod('a'), pod('b')], hour);
     ledger = observePods(ledger, [pod('a')], hour + 2);

@@ -15,17 +15,20 @@ const dataKey = 'ledger.json';
 const labels = { 'app.kubernetes.io/name': 'entitlement-operator', 'app.kubernetes.io/component': 'usage-ledger' };
 
 /**
- * A pod as stored: [from, to or null, vCPU, MemoryGiB, name, serviceAccount?]. About 100 bytes
- * with its uid and a Deployment pod's name, so a ConfigMap (1 MiB) holds some 10,000 pods of one
- * product.
+ * A pod as stored: [from, to or null, vCPU, MemoryGiB, name, serviceAccount?, earlier ranges?]
+ * (the earlier ranges flat: from, to, from, to, ...). About 100 bytes with its uid and a
+ * Deployment pod's name, so a ConfigMap (1 MiB) holds some 10,000 pods of one product.
  */
-type StoredPod = [number, number | null, number, number, string, string?];
+type StoredPod = [number, number | null, number, number, string, string?, number[]?];
 type StoredLedger = Omit<Ledger, 'pods'> & { pods: Record<string, StoredPod> };
 
 export function encodeLedger(ledger: Ledger): string {
   const pods: Record<string, StoredPod> = {};
   for (const [uid, p] of Object.entries(ledger.pods)) {
-    pods[uid] = p.serviceAccount && p.serviceAccount !== 'default' ? [p.from, p.to ?? null, p.usage.vCPU, p.usage.MemoryGiB, p.name, p.serviceAccount] : [p.from, p.to ?? null, p.usage.vCPU, p.usage.MemoryGiB, p.name];
+    const stored: StoredPod = [p.from, p.to ?? null, p.usage.vCPU, p.usage.MemoryGiB, p.name];
+    if ((p.serviceAccount && p.serviceAccount !== 'default') || p.earlier) stored.push(p.serviceAccount ?? 'default');
+    if (p.earlier) stored.push(p.earlier.flat());
+    pods[uid] = stored;
   }
   return JSON.stringify({ ...ledger, pods } satisfies StoredLedger);
 }
@@ -34,10 +37,17 @@ export function decodeLedger(text: string): Ledger | undefined {
   const stored = JSON.parse(text) as StoredLedger | null;
   if (!stored || typeof stored.productUid !== 'string' || typeof stored.pods !== 'object') return undefined;
   const pods: Record<string, LedgerPod> = {};
-  for (const [uid, [from, to, vCPU, MemoryGiB, name, serviceAccount]] of Object.entries(stored.pods)) {
-    pods[uid] = { name, serviceAccount: serviceAccount ?? 'default', from, ...(to === null ? {} : { to }), usage: { vCPU, MemoryGiB } };
+  for (const [uid, [from, to, vCPU, MemoryGiB, name, serviceAccount, earlier]] of Object.entries(stored.pods)) {
+    const ranges = earlier && earlier.length > 0 ? { earlier: pairs(earlier) } : {};
+    pods[uid] = { name, serviceAccount: serviceAccount ?? 'default', from, ...(to === null ? {} : { to }), ...ranges, usage: { vCPU, MemoryGiB } };
   }
   return { ...stored, pods };
+}
+
+function pairs(flat: readonly number[]): [number, number][] {
+  const ranges: [number, number][] = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) ranges.push([flat[i] ?? 0, flat[i + 1] ?? 0]);
+  return ranges;
 }
 
 export function ledgerName(productUid: string): string {

@@ -2,9 +2,10 @@
 // Kept in the cluster (see ledger-store.ts), so a restart or a failover neither loses nor repeats
 // an hour. Pure functions here: observing pods, the records of an hour, progress.
 //
-// A pod counts for an hour when it was entitled and running at any time in it. A pod runs once,
-// so the hours it counts for are one range: `from` (the hour it was first seen counting) to `to`
-// (the last), or, while it still counts, to the ledger's `observedThrough`. An hour is written
+// A pod counts for an hour when it was entitled and running at any time in it. The hours it counts
+// for are a range: `from` (the hour it was first seen counting) to `to` (the last), or, while it
+// still counts, to the ledger's `observedThrough`; a pod that stops counting and counts again
+// (revoked, then entitled again) keeps its earlier ranges beside the new one. An hour is written
 // here as soon as it is seen, before the pod can end: what a deleted pod contributed is already
 // recorded when it goes.
 import type { V1Pod } from '@kubernetes/client-node';
@@ -34,6 +35,8 @@ export interface LedgerPod {
   from: number;
   /** The last hour it counted for; absent while it still counts. */
   to?: number;
+  /** Ranges [from, to] it counted for before `from`, oldest first: it stopped counting and counted again. */
+  earlier?: [number, number][];
   usage: PodUsage;
 }
 
@@ -79,7 +82,13 @@ export function observePods(ledger: Ledger, pods: readonly V1Pod[], hour: number
     if (entry && entry.to === undefined && verdictOf(pod) === undefined && pod.status?.phase === 'Running') counting.add(uid);
     if (!podCounts(pod)) continue;
     counting.add(uid);
-    if (next[uid]) continue;
+    if (entry) {
+      if (entry.to !== undefined) {
+        next[uid] = reopened(entry, hour);
+        changed = true;
+      }
+      continue;
+    }
     const registeredAt = Date.parse(pod.metadata?.annotations?.[annotations.registeredAt] ?? '');
     const from = Number.isFinite(registeredAt) ? Math.min(hour, Math.max(ledger.startHour, hourOf(registeredAt))) : hour;
     next[uid] = {
@@ -99,6 +108,16 @@ export function observePods(ledger: Ledger, pods: readonly V1Pod[], hour: number
   return changed ? { ...ledger, observedThrough: hour, pods: next } : ledger;
 }
 
+/**
+ * A pod counting again at `hour` after its range ended: the range goes on when it ended in the
+ * hour before or in this one; otherwise it is kept as an earlier range, and a new one starts.
+ */
+function reopened(entry: LedgerPod, hour: number): LedgerPod {
+  const { to, ...open } = entry;
+  if (to === undefined || to >= hour - 1) return open;
+  return { ...open, from: hour, earlier: [...(entry.earlier ?? []), [entry.from, to]] };
+}
+
 /** A record of one caller, dimension and hour. */
 export interface UsageRecordPlan {
   hour: number;
@@ -109,7 +128,8 @@ export interface UsageRecordPlan {
 }
 
 function countsIn(entry: LedgerPod, hour: number, ledger: Ledger): boolean {
-  return entry.from <= hour && hour <= (entry.to ?? ledger.observedThrough);
+  if (entry.from <= hour && hour <= (entry.to ?? ledger.observedThrough)) return true;
+  return entry.earlier?.some(([from, to]) => from <= hour && hour <= to) ?? false;
 }
 
 /**
@@ -161,14 +181,25 @@ export function withinWindow(hour: number, nowMs: number): boolean {
   return nowMs < (hour + reportWindowHours) * hourMs;
 }
 
-/** The ledger once `hour` is reported (or lost): pods whose hours are all done leave it. */
+/** The ledger once `hour` is reported (or lost): pods whose hours are all done leave it, and so do ranges that are done. */
 export function completeHour(ledger: Ledger, hour: number, outcome: 'reported' | 'lost'): Ledger {
   const nextHour = hour + 1;
-  const pods = Object.fromEntries(Object.entries(ledger.pods).filter(([, entry]) => entry.to === undefined || entry.to >= nextHour));
+  const pods = Object.fromEntries(
+    Object.entries(ledger.pods)
+      .filter(([, entry]) => entry.to === undefined || entry.to >= nextHour)
+      .map(([uid, entry]) => [uid, withoutDoneRanges(entry, nextHour)] as const),
+  );
   return {
     ...ledger,
     nextHour,
     pods,
     ...(outcome === 'reported' ? { lastReportedHour: hour } : { lostHours: [...ledger.lostHours, hour].slice(-lostHoursKept) }),
   };
+}
+
+function withoutDoneRanges(entry: LedgerPod, nextHour: number): LedgerPod {
+  if (!entry.earlier) return entry;
+  const { earlier, ...rest } = entry;
+  const open = earlier.filter(([, to]) => to >= nextHour);
+  return open.length > 0 ? { ...rest, earlier: open } : rest;
 }
