@@ -26,10 +26,11 @@ export interface RunningOperator {
 }
 
 /**
- * Tuning that is no flag: workers and bounds. Metering has a lane of its own, and a narrower one:
- * an hour's records go out over minutes, a pod's registration is on its start path.
+ * Tuning that is no flag: workers and bounds. Metering has a lane of its own beside the
+ * registrations' (an hour's records must not hold back a starting pod), as wide: in Pod mode an
+ * hour of a large product is tens of thousands of calls, shared by every product.
  */
-const tuning = { workers: 32, awsConcurrency: { RegisterUsage: 16, MeterUsage: 4 }, statusIntervalMs: 1_000, shutdownGraceMs: 20_000 };
+const tuning = { workers: 32, awsConcurrency: { RegisterUsage: 16, MeterUsage: 16 }, statusIntervalMs: 1_000, shutdownGraceMs: 20_000 };
 
 /** Starts the operator. Rejects with StartAborted when `signal` aborts first (what started is stopped again), and with the cause when a part cannot start. */
 export async function startOperator(flags: OperatorFlags, aws: AwsSettings, env: OperatorEnvironment, log: Logger, signal: AbortSignal): Promise<RunningOperator> {

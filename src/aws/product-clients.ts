@@ -39,7 +39,8 @@ export class ProductClients {
 
   /**
    * Runs `call` with the client of the product's identity for `pod` (the pod is needed in Pod
-   * mode). Once `signal` aborts, a call still waiting its turn, or its identity, is not made.
+   * mode). Once `signal` aborts, a call still waiting its turn leaves its lane at once, and one
+   * waiting for its identity is not made.
    */
   run<T>(product: MarketplaceProduct, pod: PodRef, operation: MeteringOperation, call: (client: MarketplaceMeteringClient) => Promise<T>, signal?: AbortSignal): Promise<T> {
     const { spec } = product;
@@ -50,7 +51,7 @@ export class ProductClients {
       signal?.throwIfAborted();
       const client = this.client(credentials, spec.region ?? this.settings.region);
       return this.timed(operation, () => call(client));
-    });
+    }, signal ? { signal } : {});
   }
 
   /**

@@ -37,7 +37,23 @@ export async function freePort(): Promise<number> {
     handedOut.add(port);
     return port;
   }
-  throw new Error(`no free TCP port between ${pickFrom} and ${pickBelow}`);
+  // An ephemeral range that leaves nothing below it (1024-65535): what the kernel hands out.
+  return anyPort();
+}
+
+function anyPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, () => {
+      const address = server.address();
+      server.close(() => {
+        if (address && typeof address === 'object') resolve(address.port);
+        else reject(new Error('no port assigned'));
+      });
+    });
+  });
 }
 
 /** Thrown by a check to stop waiting at once (the thing waited for can no longer happen). */

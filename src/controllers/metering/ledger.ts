@@ -82,15 +82,15 @@ export function observePods(ledger: Ledger, pods: readonly V1Pod[], hour: number
     if (entry && entry.to === undefined && verdictOf(pod) === undefined && pod.status?.phase === 'Running') counting.add(uid);
     if (!podCounts(pod)) continue;
     counting.add(uid);
+    const registeredAt = Date.parse(pod.metadata?.annotations?.[annotations.registeredAt] ?? '');
+    const from = Number.isFinite(registeredAt) ? Math.min(hour, Math.max(ledger.startHour, hourOf(registeredAt))) : hour;
     if (entry) {
       if (entry.to !== undefined) {
-        next[uid] = reopened(entry, hour);
+        next[uid] = reopened(entry, from);
         changed = true;
       }
       continue;
     }
-    const registeredAt = Date.parse(pod.metadata?.annotations?.[annotations.registeredAt] ?? '');
-    const from = Number.isFinite(registeredAt) ? Math.min(hour, Math.max(ledger.startHour, hourOf(registeredAt))) : hour;
     next[uid] = {
       name: pod.metadata?.name ?? '',
       ...(pod.spec?.serviceAccountName ? { serviceAccount: pod.spec.serviceAccountName } : {}),
@@ -109,13 +109,14 @@ export function observePods(ledger: Ledger, pods: readonly V1Pod[], hour: number
 }
 
 /**
- * A pod counting again at `hour` after its range ended: the range goes on when it ended in the
- * hour before or in this one; otherwise it is kept as an earlier range, and a new one starts.
+ * A pod counting again after its range ended, from the hour it was registered again (`from`, no
+ * later than now): the range goes on when that is the hour it ended in or the next; otherwise
+ * it is kept as an earlier range, and a new one starts (never before the old one's end).
  */
-function reopened(entry: LedgerPod, hour: number): LedgerPod {
+function reopened(entry: LedgerPod, from: number): LedgerPod {
   const { to, ...open } = entry;
-  if (to === undefined || to >= hour - 1) return open;
-  return { ...open, from: hour, earlier: [...(entry.earlier ?? []), [entry.from, to]] };
+  if (to === undefined || from <= to + 1) return open;
+  return { ...open, from, earlier: [...(entry.earlier ?? []), [entry.from, to]] };
 }
 
 /** A record of one caller, dimension and hour. */
