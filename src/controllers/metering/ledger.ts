@@ -82,13 +82,11 @@ export function observePods(ledger: Ledger, pods: readonly V1Pod[], hour: number
     if (entry && entry.to === undefined && verdictOf(pod) === undefined && pod.status?.phase === 'Running') counting.add(uid);
     if (!podCounts(pod)) continue;
     counting.add(uid);
-    const registeredAt = Date.parse(pod.metadata?.annotations?.[annotations.registeredAt] ?? '');
-    const from = Number.isFinite(registeredAt) ? Math.min(hour, Math.max(ledger.startHour, hourOf(registeredAt))) : hour;
+    if (entry && entry.to === undefined) continue; // counting on in its open range
+    const from = registeredFrom(pod, ledger, hour);
+    changed = true;
     if (entry) {
-      if (entry.to !== undefined) {
-        next[uid] = reopened(entry, from);
-        changed = true;
-      }
+      next[uid] = reopened(entry, from);
       continue;
     }
     next[uid] = {
@@ -97,7 +95,6 @@ export function observePods(ledger: Ledger, pods: readonly V1Pod[], hour: number
       from,
       usage: usageOf(podRequests(pod)),
     };
-    changed = true;
   }
   for (const [uid, entry] of Object.entries(next)) {
     if (entry.to !== undefined || counting.has(uid)) continue;
@@ -106,6 +103,12 @@ export function observePods(ledger: Ledger, pods: readonly V1Pod[], hour: number
     changed = true;
   }
   return changed ? { ...ledger, observedThrough: hour, pods: next } : ledger;
+}
+
+/** The hour a counting pod's range starts: the hour it was registered, no earlier than the ledger and no later than now. */
+function registeredFrom(pod: V1Pod, ledger: Ledger, hour: number): number {
+  const registeredAt = Date.parse(pod.metadata?.annotations?.[annotations.registeredAt] ?? '');
+  return Number.isFinite(registeredAt) ? Math.min(hour, Math.max(ledger.startHour, hourOf(registeredAt))) : hour;
 }
 
 /**
