@@ -173,7 +173,7 @@ export class MeteringReconciler {
     );
     // Leadership lost: no verdict on the hour (the next leader reports it), and no ReportFailing.
     signal.throwIfAborted();
-    if (conflicts.length > 0) await this.reportConflicts(product, hour, conflicts, log);
+    await this.reportConflicts(product, hour, conflicts, log);
     const failures = results.filter((failure) => failure !== undefined);
     if (failures.length === 0) return { kind: 'reported' };
     // AWS says the hour is past its window (our clock may differ a little from AWS's): lost.
@@ -184,7 +184,7 @@ export class MeteringReconciler {
     return { kind: 'failed', message: `${failures.length} of ${records.length} records failed: ${failures[0] ?? ''}` };
   }
 
-  /** One Warning Event per hour whose records AWS already held with other quantities. */
+  /** One Warning Event per hour whose records AWS already held with other quantities (none when there were no conflicts). */
   private async reportConflicts(product: MarketplaceProduct, hour: number, conflicts: readonly UsageRecordPlan[], log: Logger): Promise<void> {
     const [first] = conflicts;
     if (!first) return;
