@@ -84,7 +84,8 @@ async function registrations(pods: V1Pod[], productCode: string): Promise<{ pod:
 
 it('SIGKILL in the middle of a 200-pod burst: after a restart every pod gets a verdict, none is registered again after a success', async () => {
   const namespace = 'crash';
-  await slowProduct(namespace, 'crash', 40);
+  // Slow enough (16 calls in flight → 64 verdicts/s) that the kill lands mid-burst even on a fast run.
+  await slowProduct(namespace, 'crash', 250);
   const port = await freePort();
   const first = await start({ name: 'crashy', webhookPort: port, env: fastLease });
   await createPods(namespace, 'crash', 200);
