@@ -35,6 +35,13 @@ export interface PodRef {
 /** No role to assume, or no token for the pod's ServiceAccount: condition reason IdentityUnavailable. */
 export class IdentityUnavailableError extends Error {
   override name = 'IdentityUnavailableError';
+  constructor(
+    message: string,
+    /** The API server's answer, when it refused a read or a TokenRequest. */
+    readonly httpStatus?: number,
+  ) {
+    super(message);
+  }
 }
 
 export class PodIdentity {
@@ -92,7 +99,7 @@ export class PodIdentity {
       if (role) return role;
     } catch (error) {
       if (!(error instanceof ApiError) || error.code >= 500) throw error;
-      throw new IdentityUnavailableError(`cannot read ServiceAccount ${namespace}/${name}: HTTP ${error.code}`);
+      throw new IdentityUnavailableError(`cannot read ServiceAccount ${namespace}/${name}: HTTP ${error.code}`, error.code);
     }
     throw new IdentityUnavailableError(`no role to assume: set spec.identity.roleArn, or annotate ServiceAccount ${namespace}/${name} with ${roleArnAnnotation}`);
   }
@@ -113,7 +120,7 @@ export class PodIdentity {
     } catch (error) {
       if (!(error instanceof ApiError) || error.code >= 500) throw error;
       // The API server's message says why (a refusal of the operator's limits names what they allow).
-      throw new IdentityUnavailableError(`TokenRequest for ServiceAccount ${pod.namespace}/${serviceAccount} failed: ${error.message}`);
+      throw new IdentityUnavailableError(`TokenRequest for ServiceAccount ${pod.namespace}/${serviceAccount} failed: ${error.message}`, error.code);
     }
   }
 }

@@ -27,7 +27,7 @@ export class Metrics {
   });
   readonly meteringRecords = new Counter({
     name: 'entitlement_metering_records_total',
-    help: 'Hourly MeterUsage records by outcome: sent (accepted), duplicate (AWS already had it), conflict (AWS holds other parameters under its ClientToken, and bills those), failed (an attempt that will be retried), lost (outside the 6-hour window, never sent)',
+    help: 'Hourly MeterUsage records by outcome: sent (accepted), duplicate (AWS already had it), conflict (AWS holds other parameters under its ClientToken, and bills those), failed (an attempt that will be retried), rejected (a pod\'s record refused for good, not billed), lost (outside the 6-hour window, never sent)',
     labelNames: ['outcome'],
     registers: [this.registry],
   });

@@ -46,6 +46,13 @@ export async function applyFaults(productCode: string, state: FakeState): Promis
   if (behaviour.error) throw new AwsFault(behaviour.error.startsWith('AccessDenied') ? 403 : 400, behaviour.error, `configured answer for ${productCode}`);
 }
 
+/** Callers with a role of the product's notEntitledRoles are refused, as AWS refuses a customer without a subscription. */
+function refuseUnentitled(productCode: string, state: FakeState, caller: string): void {
+  if (state.behaviour(productCode).notEntitledRoles?.some((role) => caller.startsWith(`${role}/`))) {
+    throw new AwsFault(400, 'CustomerNotEntitledException', `the customer behind ${caller} is not entitled to ${productCode}`);
+  }
+}
+
 function requireProductCode(body: Body): string {
   const code = body.ProductCode;
   if (typeof code !== 'string' || !productCodePattern.test(code)) {
@@ -65,10 +72,8 @@ async function registerUsage(body: Body, state: FakeState, keys: SigningKeys, ca
     throw new AwsFault(400, 'ValidationException', "1 validation error detected: Value at 'nonce' failed to satisfy constraint: Member must have length less than or equal to 255");
   }
   await applyFaults(productCode, state);
+  refuseUnentitled(productCode, state, caller);
   const behaviour = state.behaviour(productCode);
-  if (behaviour.notEntitledRoles?.some((role) => caller.startsWith(`${role}/`))) {
-    throw new AwsFault(400, 'CustomerNotEntitledException', `the customer behind ${caller} is not entitled to ${productCode}`);
-  }
   const claims = { productCode, publicKeyVersion: version, nonce, iat: Math.floor(state.clock.now() / 1000) };
   const signature = await new SignJWT(claims)
     .setProtectedHeader({ alg: 'PS256', typ: 'JWT' })
@@ -107,12 +112,15 @@ async function meterUsage(body: Body, state: FakeState, caller: string): Promise
     }
     const sum = (allocations as Body[]).reduce((total, a) => total + checkQuantity(a.AllocatedUsageQuantity, 'AllocatedUsageQuantity'), 0);
     if (sum !== quantity) throw new AwsFault(400, 'InvalidUsageAllocationsException', `allocations sum to ${sum}, not the usage quantity ${quantity}`);
+    const tagSets = (allocations as Body[]).map((a) => checkTags(a.Tags).join(','));
+    if (new Set(tagSets).size !== tagSets.length) throw new AwsFault(400, 'InvalidUsageAllocationsException', 'each UsageAllocation must have a unique set of tags');
   }
   const clientToken = body.ClientToken;
   if (clientToken !== undefined && (typeof clientToken !== 'string' || clientToken.length < 1 || clientToken.length > 64)) {
     throw new AwsFault(400, 'ValidationException', 'ClientToken must be 1 to 64 characters');
   }
   await applyFaults(productCode, state);
+  refuseUnentitled(productCode, state, caller);
   const now = state.clock.now();
   if (time < now - 6 * hourMs || time > now + hourMs) {
     throw new AwsFault(400, 'TimestampOutOfBoundsException', 'Timestamp must be within the last 6 hours');
@@ -136,8 +144,30 @@ async function meterUsage(body: Body, state: FakeState, caller: string): Promise
     return { MeteringRecordId: existing.recordId };
   }
   const recordId = randomUUID();
-  state.meteringRecords.set(key, { caller, productCode, dimension, hour, quantity, recordId });
+  state.meteringRecords.set(key, { caller, productCode, dimension, hour, quantity, ...(allocations === undefined ? {} : { allocations: allocationsOf(allocations as Body[]) }), recordId });
   return { MeteringRecordId: recordId };
+}
+
+const tagPattern = /^[a-zA-Z0-9+ -=._:/@]+$/;
+
+/** Up to 5 tags, keys of 1–100 and values of 1–256 characters of AWS's tag charset; as `key=value`, sorted. */
+function checkTags(tags: unknown): string[] {
+  if (tags === undefined) return [];
+  if (!Array.isArray(tags) || tags.length < 1 || tags.length > 5) throw new AwsFault(400, 'InvalidTagException', 'an allocation has 1 to 5 tags');
+  return (tags as Body[])
+    .map(({ Key: key, Value: value }) => {
+      const valid = typeof key === 'string' && typeof value === 'string' && key.length <= 100 && value.length <= 256 && tagPattern.test(key) && tagPattern.test(value);
+      if (!valid) throw new AwsFault(400, 'InvalidTagException', `invalid tag ${JSON.stringify({ Key: key, Value: value })}`);
+      return `${key}=${value}`;
+    })
+    .sort();
+}
+
+function allocationsOf(allocations: readonly Body[]): { quantity: number; tags: string[] }[] {
+  return allocations.map((a) => ({
+    quantity: Number(a.AllocatedUsageQuantity ?? 0),
+    tags: (Array.isArray(a.Tags) ? (a.Tags as Body[]) : []).map((t) => `${String(t.Key)}=${String(t.Value)}`),
+  }));
 }
 
 async function batchMeterUsage(body: Body, state: FakeState): Promise<Body> {

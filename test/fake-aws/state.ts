@@ -56,6 +56,8 @@ export interface MeteringRecord {
   /** Start of the hour, epoch ms. */
   hour: number;
   quantity: number;
+  /** UsageAllocations as sent: quantity and tags (`key=value`, in order) of each. */
+  allocations?: { quantity: number; tags: string[] }[];
   recordId: string;
 }
 

@@ -4,7 +4,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { productLabel, type MarketplaceProduct } from '../../src/api/marketplace-product.js';
 import { podCache } from '../../src/verdicts/pod-cache.js';
 import { sealedAnnotations, testSealer } from '../support/seals.js';
-import { completeHour, dueHours, hourMs, newLedger, observePods, recordsOf, withinWindow } from '../../src/controllers/metering/ledger.js';
+import { closeHours, completeHour, dueHours, hourMs, newLedger, observePods, recordsOf, withinWindow } from '../../src/controllers/metering/ledger.js';
 import { decodeLedger, encodeLedger } from '../../src/controllers/metering/ledger-store.js';
 import { clientToken } from '../../src/controllers/metering/reconciler.js';
 import { parseQuantity, podRequests, usageOf } from '../../src/api/pod-usage.js';
@@ -194,6 +194,45 @@ describe('usage ledger', () => {
     expect(decodeLedger(encodeLedger(ledger))).toEqual(ledger);
     const many = observePods(newLedger('product-uid', hour), Array.from({ length: 10_000 }, (_, i) => pod(`analytics-deployment-7c9d8f6b5d-${String(i).padStart(5, '0')}`, { uid: `8f14e45f-ceea-467f-a0e6-${String(i).padStart(12, '0')}` })), hour);
     expect(encodeLedger(many).length).toBeLessThan(1024 * 1024 - 4096);
+  });
+
+  it('a closed hour keeps what it bills: the spec of when it closed, its sums, no pod first seen after it closed', () => {
+    let ledger = closeHours(observePods(newLedger('product-uid', hour), [pod('a'), pod('b')], hour), product('Operator'), hour);
+    expect(ledger.closed).toEqual({});
+    // Hour +1: b is gone; hour is closed with a and b in it, and b, no longer needed, leaves the ledger.
+    ledger = closeHours(observePods(ledger, [pod('a')], hour + 1), product('Operator'), hour + 1);
+    expect(ledger.closed[hour]).toEqual({ productCode: 'code', mode: 'Operator', dimensions: product('Operator').spec.metering?.dimensions, quantities: [2, 2, 2] });
+    expect(Object.keys(ledger.pods)).toEqual(['uid-a']);
+    // The spec changes and a pod registered in the closed hour is first seen now: the closed hour stays as it was.
+    const changed = product('Operator');
+    changed.spec.productCode = 'other-code';
+    changed.spec.metering = { dimensions: [{ name: 'pods', unit: 'Pod' }] };
+    ledger = closeHours(observePods(ledger, [pod('a'), pod('late', { registeredHour: hour })], hour + 1), changed, hour + 1);
+    expect(recordsOf(ledger, changed, hour).map((r) => [r.dimension, r.quantity])).toEqual([['pods', 2], ['cores', 2], ['memory', 2]]);
+    expect(ledger.pods['uid-late']?.from).toBe(hour + 1);
+    expect(decodeLedger(encodeLedger(ledger))).toEqual(ledger);
+    // Its terms go once it is done.
+    expect(completeHour(ledger, hour, 'reported').closed).toEqual({});
+  });
+
+  it('in Pod mode a closed hour keeps its pods until it is done (its records are theirs)', () => {
+    let ledger = observePods(newLedger('product-uid', hour), [pod('a'), pod('b')], hour);
+    ledger = closeHours(observePods(ledger, [pod('a')], hour + 1), product('Pod'), hour + 1);
+    expect(ledger.closed[hour]?.quantities).toBeUndefined();
+    expect(recordsOf(ledger, product('Pod'), hour).filter((r) => r.dimension === 'pods')).toHaveLength(2);
+    expect(Object.keys(completeHour(ledger, hour, 'reported').pods)).toEqual(['uid-a']);
+  });
+
+  it('a ledger an earlier release wrote: the hours it may have sent are reported as it did', () => {
+    let ledger = observePods(newLedger('product-uid', hour), [pod('a')], hour);
+    ledger = observePods(ledger, [pod('a')], hour + 2);
+    const written = JSON.parse(encodeLedger(ledger)) as Record<string, unknown>;
+    delete written.closed;
+    const read = decodeLedger(JSON.stringify(written));
+    expect(read?.legacyThrough).toBe(hour + 1);
+    const closed = closeHours(read ?? ledger, product('Operator'), hour + 3).closed;
+    expect([closed[hour]?.legacy, closed[hour + 1]?.legacy, closed[hour + 2]?.legacy]).toEqual([true, true, undefined]);
+    expect(completeHour(completeHour(read ?? ledger, hour, 'reported'), hour + 1, 'reported').legacyThrough).toBeUndefined();
   });
 
   it('an hour can be sent until 6 hours after it started', () => {

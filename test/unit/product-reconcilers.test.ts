@@ -106,7 +106,7 @@ describe('MeteringReconciler', () => {
     let now = hour * hourMs + 10 * 60_000;
     const clock: Clock = { now: () => now, realMsUntil: (t) => Math.max(0, t - now) };
     const metrics = new Metrics();
-    const reconciler = new MeteringReconciler({
+    const deps = {
       products: w.products,
       pods: w.pods,
       store: new LedgerStore(w.api, 'entitlement-operator-system'),
@@ -116,8 +116,9 @@ describe('MeteringReconciler', () => {
       metrics,
       clock,
       log,
-    });
-    return { ...w, reconciler, metrics, advance: (ms: number) => (now += ms) };
+    };
+    const reconciler = new MeteringReconciler(deps);
+    return { ...w, reconciler, metrics, deps, advance: (ms: number) => (now += ms) };
   }
 
   it('observes pods into the ledger (written ahead), reports the hour once it closes, exactly once, and says so', async () => {
@@ -146,7 +147,7 @@ describe('MeteringReconciler', () => {
     pod(m.api, 'a', 'conflicted', 'Entitled', new Date(hour * hourMs + 60_000));
     await m.reconciler.reconcile('shop/conflicted', signal);
     // What was sent for the hour under the same token before, with another quantity (an earlier release, a changed ledger).
-    const token = clientToken('conflicted-uid', { hour, dimension: 'pods', quantity: 1, caller: { kind: 'operator' } });
+    const token = clientToken('shared:conflicted-code', { hour, dimension: 'pods', quantity: 1, caller: { kind: 'operator' } });
     await meterUsage(createMeteringClient(fakeSettings(fake()), fakeCredentials), { productCode: 'conflicted-code', timestamp: hourStart(hour), usageDimension: 'pods', usageQuantity: 7, clientToken: token });
 
     m.advance(hourMs);
@@ -180,6 +181,86 @@ describe('MeteringReconciler', () => {
     await expect(reporting).rejects.toThrow('leadership lost');
     expect(m.reports.metering('shop/slowmeter')?.condition.reason).toBe('AwaitingFirstHour');
     expect(m.api.made('POST', /\/events$/)).toEqual([]);
+  });
+
+  /** An Operator-mode product of product code `shared-code` in its own namespace, with `pods` running pods. */
+  function team(m: ReturnType<typeof metering>, namespace: string, pods: number, spec: Partial<MarketplaceProduct['spec']> = {}): MarketplaceProduct {
+    const made = m.api.putProduct({
+      apiVersion: 'marketplace.entitlements.io/v1alpha1',
+      kind: 'MarketplaceProduct',
+      metadata: { namespace, name: 'app', uid: `${namespace}-app-uid`, generation: 1 },
+      spec: { productCode: 'shared-code', publicKeyVersion: 1, publicKey: { pem: 'x' }, identity: { mode: 'Operator' }, metering: { dimensions: [{ name: 'pods', unit: 'Pod' }] }, ...spec },
+    });
+    for (let i = 0; i < pods; i++) {
+      const metadata = { namespace, name: `app-${i}`, uid: `${namespace}-app-${i}-uid`, labels: { [productLabel]: 'app' } };
+      const annotations = sealedAnnotations(sealer, { metadata }, { status: 'Entitled', reason: 'SignatureVerified', registeredAt: new Date(hour * hourMs + 60_000).toISOString() });
+      m.api.putPod({ metadata: { ...metadata, annotations }, spec: { containers: [{ name: 'c', image: 'c' }] }, status: { phase: 'Running' } });
+    }
+    return made;
+  }
+
+  it('products of one product code in two namespaces (Operator mode): one record per hour, their sum, with each one\'s part; both report the hour', async () => {
+    const m = metering();
+    team(m, 'team-a', 2);
+    team(m, 'team-b', 3);
+    for (const key of ['team-a/app', 'team-b/app']) await m.reconciler.reconcile(key, signal);
+    m.advance(hourMs);
+    // team-b is not the hour's reporter (team-a is, the first by name): it waits for team-a.
+    expect(await m.reconciler.reconcile('team-b/app', signal)).toEqual({ requeueAfterMs: 2_000 });
+    expect(fake().calls('MeterUsage').filter((c) => c.productCode === 'shared-code')).toEqual([]);
+    await m.reconciler.reconcile('team-a/app', signal);
+    await m.reconciler.reconcile('team-b/app', signal);
+    const records = fake().records().filter((r) => r.productCode === 'shared-code');
+    expect(records.map((r) => [r.dimension, r.hour, r.quantity, r.allocations])).toEqual([
+      ['pods', hour * hourMs, 5, [{ quantity: 2, tags: ['namespace=team-a', 'product=app'] }, { quantity: 3, tags: ['namespace=team-b', 'product=app'] }]],
+    ]);
+    expect(fake().calls('MeterUsage').filter((c) => c.productCode === 'shared-code')).toHaveLength(1);
+    for (const key of ['team-a/app', 'team-b/app']) {
+      expect(m.reports.metering(key)).toMatchObject({ lastReportedHour: hourStart(hour).toISOString().replace('.000', ''), condition: { reason: 'UsageReported' } });
+    }
+  });
+
+  it('a product of a shared code still to close the hour holds the record back: the sum is sent once, with it', async () => {
+    const m = metering();
+    team(m, 'team-a', 1, { productCode: 'held-code' });
+    team(m, 'team-b', 1, { productCode: 'held-code' });
+    for (const key of ['team-a/app', 'team-b/app']) await m.reconciler.reconcile(key, signal);
+    m.advance(hourMs);
+    expect(await m.reconciler.reconcile('team-a/app', signal)).toEqual({ requeueAfterMs: 2_000 });
+    // A minute past the hour and still waiting: the status says for whom.
+    m.advance(2 * 60_000);
+    await m.reconciler.reconcile('team-a/app', signal);
+    expect(m.reports.metering('team-a/app')?.condition).toMatchObject({ status: 'Unknown', reason: 'AwaitingSharedReport', message: expect.stringContaining('team-b/app') as string });
+    await m.reconciler.reconcile('team-b/app', signal);
+    await m.reconciler.reconcile('team-a/app', signal);
+    await m.reconciler.reconcile('team-b/app', signal);
+    expect(fake().records().filter((r) => r.productCode === 'held-code').map((r) => r.quantity)).toEqual([2]);
+  });
+
+  it('a closed hour resent after a spec change and a failover is the same request', async () => {
+    const m = metering();
+    team(m, 'solo', 2, { productCode: 'resent-code', metering: { dimensions: [{ name: 'pods', unit: 'Pod' }, { name: 'cores', unit: 'vCPU' }] } });
+    await m.reconciler.reconcile('solo/app', signal);
+    m.advance(hourMs);
+    fake().setBehaviour('resent-code', { delayMs: 500 });
+    const leading = new AbortController();
+    const reporting = m.reconciler.reconcile('solo/app', leading.signal);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    leading.abort(new Error('leadership lost'));
+    await expect(reporting).rejects.toThrow('leadership lost');
+    await new Promise((resolve) => setTimeout(resolve, 500)); // AWS got the records meanwhile
+    fake().setBehaviour('resent-code', {});
+    // The spec changes (another code, another unit), and a new leader with its own store takes over.
+    const product = m.api.products.get('solo/app') as MarketplaceProduct;
+    m.api.putProduct({ ...product, spec: { ...product.spec, productCode: 'changed-code', metering: { dimensions: [{ name: 'pods', unit: 'MemoryGiB' }] } } });
+    const successor = new MeteringReconciler({ ...m.deps, store: new LedgerStore(m.api, 'entitlement-operator-system') });
+    await successor.reconcile('solo/app', signal);
+    const calls = fake().calls('MeterUsage').filter((c) => c.productCode === 'resent-code');
+    expect(calls.map((c) => [c.request.UsageDimension, c.errorCode])).toEqual([['pods', undefined], ['cores', undefined], ['pods', undefined], ['cores', undefined]]);
+    expect(calls[2]?.request).toEqual(calls[0]?.request);
+    expect(calls[3]?.request).toEqual(calls[1]?.request);
+    expect(fake().calls('MeterUsage').filter((c) => c.productCode === 'changed-code')).toEqual([]);
+    expect(m.reports.metering('solo/app')?.condition.reason).toBe('UsageReported');
   });
 
   it('a product without dimensions is not metered; a deleted one takes its ledger with it', async () => {

@@ -20,7 +20,7 @@ const labels = { 'app.kubernetes.io/name': 'entitlement-operator', 'app.kubernet
  * Deployment pod's name, so a ConfigMap (1 MiB) holds some 10,000 pods of one product.
  */
 type StoredPod = [number, number | null, number, number, string, string?, number[]?];
-type StoredLedger = Omit<Ledger, 'pods'> & { pods: Record<string, StoredPod> };
+type StoredLedger = Omit<Ledger, 'pods' | 'closed'> & { pods: Record<string, StoredPod>; closed?: Ledger['closed'] };
 
 export function encodeLedger(ledger: Ledger): string {
   const pods: Record<string, StoredPod> = {};
@@ -41,7 +41,9 @@ export function decodeLedger(text: string): Ledger | undefined {
     const ranges = earlier && earlier.length > 0 ? { earlier: pairs(earlier) } : {};
     pods[uid] = { name, serviceAccount: serviceAccount ?? 'default', from, ...(to === null ? {} : { to }), ...ranges, usage: { vCPU, MemoryGiB } };
   }
-  return { ...stored, pods };
+  // Written by a release that did not close hours: the hours it may have sent are reported as it did.
+  const legacy = stored.closed === undefined && stored.nextHour < stored.observedThrough ? { legacyThrough: stored.observedThrough - 1 } : {};
+  return { ...stored, ...legacy, closed: stored.closed ?? {}, pods };
 }
 
 function pairs(flat: readonly number[]): [number, number][] {

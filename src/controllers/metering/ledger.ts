@@ -8,11 +8,16 @@
 // (revoked, then entitled again) keeps its earlier ranges beside the new one. An hour is written
 // here as soon as it is seen, before the pod can end: what a deleted pod contributed is already
 // recorded when it goes.
+//
+// An hour is closed (closeHours) the first time the ledger is looked at after it ended: what it
+// bills (product code, identity mode, dimensions and, in Operator mode, the quantities) is fixed
+// then, before any record of it is sent, so a resend after a spec change or a failover is the same
+// request. A pod first seen after an hour closed never counts in it.
 import type { V1Pod } from '@kubernetes/client-node';
 import { annotations, type MarketplaceProduct } from '../../api/marketplace-product.js';
 import { roleSessionName } from '../../aws/pod-identity.js';
 import { verdictOf } from '../../api/pod-state.js';
-import { podRequests, quantityOf, usageOf, type PodUsage } from '../../api/pod-usage.js';
+import { podRequests, quantityOf, usageOf, type PodUsage, type UsageUnit } from '../../api/pod-usage.js';
 
 export const hourMs = 60 * 60 * 1000;
 /** AWS takes MeterUsage records up to 6 hours old (TimestampOutOfBoundsException after). */
@@ -40,6 +45,35 @@ export interface LedgerPod {
   usage: PodUsage;
 }
 
+export interface MeteredDimension {
+  name: string;
+  unit: UsageUnit;
+}
+
+/** What a closed hour bills, fixed when it closed. */
+export interface ClosedHour {
+  productCode: string;
+  mode: 'Operator' | 'Pod';
+  dimensions: MeteredDimension[];
+  /** Operator mode: the product's quantity of each dimension (in the order of `dimensions`); its pods' part in the hour is no longer kept. */
+  quantities?: number[];
+  /**
+   * Operator mode, kept by the product that reports for every product of its product code: the
+   * records it sends, summed over them, fixed before the first is sent.
+   */
+  shared?: SharedRecord[];
+  /** Closed by a release before shared product codes: reported as that release did (the product's own sums and ClientTokens). */
+  legacy?: true;
+}
+
+/** One dimension of a shared product code's hour: the sum, and each product's part of it. */
+export interface SharedRecord {
+  dimension: string;
+  quantity: number;
+  /** By product (`namespace/name`), in that order. */
+  allocations: { product: string; quantity: number }[];
+}
+
 export interface Ledger {
   productUid: string;
   /** The first hour metered: the hour metering began for this product. */
@@ -50,12 +84,28 @@ export interface Ledger {
   nextHour: number;
   lastReportedHour?: number;
   lostHours: number[];
+  /** Hours from `nextHour` on that have closed, by hour. */
+  closed: Record<number, ClosedHour>;
+  /** Hours through this one were closed by an earlier release (see ClosedHour.legacy). */
+  legacyThrough?: number;
   /** By pod uid. */
   pods: Record<string, LedgerPod>;
 }
 
 export function newLedger(productUid: string, hour: number): Ledger {
-  return { productUid, startHour: hour, observedThrough: hour, nextHour: hour, lostHours: [], pods: {} };
+  return { productUid, startHour: hour, observedThrough: hour, nextHour: hour, lostHours: [], closed: {}, pods: {} };
+}
+
+/** The first hour not closed yet: no pod first seen now counts before it. */
+function firstOpenHour(ledger: Ledger): number {
+  let hour = Math.max(ledger.startHour, ledger.nextHour);
+  while (ledger.closed[hour]) hour++;
+  return hour;
+}
+
+/** Whether the product is metered at all: it has dimensions. */
+export function meters(product: MarketplaceProduct | undefined): boolean {
+  return (product?.spec.metering?.dimensions?.length ?? 0) > 0;
 }
 
 /** Entitled and running: what counts for metering. */
@@ -105,10 +155,10 @@ export function observePods(ledger: Ledger, pods: readonly V1Pod[], hour: number
   return changed ? { ...ledger, observedThrough: hour, pods: next } : ledger;
 }
 
-/** The hour a counting pod's range starts: the hour it was registered, no earlier than the ledger and no later than now. */
+/** The hour a counting pod's range starts: the hour it was registered, no earlier than the first open hour and no later than now. */
 function registeredFrom(pod: V1Pod, ledger: Ledger, hour: number): number {
   const registeredAt = Date.parse(pod.metadata?.annotations?.[annotations.registeredAt] ?? '');
-  return Number.isFinite(registeredAt) ? Math.min(hour, Math.max(ledger.startHour, hourOf(registeredAt))) : hour;
+  return Number.isFinite(registeredAt) ? Math.min(hour, Math.max(firstOpenHour(ledger), hourOf(registeredAt))) : hour;
 }
 
 /**
@@ -129,6 +179,8 @@ export interface UsageRecordPlan {
   quantity: number;
   /** 'operator', or the pod whose own identity sends it. */
   caller: { kind: 'operator' } | { kind: 'pod'; uid: string; name: string; serviceAccount?: string; sessionName: string };
+  /** A shared product code's record: each product's part. */
+  allocations?: SharedRecord['allocations'];
 }
 
 function countsIn(entry: LedgerPod, hour: number, ledger: Ledger): boolean {
@@ -136,31 +188,54 @@ function countsIn(entry: LedgerPod, hour: number, ledger: Ledger): boolean {
   return entry.earlier?.some(([from, to]) => from <= hour && hour <= to) ?? false;
 }
 
+/** What the product bills now, for an hour that closes now. */
+export function termsOf(product: MarketplaceProduct): ClosedHour {
+  return { productCode: product.spec.productCode, mode: product.spec.identity?.mode ?? 'Pod', dimensions: (product.spec.metering?.dimensions ?? []).map(({ name, unit }) => ({ name, unit })) };
+}
+
+/** The sum over the pods that counted in `hour`, per dimension (zero included: the hour was metered). */
+function quantitiesIn(ledger: Ledger, dimensions: readonly MeteredDimension[], hour: number): number[] {
+  const entries = Object.values(ledger.pods).filter((entry) => countsIn(entry, hour, ledger));
+  return dimensions.map((d) => entries.reduce((sum, entry) => sum + quantityOf(entry.usage, d.unit), 0));
+}
+
 /**
- * The records of a closed hour. Operator mode: one per dimension, the sum over the pods (zero
- * included: the hour was metered). Pod mode: one per pod and dimension; pods that AWS sees as one
- * caller (the same role session name: a pod recreated under its old name) make one record.
+ * Closes every hour before `hour` not closed yet, with the product's terms of now (and, in
+ * Operator mode, its sums), then drops what no open or Pod-mode hour needs any more.
+ */
+export function closeHours(ledger: Ledger, product: MarketplaceProduct, hour: number): Ledger {
+  const terms = termsOf(product);
+  let closed: Record<number, ClosedHour> | undefined;
+  for (let h = ledger.nextHour; h < hour; h++) {
+    if (ledger.closed[h]) continue;
+    closed ??= { ...ledger.closed };
+    const legacy = ledger.legacyThrough !== undefined && h <= ledger.legacyThrough ? { legacy: true as const } : {};
+    closed[h] = { ...terms, ...(terms.mode === 'Operator' ? { quantities: quantitiesIn(ledger, terms.dimensions, h) } : {}), ...legacy };
+  }
+  return closed ? pruned({ ...ledger, closed }) : ledger;
+}
+
+/**
+ * The records of `hour`: as it closed, or, while it is open, as it would close now. Operator
+ * mode: one per dimension, the product's sum. Pod mode: one per pod and dimension; pods that AWS
+ * sees as one caller (the same role session name: a pod recreated under its old name) make one
+ * record, of the larger pod.
  */
 export function recordsOf(ledger: Ledger, product: MarketplaceProduct, hour: number): UsageRecordPlan[] {
-  const dimensions = product.spec.metering?.dimensions ?? [];
-  const entries = Object.entries(ledger.pods).filter(([, entry]) => countsIn(entry, hour, ledger));
-  if ((product.spec.identity?.mode ?? 'Pod') === 'Operator') {
-    return dimensions.map((d) => ({
-      hour,
-      dimension: d.name,
-      quantity: entries.reduce((sum, [, entry]) => sum + quantityOf(entry.usage, d.unit), 0),
-      caller: { kind: 'operator' as const },
-    }));
+  const closed: ClosedHour = ledger.closed[hour] ?? termsOf(product);
+  if (closed.mode === 'Operator') {
+    const quantities = closed.quantities ?? quantitiesIn(ledger, closed.dimensions, hour);
+    return closed.dimensions.map((d, i) => ({ hour, dimension: d.name, quantity: quantities[i] ?? 0, caller: { kind: 'operator' as const } }));
   }
   const bySession = new Map<string, [string, LedgerPod]>();
-  for (const [uid, entry] of entries) {
+  for (const [uid, entry] of Object.entries(ledger.pods)) {
+    if (!countsIn(entry, hour, ledger)) continue;
     const sessionName = roleSessionName({ namespace: product.metadata.namespace, name: entry.name });
     const previous = bySession.get(sessionName);
-    // The same caller twice in an hour: one record, of the larger pod.
     if (!previous || larger(entry.usage, previous[1].usage)) bySession.set(sessionName, [uid, entry]);
   }
   return [...bySession].flatMap(([sessionName, [uid, entry]]) =>
-    dimensions.map((d) => ({
+    closed.dimensions.map((d) => ({
       hour,
       dimension: d.name,
       quantity: quantityOf(entry.usage, d.unit),
@@ -185,25 +260,44 @@ export function withinWindow(hour: number, nowMs: number): boolean {
   return nowMs < (hour + reportWindowHours) * hourMs;
 }
 
-/** The ledger once `hour` is reported (or lost): pods whose hours are all done leave it, and so do ranges that are done. */
+/** The ledger once `hour` is reported (or lost): its terms go, and so do pods and ranges no hour needs any more. */
 export function completeHour(ledger: Ledger, hour: number, outcome: 'reported' | 'lost'): Ledger {
-  const nextHour = hour + 1;
-  const pods = Object.fromEntries(
-    Object.entries(ledger.pods)
-      .filter(([, entry]) => entry.to === undefined || entry.to >= nextHour)
-      .map(([uid, entry]) => [uid, withoutDoneRanges(entry, nextHour)] as const),
-  );
-  return {
-    ...ledger,
-    nextHour,
-    pods,
+  const closed = Object.fromEntries(Object.entries(ledger.closed).filter(([h]) => Number(h) !== hour));
+  const rest = ledger.legacyThrough !== undefined && ledger.legacyThrough <= hour ? without(ledger, 'legacyThrough') : ledger;
+  return pruned({
+    ...rest,
+    nextHour: hour + 1,
+    closed,
     ...(outcome === 'reported' ? { lastReportedHour: hour } : { lostHours: [...ledger.lostHours, hour].slice(-lostHoursKept) }),
-  };
+  });
 }
 
-function withoutDoneRanges(entry: LedgerPod, nextHour: number): LedgerPod {
-  if (!entry.earlier) return entry;
-  const { earlier, ...rest } = entry;
-  const open = earlier.filter(([, to]) => to >= nextHour);
-  return open.length > 0 ? { ...rest, earlier: open } : rest;
+/**
+ * Without the ranges no hour needs: an hour needs the pods that counted in it until it is done,
+ * unless it closed with its sums (Operator mode). Pods left with no range leave the ledger.
+ */
+function pruned(ledger: Ledger): Ledger {
+  let needsFrom = ledger.nextHour;
+  while (ledger.closed[needsFrom]?.quantities) needsFrom++;
+  const pods: Record<string, LedgerPod> = {};
+  let changed = false;
+  for (const [uid, entry] of Object.entries(ledger.pods)) {
+    // Its latest range is not needed: nor are the earlier ones.
+    if (entry.to !== undefined && entry.to < needsFrom) {
+      changed = true;
+      continue;
+    }
+    const earlier = entry.earlier?.filter(([, to]) => to >= needsFrom);
+    if (!entry.earlier || earlier?.length === entry.earlier.length) {
+      pods[uid] = entry;
+      continue;
+    }
+    changed = true;
+    pods[uid] = earlier?.length ? { ...entry, earlier } : without(entry, 'earlier');
+  }
+  return changed ? { ...ledger, pods } : ledger;
+}
+
+function without<T extends object, K extends keyof T>(object: T, key: K): Omit<T, K> {
+  return Object.fromEntries(Object.entries(object).filter(([k]) => k !== key)) as Omit<T, K>;
 }

@@ -1,20 +1,23 @@
 // Hourly metering of one product (leader only), level-triggered: observe the product's pods into
-// its ledger and write it (write-ahead), then report every closed hour not yet reported, oldest
-// first, and come back when the current hour closes.
+// its ledger, close the hours that ended, and write it (write-ahead), then report every closed
+// hour not yet reported, oldest first, and come back when the current hour closes.
 //
-// Exactly once: a record's ClientToken is derived from the product, caller, dimension and hour,
-// and a closed hour's records come from the ledger, which no longer changes for that hour; a
-// retry (in this process or after a failover) sends the identical request, and AWS answers it
-// with the same record. DuplicateRequestException therefore means AWS already has the record.
-// Hours older than AWS's 6-hour window are never sent: they are recorded as lost.
+// Exactly once: a record's ClientToken is derived from the product (or, for a shared product
+// code, the code), caller, dimension and hour, and a closed hour's records are fixed in the
+// ledger; a retry (in this process or after a failover) sends the identical request, and AWS
+// answers it with the same record. DuplicateRequestException therefore means AWS already has the
+// record. Hours older than AWS's 6-hour window are never sent: they are recorded as lost. In Pod
+// mode, a pod whose records AWS or the API server refuse for good is reported and does not hold
+// back the others; a failure that may pass holds the hour, and the hours after it, for a retry.
 import { createHash } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
+import type { UsageAllocation } from '@aws-sdk/client-marketplace-metering';
 import { productSubject, type MarketplaceProduct } from '../../api/marketplace-product.js';
 import { AwsCallError } from '../../aws/errors.js';
 import { describeError, isConflict } from '../../kube/errors.js';
 import { rfc3339 } from '../../kube/times.js';
 import { meterUsage } from '../../aws/metering-operations.js';
-import type { PodRef } from '../../aws/pod-identity.js';
+import { IdentityUnavailableError, type PodRef } from '../../aws/pod-identity.js';
 import type { ProductClients } from '../../aws/product-clients.js';
 import type { Clock } from '../../clock.js';
 import type { EventRecorder } from '../../kube/events.js';
@@ -22,9 +25,12 @@ import { type Cache, keyOf, objectKey } from '../../runtime/informer.js';
 import type { Result } from '../../runtime/workqueue.js';
 import type { Logger } from '../../observability/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
-import { completeHour, dueHours, hourMs, hourOf, hourStart, newLedger, observePods, recordsOf, reportWindowHours, withinWindow, type Ledger, type UsageRecordPlan } from './ledger.js';
+import { closeHours, completeHour, dueHours, hourMs, hourOf, hourStart, meters, newLedger, observePods, recordsOf, reportWindowHours, withinWindow, type Ledger, type UsageRecordPlan } from './ledger.js';
 import type { LedgerStore } from './ledger-store.js';
+import { reporterOf, sharedHour, sharersOf, type KeyedLedger } from './shared-codes.js';
 import type { Condition, MeteringReport, ProductReports } from '../product-reports.js';
+
+export { meters } from './ledger.js';
 
 export interface MeteringDeps {
   products: Cache<MarketplaceProduct>;
@@ -40,27 +46,34 @@ export interface MeteringDeps {
   log: Logger;
 }
 
-/** Whether the product is metered at all: it has dimensions. */
-export function meters(product: MarketplaceProduct | undefined): boolean {
-  return (product?.spec.metering?.dimensions?.length ?? 0) > 0;
-}
-
 /** Retries of a failing hour, in the operator's clock: 30 s, doubling, at most 5 minutes. */
 const retryBaseMs = 30_000;
 const retryMaxMs = 5 * 60_000;
 /** Past the hour's end, so the next observation falls in the new hour. */
 const hourSlackMs = 1_000;
+/** How often a product of a shared code looks again while it waits for the others. */
+const sharedWaitMs = 2_000;
+/** A wait for the other products of a shared code this long past the hour shows in the status. */
+const sharedWaitShownMs = 60_000;
 
-export function clientToken(productUid: string, record: UsageRecordPlan): string {
+/** `scope`: the product's uid, or `shared:` and the product code for a shared code's records. */
+export function clientToken(scope: string, record: UsageRecordPlan): string {
   const caller = record.caller.kind === 'operator' ? 'operator' : record.caller.sessionName;
-  return createHash('sha256').update(`${productUid}|${caller}|${record.dimension}|${record.hour}`).digest('hex');
+  return createHash('sha256').update(`${scope}|${caller}|${record.dimension}|${record.hour}`).digest('hex');
 }
 
 function iso(hour: number): string {
   return rfc3339(hourStart(hour));
 }
 
-type HourResult = { kind: 'reported' } | { kind: 'lost'; records: number } | { kind: 'failed'; message: string };
+/** What reporting an hour came to. */
+type HourResult = { kind: 'reported' } | { kind: 'lost'; records: number } | { kind: 'failed'; message: string } | { kind: 'waiting'; message: string };
+
+/** The records of a closed hour, and the scope of their ClientTokens. */
+interface HourRecords {
+  scope: string;
+  records: UsageRecordPlan[];
+}
 
 export class MeteringReconciler {
   /** Accepted record tokens of hours still being reported, so a retry resends only the rest. */
@@ -75,36 +88,17 @@ export class MeteringReconciler {
     if (!product || !uid || !meters(product)) return undefined;
     const log = this.deps.log.child({ product: key });
     const hour = hourOf(this.deps.clock.now());
-    let ledger = observePods((await this.deps.store.read(uid)) ?? newLedger(uid, hour), this.deps.pods.byIndex(key), hour);
-    try {
-      await this.deps.store.write(product, ledger);
-    } catch (error) {
-      // A conflict is another replica's late write (a failover): the next try reads afresh.
-      if (!isConflict(error)) {
-        await this.publish(key, product, ledger, { status: 'False', reason: 'LedgerWriteFailing', message: `the usage ledger cannot be written: ${describeError(error)}` });
-      }
-      throw error;
-    }
-
+    let ledger = await this.observe(key, product, uid, hour);
     for (const due of dueHours(ledger, hour)) {
-      const result = await this.reportHour(product, ledger, due, signal, log);
-      if (result.kind === 'failed') {
-        const failures = (this.failures.get(key) ?? 0) + 1;
-        this.failures.set(key, failures);
-        await this.publish(key, product, ledger, { status: 'False', reason: 'ReportFailing', message: `usage of hour ${iso(due)} not reported yet: ${result.message}` });
-        return { requeueAfterMs: this.deps.clock.realMsUntil(this.deps.clock.now() + Math.min(retryMaxMs, retryBaseMs * 2 ** Math.min(failures - 1, 10))) };
-      }
+      const reported = await this.reportHour(product, ledger, due, signal, log);
+      ledger = reported.ledger;
+      const { result } = reported;
+      if (result.kind === 'waiting') return this.awaitOthers(key, product, ledger, due, result.message);
+      if (result.kind === 'failed') return this.retryLater(key, product, ledger, due, result.message);
       ledger = completeHour(ledger, due, result.kind);
       await this.deps.store.write(product, ledger);
       this.accepted.delete(`${uid}|${due}`);
-      if (result.kind === 'lost') {
-        this.deps.metrics.meteringHoursLost.inc();
-        this.deps.metrics.meteringRecords.inc({ outcome: 'lost' }, result.records);
-        log.warn('usage of an hour lost: outside the 6-hour window', { hour: iso(due), records: result.records });
-        await this.deps.events.record(productSubject(product), 'Warning', 'UsageLost', 'MeterUsage', `usage of hour ${iso(due)} (${result.records} records) was not reported within AWS's ${reportWindowHours}-hour window and is lost`);
-      } else {
-        log.info('usage reported', { hour: iso(due) });
-      }
+      await this.hourDone(product, due, result, log);
     }
     this.failures.delete(key);
     await this.publish(key, product, ledger, conditionOf(ledger));
@@ -130,50 +124,113 @@ export class MeteringReconciler {
     await this.deps.store.delete(uid);
   }
 
-  private async reportHour(product: MarketplaceProduct, ledger: Ledger, hour: number, signal: AbortSignal, log: Logger): Promise<HourResult> {
-    const records = recordsOf(ledger, product, hour);
-    if (!withinWindow(hour, this.deps.clock.now())) return { kind: 'lost', records: records.length };
+  /** The ledger with the product's pods of now and the hours that ended closed, written. */
+  private async observe(key: string, product: MarketplaceProduct, uid: string, hour: number): Promise<Ledger> {
+    const ledger = closeHours(observePods((await this.deps.store.read(uid)) ?? newLedger(uid, hour), this.deps.pods.byIndex(key), hour), product, hour);
+    try {
+      await this.deps.store.write(product, ledger);
+    } catch (error) {
+      // A conflict is another replica's late write (a failover): the next try reads afresh.
+      if (!isConflict(error)) {
+        await this.publish(key, product, ledger, { status: 'False', reason: 'LedgerWriteFailing', message: `the usage ledger cannot be written: ${describeError(error)}` });
+      }
+      throw error;
+    }
+    return ledger;
+  }
+
+  private async retryLater(key: string, product: MarketplaceProduct, ledger: Ledger, hour: number, message: string): Promise<Result> {
+    const failures = (this.failures.get(key) ?? 0) + 1;
+    this.failures.set(key, failures);
+    await this.publish(key, product, ledger, { status: 'False', reason: 'ReportFailing', message: `usage of hour ${iso(hour)} not reported yet: ${message}` });
+    return { requeueAfterMs: this.deps.clock.realMsUntil(this.deps.clock.now() + Math.min(retryMaxMs, retryBaseMs * 2 ** Math.min(failures - 1, 10))) };
+  }
+
+  /** Another product of the code reports the hour, or is still to close it: look again shortly, and say so once the wait is long. */
+  private async awaitOthers(key: string, product: MarketplaceProduct, ledger: Ledger, hour: number, message: string): Promise<Result> {
+    if (this.deps.clock.now() - (hour + 1) * hourMs > sharedWaitShownMs) {
+      await this.publish(key, product, ledger, { status: 'Unknown', reason: 'AwaitingSharedReport', message });
+    }
+    return { requeueAfterMs: this.deps.clock.realMsUntil(this.deps.clock.now() + sharedWaitMs) };
+  }
+
+  private async hourDone(product: MarketplaceProduct, hour: number, result: HourResult, log: Logger): Promise<void> {
+    if (result.kind !== 'lost') {
+      log.info('usage reported', { hour: iso(hour) });
+      return;
+    }
+    this.deps.metrics.meteringHoursLost.inc();
+    this.deps.metrics.meteringRecords.inc({ outcome: 'lost' }, result.records);
+    log.warn('usage of an hour lost: outside the 6-hour window', { hour: iso(hour), records: result.records });
+    await this.deps.events.record(productSubject(product), 'Warning', 'UsageLost', 'MeterUsage', `usage of hour ${iso(hour)} (${result.records} records) was not reported within AWS's ${reportWindowHours}-hour window and is lost`);
+  }
+
+  private async reportHour(product: MarketplaceProduct, ledger: Ledger, hour: number, signal: AbortSignal, log: Logger): Promise<{ result: HourResult; ledger: Ledger }> {
+    if (!withinWindow(hour, this.deps.clock.now())) return { result: { kind: 'lost', records: recordsOf(ledger, product, hour).length }, ledger };
+    const closed = ledger.closed[hour];
+    if (closed?.mode === 'Operator' && !closed.legacy) {
+      const shared = await this.sharedRecords(product, ledger, hour);
+      if (shared.kind !== 'send') return { result: shared, ledger };
+      return { result: await this.send(product, shared.ledger, hour, shared.records, signal, log), ledger: shared.ledger };
+    }
+    return { result: await this.send(product, ledger, hour, { scope: ledger.productUid, records: recordsOf(ledger, product, hour) }, signal, log), ledger };
+  }
+
+  /**
+   * An Operator-mode hour, sent with every product of its product code: by this product, when it
+   * is the hour's reporter, the records summed over them (fixed in its ledger before the first
+   * is sent); otherwise reported once the reporter has it done.
+   */
+  private async sharedRecords(product: MarketplaceProduct, ledger: Ledger, hour: number): Promise<{ kind: 'send'; ledger: Ledger; records: HourRecords } | HourResult> {
+    const closed = ledger.closed[hour];
+    if (!closed) throw new Error(`hour ${iso(hour)} is not closed`);
+    const code = closed.productCode;
+    const others = sharersOf(this.deps.products.list(), code).filter((p) => p.metadata.uid !== ledger.productUid);
+    const ledgers: KeyedLedger[] = await Promise.all(others.map(async (p): Promise<KeyedLedger> => [objectKey(p), p.metadata.uid ? await this.deps.store.read(p.metadata.uid) : undefined]));
+    ledgers.push([objectKey(product), ledger]);
+    ledgers.sort(([a], [b]) => (a < b ? -1 : 1));
+    const [reporterKey, reporterLedger] = reporterOf(ledgers, hour) ?? [];
+    if (reporterLedger !== ledger) {
+      if (reporterLedger && reporterLedger.nextHour > hour) return { kind: 'reported' };
+      return { kind: 'waiting', message: `usage of hour ${iso(hour)} is reported by ${reporterKey ?? '?'}, for every product of product code ${code}` };
+    }
+    let shared = closed.shared;
+    let next = ledger;
+    if (!shared) {
+      const summed = sharedHour(ledgers, code, hour);
+      if (summed.kind === 'waiting') return { kind: 'waiting', message: `usage of hour ${iso(hour)} waits for the usage ledgers of ${summed.on.join(', ')}, which share product code ${code}` };
+      shared = summed.records;
+      next = { ...ledger, closed: { ...ledger.closed, [hour]: { ...closed, shared } } };
+      await this.deps.store.write(product, next);
+    }
+    const records = shared.map((r): UsageRecordPlan => ({ hour, dimension: r.dimension, quantity: r.quantity, caller: { kind: 'operator' }, allocations: r.allocations }));
+    return { kind: 'send', ledger: next, records: { scope: `shared:${code}`, records } };
+  }
+
+  private async send(product: MarketplaceProduct, ledger: Ledger, hour: number, { scope, records }: HourRecords, signal: AbortSignal, log: Logger): Promise<HourResult> {
     const accepted = this.accepted.get(`${ledger.productUid}|${hour}`) ?? new Set<string>();
     this.accepted.set(`${ledger.productUid}|${hour}`, accepted);
+    const closed = ledger.closed[hour];
+    // As the hour closed: its product code and identity mode, whatever the spec says now.
+    const billed: MarketplaceProduct = closed ? { ...product, spec: { ...product.spec, productCode: closed.productCode, identity: { ...product.spec.identity, mode: closed.mode } } } : product;
     const conflicts: UsageRecordPlan[] = [];
+    const rejected: [UsageRecordPlan, string][] = [];
     const results = await Promise.all(
       records.map(async (record): Promise<string | undefined> => {
-        const token = clientToken(ledger.productUid, record);
+        const token = clientToken(scope, record);
         if (accepted.has(token)) return undefined;
-        try {
-          await this.deps.clients.run(
-            product,
-            this.callerRef(product, record),
-            'MeterUsage',
-            (client) => meterUsage(client, { productCode: product.spec.productCode, timestamp: hourStart(hour), usageDimension: record.dimension, usageQuantity: record.quantity, clientToken: token }, signal),
-            signal,
-          );
-          accepted.add(token);
-          this.deps.metrics.meteringRecords.inc({ outcome: 'sent' });
-          return undefined;
-        } catch (error) {
-          if (error instanceof AwsCallError && error.code === 'DuplicateRequestException') {
-            // Only ever the identical record (the ledger does not change for a closed hour).
-            accepted.add(token);
-            this.deps.metrics.meteringRecords.inc({ outcome: 'duplicate' });
-            return undefined;
-          }
-          if (error instanceof AwsCallError && error.code === 'IdempotencyConflictException') {
-            // AWS holds a record under this token with other parameters, and bills that one: no
-            // resend can change it, so the record is done, and the difference is reported.
-            accepted.add(token);
-            conflicts.push(record);
-            this.deps.metrics.meteringRecords.inc({ outcome: 'conflict' });
-            return undefined;
-          }
-          this.deps.metrics.meteringRecords.inc({ outcome: 'failed' });
-          return error instanceof Error ? error.message : String(error);
-        }
+        const outcome = await this.sendRecord(billed, record, token, signal);
+        if (outcome.kind === 'failed') return outcome.message;
+        accepted.add(token);
+        if (outcome.kind === 'conflict') conflicts.push(record);
+        if (outcome.kind === 'rejected') rejected.push([record, outcome.message]);
+        return undefined;
       }),
     );
     // Leadership lost: no verdict on the hour (the next leader reports it), and no ReportFailing.
     signal.throwIfAborted();
     await this.reportConflicts(product, hour, conflicts, log);
+    await this.reportRejected(product, hour, rejected, log);
     const failures = results.filter((failure) => failure !== undefined);
     if (failures.length === 0) return { kind: 'reported' };
     // AWS says the hour is past its window (our clock may differ a little from AWS's): lost.
@@ -184,6 +241,27 @@ export class MeteringReconciler {
     return { kind: 'failed', message: `${failures.length} of ${records.length} records failed: ${failures[0] ?? ''}` };
   }
 
+  /** One MeterUsage call, and what it came to (a record AWS holds already is accepted). */
+  private async sendRecord(product: MarketplaceProduct, record: UsageRecordPlan, token: string, signal: AbortSignal): Promise<RecordOutcome> {
+    try {
+      const input = {
+        productCode: product.spec.productCode,
+        timestamp: hourStart(record.hour),
+        usageDimension: record.dimension,
+        usageQuantity: record.quantity,
+        clientToken: token,
+        ...(record.allocations ? { usageAllocations: record.allocations.map(allocation) } : {}),
+      };
+      await this.deps.clients.run(product, this.callerRef(product, record), 'MeterUsage', (client) => meterUsage(client, input, signal), signal);
+      this.deps.metrics.meteringRecords.inc({ outcome: 'sent' });
+      return { kind: 'accepted' };
+    } catch (error) {
+      const outcome = recordOutcome(record, error);
+      this.deps.metrics.meteringRecords.inc({ outcome: outcome.kind === 'accepted' ? 'duplicate' : outcome.kind });
+      return outcome;
+    }
+  }
+
   /** One Warning Event per hour whose records AWS already held with other quantities (none when there were no conflicts). */
   private async reportConflicts(product: MarketplaceProduct, hour: number, conflicts: readonly UsageRecordPlan[], log: Logger): Promise<void> {
     const [first] = conflicts;
@@ -191,6 +269,17 @@ export class MeteringReconciler {
     const which = `${conflicts.length} record${conflicts.length === 1 ? '' : 's'} of hour ${iso(hour)} (first: ${first.dimension} = ${first.quantity})`;
     log.error('AWS holds other usage under these records\' ClientTokens; it bills what it holds', { hour: iso(hour), records: conflicts.length });
     await this.deps.events.record(productSubject(product), 'Warning', 'UsageConflict', 'MeterUsage', `${which}: AWS answered IdempotencyConflictException, it already holds a record under the same ClientToken with other parameters and bills that one; the hour is not sent again`);
+  }
+
+  /** One Warning Event per hour for the pods whose records were refused for good (none when there were none). */
+  private async reportRejected(product: MarketplaceProduct, hour: number, rejected: readonly [UsageRecordPlan, string][], log: Logger): Promise<void> {
+    const [first] = rejected;
+    if (!first) return;
+    const callers = new Set(rejected.map(([record]) => (record.caller.kind === 'pod' ? record.caller.name : 'operator')));
+    const [record, message] = first;
+    const firstCaller = record.caller.kind === 'pod' ? `pod ${record.caller.name}` : 'the operator';
+    log.error('usage records refused for good; the other callers\' records of the hour are reported', { hour: iso(hour), records: rejected.length, callers: callers.size, error: message });
+    await this.deps.events.record(productSubject(product), 'Warning', 'UsageRejected', 'MeterUsage', `${rejected.length} record${rejected.length === 1 ? '' : 's'} of hour ${iso(hour)} from ${callers.size} pod${callers.size === 1 ? '' : 's'} cannot be sent and are not billed (first, ${firstCaller}: ${message}); the other pods' records are reported`);
   }
 
   private callerRef(product: MarketplaceProduct, record: UsageRecordPlan): PodRef {
@@ -212,6 +301,33 @@ export class MeteringReconciler {
       await this.deps.events.record(productSubject(product), 'Warning', 'MeteringFailed', 'MeterUsage', condition.message);
     }
   }
+}
+
+/** What sending one record came to: accepted (sent now, or held by AWS already), or not. */
+type RecordOutcome = { kind: 'accepted' } | { kind: 'conflict' } | { kind: 'rejected'; message: string } | { kind: 'failed'; message: string };
+
+function recordOutcome(record: UsageRecordPlan, error: unknown): RecordOutcome {
+  const message = error instanceof Error ? error.message : String(error);
+  // Only ever the identical record: a closed hour's records are fixed.
+  if (error instanceof AwsCallError && error.code === 'DuplicateRequestException') return { kind: 'accepted' };
+  // AWS holds a record under this token with other parameters, and bills that one: no resend can change it.
+  if (error instanceof AwsCallError && error.code === 'IdempotencyConflictException') return { kind: 'conflict' };
+  // A pod's own record that can never go (its role refused, its ServiceAccount gone): it must not hold back the others.
+  if (record.caller.kind === 'pod' && refusedForGood(error)) return { kind: 'rejected', message };
+  return { kind: 'failed', message };
+}
+
+/** A refusal no retry changes: AWS's terminal errors, and the API server refusing the pod's identity as invalid or gone. */
+function refusedForGood(error: unknown): boolean {
+  if (error instanceof AwsCallError) return !error.retryable;
+  if (error instanceof IdentityUnavailableError) return error.httpStatus === undefined || [400, 404, 410, 422].includes(error.httpStatus);
+  return false;
+}
+
+/** A product's part of a shared code's record, tagged with its namespace and name. */
+function allocation({ product, quantity }: { product: string; quantity: number }): UsageAllocation {
+  const [namespace = '', name = ''] = product.split('/');
+  return { AllocatedUsageQuantity: quantity, Tags: [{ Key: 'namespace', Value: namespace }, { Key: 'product', Value: name }] };
 }
 
 function conditionOf(ledger: Ledger): Condition {
