@@ -49,6 +49,10 @@ e2e-cluster: node_modules ## The shipped image in a real single-node cluster (ro
 bench-cluster: node_modules ## Benchmark the operator at scale under the Deployment's memory limit (root; flags: ARGS=...).
 	npm run bench:cluster -- $(ARGS)
 
+.PHONY: bench-hour-boundary
+bench-hour-boundary: node_modules ## Pod starts while thousands of Pod-mode pods' hour is reported (root; flags: ARGS=...).
+	npm run bench:hour-boundary -- $(ARGS)
+
 .PHONY: bench-api-writes
 bench-api-writes: node_modules ## What each write of a gated pod costs the API server and etcd (flags: ARGS=...).
 	npm run bench:api-writes -- $(ARGS)

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { productLabel } from '../../src/api/marketplace-product.js';
 import { roleArnAnnotation, roleSessionName } from '../../src/aws/pod-identity.js';
-import { ledgerName } from '../../src/controllers/metering/ledger-store.js';
+import { storedLedger } from '../support/ledgers.js';
 import { leaseName, webhookSecretName } from '../../src/api/names.js';
 import { FakeAws, fakeCredentials } from '../fake-aws/server.js';
 import { operatorNamespace, type AdmissionMode } from '../support/bundle.js';
@@ -375,9 +375,8 @@ async function timed<T>(what: string, step: () => Promise<T>): Promise<T> {
     const product = (await custom.getNamespacedCustomObject({ group: 'marketplace.entitlements.io', version: 'v1alpha1', plural: 'marketplaceproducts', namespace: ns, name: 'scale' })) as { metadata: { uid: string } };
     const ledgerBytes = await timed(`${scalePods} running pods in the usage ledger`, () =>
       waitFor('every running pod in the ledger', async () => {
-        const map = await core.readNamespacedConfigMap({ name: ledgerName(product.metadata.uid), namespace: operatorNamespace }).catch(() => undefined);
-        const text = map?.data?.['ledger.json'] ?? '{}';
-        return Object.keys((JSON.parse(text) as { pods?: object }).pods ?? {}).length === scalePods ? text.length : undefined;
+        const stored = await storedLedger(core, product.metadata.uid);
+        return stored && Object.keys(stored.ledger.pods).length === scalePods ? stored.bytes : undefined;
       }, 120_000, 1_000),
     );
     process.stderr.write(`usage ledger of ${scalePods} pods: ${ledgerBytes} bytes\n`);

@@ -9,10 +9,10 @@ import { EventsV1Api, PatchStrategy, setHeaderOptions, type CoreV1Api, type Cust
 import { annotations, productLabel, schedulingGate } from '../../src/api/marketplace-product.js';
 import { operatorKeySecretName } from '../../src/api/names.js';
 import { sealedSinceAnnotation } from '../../src/verdicts/operator-key.js';
-import { decodeLedger, ledgerName } from '../../src/controllers/metering/ledger-store.js';
 import type { FakeAws } from '../fake-aws/server.js';
 import { operatorNamespace } from '../support/bundle.js';
 import { controlPlaneForSuite } from '../support/control-plane.js';
+import { storedLedger } from '../support/ledgers.js';
 import { operatorNonces } from '../support/seals.js';
 import { accountKubeconfig, prepareOperatorEnvironment, startOperatorProcess, waitForPod, withoutGateGuard, type OperatorProcess } from '../support/operator.js';
 import { createProduct, gated, getProduct, labelledPod, readPod, reason, verdict } from '../support/pods.js';
@@ -279,8 +279,7 @@ describe("the gate guard deleted (a cluster admin's choice): the operator alone 
     expect(await operator.metric('entitlement_evictions_total', { outcome: 'deleted' })).toBeGreaterThanOrEqual(1);
     // Its usage ledger never held it.
     const uid = (await getProduct(custom, ns, 'refused')) as { metadata: { uid?: string } };
-    const ledger = await core.readNamespacedConfigMap({ name: ledgerName(uid.metadata.uid ?? ''), namespace: operatorNamespace }).catch(() => undefined);
-    const pods = Object.values(ledger?.data ?? {}).flatMap((text) => Object.keys(decodeLedger(text)?.pods ?? {}));
+    const pods = Object.keys((await storedLedger(core, uid.metadata.uid ?? ''))?.ledger.pods ?? {});
     expect(pods).not.toContain(pod.metadata?.uid);
   }, 120_000);
 });

@@ -4,19 +4,19 @@
 // 6-hour window. The fake's records must hold exactly one record per caller, dimension and hour
 // for every other hour, with the right quantities; the lost hour shows in status, Events and
 // metrics.
-import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CoreV1Api, CustomObjectsApi, EventsV1Api, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { EventsV1Api, PatchStrategy, setHeaderOptions, type CoreV1Api, type CustomObjectsApi } from '@kubernetes/client-node';
 import { roleArnAnnotation } from '../../src/aws/pod-identity.js';
-import { formatSimulatedClock, simulatedClock, type Clock, type SimulatedClockSetting } from '../../src/clock.js';
+import { formatSimulatedClock, type Clock } from '../../src/clock.js';
 import { hourMs } from '../../src/controllers/metering/ledger.js';
 import { ledgerName } from '../../src/controllers/metering/ledger-store.js';
 import { operatorNamespace } from '../support/bundle.js';
-import { FakeAws } from '../fake-aws/server.js';
+import type { FakeAws } from '../fake-aws/server.js';
 import { controlPlaneForSuite } from '../support/control-plane.js';
 import { fakeCredentials } from '../support/fake-aws.js';
-import { installBundle, serviceAccountKubeconfig, startOperatorProcess, waitForPod, type OperatorProcess } from '../support/operator.js';
+import { startOperatorProcess, waitForPod, type OperatorProcess } from '../support/operator.js';
 import { createProduct, getProduct, labelledPod, verdict } from '../support/pods.js';
+import { simulatedHoursForSuite } from '../support/simulated-hours.js';
 import { TcpBalancer } from '../support/tcp-balancer.js';
 import { freePort } from '../support/wait.js';
 
@@ -28,7 +28,7 @@ const minute = 60_000;
 // Hour 0 of the test: a whole hour, 59 minutes after the simulated clock starts (set once the
 // control plane is up).
 const h0 = (Math.floor(Date.now() / hourMs) + 10) * hourMs;
-let clockSetting: SimulatedClockSetting;
+const hoursOf = simulatedHoursForSuite(controlPlane, h0, rate);
 let clock: Clock;
 const at = (hours: number, minutes = 0): number => h0 + hours * hourMs + minutes * minute;
 const until = (time: number): Promise<void> => sleep(clock.realMsUntil(time));
@@ -49,31 +49,21 @@ const size = (i: number) => sizes[i % sizes.length] as (typeof sizes)[number];
 let fake: FakeAws;
 let core: CoreV1Api;
 let custom: CustomObjectsApi;
-let kubeconfig: string;
 const operators: OperatorProcess[] = [];
 let balancer: TcpBalancer | undefined;
 
-beforeAll(async () => {
-  const plane = controlPlane();
-  await installBundle(plane);
-  kubeconfig = await serviceAccountKubeconfig(plane);
-  const kc = plane.kubeConfig();
-  core = kc.makeApiClient(CoreV1Api);
-  custom = kc.makeApiClient(CustomObjectsApi);
-  clockSetting = { startMs: h0 - hourMs + minute, originMs: Date.now(), rate };
-  clock = simulatedClock(clockSetting);
-  fake = await FakeAws.start({ serviceAccountKeyPems: [await readFile(plane.file('sa.pub'), 'utf8')], clock });
-}, 120_000);
+beforeAll(() => {
+  ({ fake, clock, core, custom } = hoursOf());
+});
 afterAll(async () => {
   for (const operator of operators) await operator.proc.stop();
   await balancer?.close();
-  await fake.close();
 });
 
 /** A replica on `port`, behind the balancer that stands in for the webhook Service. */
 function start(name: string, port: number, webhook: TcpBalancer): Promise<OperatorProcess> {
-  const env = { SIMULATED_CLOCK: formatSimulatedClock(clockSetting), LEASE_DURATION_SECONDS: '3' };
-  return startOperatorProcess(controlPlane(), fake, kubeconfig, { name, webhookPort: port, webhookUrl: `https://127.0.0.1:${webhook.port}`, env }).then((operator) => {
+  const env = { SIMULATED_CLOCK: formatSimulatedClock(hoursOf().clockSetting), LEASE_DURATION_SECONDS: '3' };
+  return startOperatorProcess(controlPlane(), fake, hoursOf().kubeconfig, { name, webhookPort: port, webhookUrl: `https://127.0.0.1:${webhook.port}`, env }).then((operator) => {
     operators.push(operator);
     return operator;
   });

@@ -26,12 +26,12 @@ export class ApiHttp {
     });
   }
 
-  request(method: string, path: string, body?: unknown): Promise<ApiResponse> {
+  request(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<ApiResponse> {
     const started = process.hrtime.bigint();
     const payload = body === undefined ? undefined : JSON.stringify(body);
     return new Promise((resolve, reject) => {
       const req = https.request(
-        { agent: this.agent, host: this.base.hostname, port: this.base.port, method, path, headers: payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {} },
+        { agent: this.agent, host: this.base.hostname, port: this.base.port, method, path, headers: payload ? { 'content-type': contentType, 'content-length': Buffer.byteLength(payload) } : {} },
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -47,8 +47,8 @@ export class ApiHttp {
   }
 
   /** Like request(), but throws unless the status is 2xx. */
-  async ok(method: string, path: string, body?: unknown): Promise<ApiResponse> {
-    const response = await this.request(method, path, body);
+  async ok(method: string, path: string, body?: unknown, contentType?: string): Promise<ApiResponse> {
+    const response = await this.request(method, path, body, contentType);
     if (response.status < 200 || response.status > 299) throw new Error(`${method} ${path}: HTTP ${response.status} ${response.body.slice(0, 500)}`);
     return response;
   }

@@ -157,7 +157,10 @@ export class MemoryApi implements ApiClient {
   }
 
   private configMapRequest(method: Method, namespace: string, name: string | undefined, body: V1ConfigMap, path: string): unknown {
-    if (name === undefined && method === 'GET') return { items: [...this.configMaps.values()].filter((m) => m.metadata?.namespace === namespace) };
+    if (name === undefined && method === 'GET') {
+      const selector = new URL(path, 'http://memory').searchParams.get('labelSelector') ?? '';
+      return { items: [...this.configMaps.values()].filter((m) => m.metadata?.namespace === namespace && selects(selector, m.metadata.labels ?? {})) };
+    }
     const key = `${namespace}/${name ?? body.metadata?.name ?? ''}`;
     const existing = this.configMaps.get(key);
     if (method === 'GET') {
@@ -175,6 +178,17 @@ export class MemoryApi implements ApiClient {
     this.configMaps.set(key, stored);
     return stored;
   }
+}
+
+/** Whether a label selector of `k=v` and `k in (a,b)` terms, comma-separated, selects these labels. */
+function selects(selector: string, labels: Record<string, string>): boolean {
+  const terms = selector.match(/[^,(]+(?:\([^)]*\))?/g) ?? [];
+  return terms.every((term) => {
+    const set = /^\s*(\S+)\s+in\s+\(([^)]*)\)\s*$/.exec(term);
+    if (set) return set[2]?.split(',').map((v) => v.trim()).includes(labels[set[1] ?? ''] ?? '\u0000') ?? false;
+    const [key = '', value] = term.split('=');
+    return labels[key.trim()] === value?.trim();
+  });
 }
 
 /** A deep copy made in this realm (structuredClone's objects come from Node's own, which jest's isolation tells apart). */

@@ -128,7 +128,7 @@ describe('MeteringReconciler', () => {
     pod(m.api, 'b', 'metered', 'Entitled', new Date(hour * hourMs + 60_000));
     const first = await m.reconciler.reconcile('shop/metered', signal);
     expect(first?.requeueAfterMs).toBe(50 * 60_000 + 1_000); // at the hour's end
-    expect([...m.api.configMaps.keys()]).toEqual(['entitlement-operator-system/entitlement-usage-metered-uid']);
+    expect([...m.api.configMaps.keys()].sort()).toEqual(['entitlement-operator-system/entitlement-usage-metered-uid', 'entitlement-operator-system/entitlement-usage-metered-uid-0']);
     expect(m.reports.metering('shop/metered')?.condition.reason).toBe('AwaitingFirstHour');
 
     m.advance(hourMs);

@@ -297,7 +297,8 @@ export class MeteringReconciler {
       condition,
     };
     const previous = this.deps.reports.reportMetering(key, next);
-    if (condition.reason === 'ReportFailing' && previous?.condition.reason !== 'ReportFailing') {
+    // Once when it starts failing: a ledger that cannot be written holds every hour back, as AWS failing does.
+    if ((condition.reason === 'ReportFailing' || condition.reason === 'LedgerWriteFailing') && previous?.condition.reason !== condition.reason) {
       await this.deps.events.record(productSubject(product), 'Warning', 'MeteringFailed', 'MeterUsage', condition.message);
     }
   }

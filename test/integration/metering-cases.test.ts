@@ -1,0 +1,151 @@
+// Metering in the cases sellers meet, over simulated hours (15 real seconds each), with the
+// operator as the bundle's ServiceAccount against a real API server:
+// - one product code in two namespaces (Operator mode): one record per dimension and hour, the
+//   sum, with each namespace's part as a UsageAllocation;
+// - the leader killed while that record is in flight, and one product's dimensions changed
+//   before its successor resends the hour: the resend is the same request, byte for byte;
+// - in Pod mode, a pod whose records can never go (it ended, and its ServiceAccount was deleted
+//   before its hour was reported): it is reported, and the other pods' records go out.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { EventsV1Api, PatchStrategy, setHeaderOptions, type CoreV1Api, type CustomObjectsApi } from '@kubernetes/client-node';
+import { roleArnAnnotation } from '../../src/aws/pod-identity.js';
+import { formatSimulatedClock, type Clock } from '../../src/clock.js';
+import { hourMs } from '../../src/controllers/metering/ledger.js';
+import type { FakeAws } from '../fake-aws/server.js';
+import { controlPlaneForSuite } from '../support/control-plane.js';
+import { startOperatorProcess, waitForPod, type OperatorProcess } from '../support/operator.js';
+import { createProduct, getProduct, labelledPod, verdict } from '../support/pods.js';
+import { storedLedger } from '../support/ledgers.js';
+import { simulatedHoursForSuite } from '../support/simulated-hours.js';
+import { freePort } from '../support/wait.js';
+
+const controlPlane = controlPlaneForSuite();
+const role = 'arn:aws:iam::123456789012:role/solo-app';
+const rate = 240;
+const minute = 60_000;
+const h0 = (Math.floor(Date.now() / hourMs) + 10) * hourMs;
+const hoursOf = simulatedHoursForSuite(controlPlane, h0, rate);
+const at = (hours: number, minutes = 0): number => h0 + hours * hourMs + minutes * minute;
+const iso = (time: number): string => new Date(time).toISOString().replace('.000Z', 'Z');
+
+let fake: FakeAws;
+let clock: Clock;
+let core: CoreV1Api;
+let custom: CustomObjectsApi;
+let port: number;
+const operators: OperatorProcess[] = [];
+
+beforeAll(async () => {
+  ({ fake, clock, core, custom } = hoursOf());
+  port = await freePort();
+});
+afterAll(async () => {
+  for (const operator of operators) await operator.proc.stop();
+});
+
+async function start(name: string): Promise<OperatorProcess> {
+  const env = { SIMULATED_CLOCK: formatSimulatedClock(hoursOf().clockSetting), LEASE_DURATION_SECONDS: '3' };
+  const operator = await startOperatorProcess(controlPlane(), fake, hoursOf().kubeconfig, { name, webhookPort: port, env });
+  operators.push(operator);
+  return operator;
+}
+
+/** Pods of a product, entitled, then reported Running (no kubelet here). */
+async function runPods(namespace: string, product: string, names: string[], serviceAccountName = 'default'): Promise<void> {
+  for (const name of names) {
+    const body = labelledPod(name, product, { serviceAccountName, containers: [{ name: 'app', image: 'registry.invalid/paid:1', resources: { requests: { cpu: '1500m', memory: '1Gi' } } }] });
+    await core.createNamespacedPod({ namespace, body });
+  }
+  for (const name of names) {
+    await waitForPod(`${namespace}/${name} entitled`, async () => (verdict(await core.readNamespacedPod({ name, namespace })) === 'Entitled' ? true : undefined));
+    await core.patchNamespacedPodStatus({ name, namespace, body: { status: { phase: 'Running' } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+  }
+}
+
+async function reportedThrough(namespace: string, product: string, hour: number): Promise<void> {
+  await waitForPod(`${namespace}/${product}: hour ${hour} reported`, async () => {
+    const status = (await getProduct(custom, namespace, product)).status as { metering?: { lastReportedHour?: string } } | undefined;
+    return status?.metering?.lastReportedHour === iso(at(hour)) ? true : undefined;
+  }, 60_000);
+}
+
+const dimensions = [{ name: 'pods', unit: 'Pod' }, { name: 'cores', unit: 'vCPU' }];
+
+it('one product code in two namespaces is billed as one sum an hour, split by namespace; a resend after a failover and a spec change is the same request', async () => {
+  for (const namespace of ['team-a', 'team-b']) {
+    await core.createNamespace({ body: { metadata: { name: namespace } } });
+    await createProduct(custom, namespace, 'app', { productCode: 'shared-code', publicKey: { pem: fake.publicKeyPem }, identity: { mode: 'Operator' }, metering: { dimensions } });
+  }
+  await start('shared-0');
+  // Hour -1: two pods in team-a, three in team-b (2 cores each).
+  await runPods('team-a', 'app', ['a-0', 'a-1']);
+  await runPods('team-b', 'app', ['b-0', 'b-1', 'b-2']);
+  expect(clock.now()).toBeLessThan(at(-1, 50));
+  for (const namespace of ['team-a', 'team-b']) await reportedThrough(namespace, 'app', -1);
+  const records = (hour: number) =>
+    fake
+      .records()
+      .filter((r) => r.productCode === 'shared-code' && r.hour === at(hour))
+      .sort((a, b) => (a.dimension < b.dimension ? -1 : 1))
+      .map((r) => [r.dimension, r.quantity, r.allocations]);
+  const split = (a: number, b: number) => [{ quantity: a, tags: ['namespace=team-a', 'product=app'] }, { quantity: b, tags: ['namespace=team-b', 'product=app'] }];
+  expect(records(-1)).toEqual([['cores', 10, split(4, 6)], ['pods', 5, split(2, 3)]]);
+
+  // Hour 0's record is in flight at AWS when the leader is killed; team-a's spec then changes
+  // (another dimension), and a new leader resends hour 0.
+  fake.setBehaviour('shared-code', { delayMs: 3_000 });
+  await waitForPod('hour 0 in flight', () => Promise.resolve((fake.state.delayed.get('shared-code') ?? 0) > 0 ? true : undefined), 60_000);
+  operators[0]?.proc.kill();
+  await sleep(3_500);
+  fake.setBehaviour('shared-code', {});
+  await custom.patchNamespacedCustomObject(
+    { group: 'marketplace.entitlements.io', version: 'v1alpha1', plural: 'marketplaceproducts', namespace: 'team-a', name: 'app', body: { spec: { metering: { dimensions: [...dimensions, { name: 'memory', unit: 'MemoryGiB' }] } } } },
+    setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+  );
+  await start('shared-1');
+  for (const namespace of ['team-a', 'team-b']) await reportedThrough(namespace, 'app', 1);
+
+  expect(records(0)).toEqual([['cores', 10, split(4, 6)], ['pods', 5, split(2, 3)]]);
+  // Hour 1 closed with team-a's new dimension: its own record, with team-a's part alone.
+  expect(records(1)).toEqual([['cores', 10, split(4, 6)], ['memory', 2, [{ quantity: 2, tags: ['namespace=team-a', 'product=app'] }]], ['pods', 5, split(2, 3)]]);
+  const calls = fake.calls('MeterUsage').filter((c) => c.productCode === 'shared-code' && Number(c.request.Timestamp) * 1000 === at(0));
+  expect(calls.filter((c) => c.errorCode !== undefined)).toEqual([]);
+  for (const dimension of ['pods', 'cores']) {
+    const bodies = calls.filter((c) => c.request.UsageDimension === dimension).map((c) => JSON.stringify(c.request));
+    expect(bodies.length).toBeGreaterThanOrEqual(2); // sent before the kill, and again after
+    expect(new Set(bodies).size).toBe(1);
+  }
+}, 300_000);
+
+it("in Pod mode a pod whose records can never go is reported, and the others' hour goes out", async () => {
+  const namespace = 'solo';
+  // An ended pod is reported with an unbound token of its account, which the operator's limits allow where a cluster admin labelled the namespace.
+  await core.createNamespace({ body: { metadata: { name: namespace, labels: { 'marketplace.entitlements.io/meter-ended-pods': 'true' } } } });
+  for (const account of ['app', 'lonely']) await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name: account, annotations: { [roleArnAnnotation]: role } } } });
+  await createProduct(custom, namespace, 'solo', { productCode: 'solo-code', publicKey: { pem: fake.publicKeyPem }, identity: { mode: 'Pod' }, metering: { dimensions } });
+  const hour = Math.floor(clock.now() / hourMs) - h0 / hourMs;
+  await runPods(namespace, 'solo', ['keep-0', 'keep-1'], 'app');
+  await runPods(namespace, 'solo', ['lonely'], 'lonely');
+  const productUid = ((await getProduct(custom, namespace, 'solo')) as { metadata: { uid?: string } }).metadata.uid ?? '';
+  const lonelyUid = (await core.readNamespacedPod({ name: 'lonely', namespace })).metadata?.uid ?? '';
+  await waitForPod('lonely counted in the ledger', async () => ((await storedLedger(core, productUid))?.ledger.pods[lonelyUid] ? true : undefined));
+  // lonely ends, and its ServiceAccount goes, before its hour is reported.
+  await core.deleteNamespacedPod({ name: 'lonely', namespace, gracePeriodSeconds: 0 });
+  await core.deleteNamespacedServiceAccount({ name: 'lonely', namespace });
+  await reportedThrough(namespace, 'solo', hour);
+
+  const sent = fake.records().filter((r) => r.productCode === 'solo-code' && r.hour === at(hour));
+  expect(sent.map((r) => `${r.caller}|${r.dimension}|${r.quantity}`).sort()).toEqual([
+    `${role}/solo.keep-0|cores|2`,
+    `${role}/solo.keep-0|pods|1`,
+    `${role}/solo.keep-1|cores|2`,
+    `${role}/solo.keep-1|pods|1`,
+  ]);
+  const events = (await controlPlane().kubeConfig().makeApiClient(EventsV1Api).listNamespacedEvent({ namespace })).items.filter((e) => e.regarding?.name === 'solo' && e.reason === 'UsageRejected');
+  expect(events).toHaveLength(1);
+  expect(events[0]?.note).toMatch(/2 records of hour .* from 1 pod cannot be sent and are not billed \(first, pod lonely: (TokenRequest for ServiceAccount solo\/lonely failed|cannot read ServiceAccount solo\/lonely)/);
+  const leader = operators.find((o) => o.proc.running);
+  expect(await leader?.metric('entitlement_metering_records_total', { outcome: 'rejected' })).toBeGreaterThanOrEqual(2);
+  const status = (await getProduct(custom, namespace, 'solo')).status as { conditions?: { type: string; status: string }[] };
+  expect(status.conditions?.find((c) => c.type === 'Metered')?.status).toBe('True');
+}, 300_000);

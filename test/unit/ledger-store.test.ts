@@ -1,0 +1,149 @@
+// The usage ledger as stored: a head and shards of pods in ConfigMaps (MemoryApi answers as the
+// API server does, with resourceVersions). Large ledgers, what a write touches, a crash between
+// writes, and ledgers of the earlier single-ConfigMap layout.
+import type { V1ConfigMap } from '@kubernetes/client-node';
+import type { MarketplaceProduct } from '../../src/api/marketplace-product.js';
+import type { ApiClient, Method } from '../../src/kube/api.js';
+import { closeHours, completeHour, newLedger, type Ledger, type LedgerPod } from '../../src/controllers/metering/ledger.js';
+import { encodeLedger, ledgerName, LedgerStore, shardCapacity } from '../../src/controllers/metering/ledger-store.js';
+import { MemoryApi } from '../support/memory.js';
+
+const namespace = 'entitlement-operator-system';
+const hour = 493_000;
+const product: MarketplaceProduct = {
+  metadata: { namespace: 'shop', name: 'app', uid: 'product-uid' },
+  spec: { productCode: 'code', publicKeyVersion: 1, publicKey: { pem: 'x' }, identity: { mode: 'Operator' }, metering: { dimensions: [{ name: 'pods', unit: 'Pod' }] } },
+};
+
+const uid = (i: number): string => `8f14e45f-ceea-467f-a0e6-${String(i).padStart(12, '0')}`;
+const entry = (i: number, from: number): LedgerPod => ({ name: `analytics-deployment-7c9d8f6b5d-${String(i).padStart(5, '0')}`, serviceAccount: 'default', from, usage: { vCPU: 1, MemoryGiB: 2 } });
+
+/** The ledger after pods `from`..`to` (exclusive) are observed at `at`. */
+function withPods(ledger: Ledger, from: number, to: number, at: number): Ledger {
+  const pods = { ...ledger.pods };
+  for (let i = from; i < to; i++) pods[uid(i)] = entry(i, at);
+  return { ...ledger, observedThrough: at, pods };
+}
+
+/** The ledger once pods `from`..`to` (exclusive) ended in the hour it last observed. */
+function ended(ledger: Ledger, from: number, to: number): Ledger {
+  const pods = { ...ledger.pods };
+  for (let i = from; i < to; i++) {
+    const p = pods[uid(i)];
+    if (p) pods[uid(i)] = { ...p, to: ledger.observedThrough };
+  }
+  return { ...ledger, pods };
+}
+
+const sizes = (api: MemoryApi): number[] => [...api.configMaps.values()].map((m) => JSON.stringify(m.data).length);
+const shardsOf = (api: MemoryApi): string[] => [...api.configMaps.keys()].filter((k) => k.startsWith(`${namespace}/${ledgerName('product-uid')}-`));
+
+describe('the usage ledger store', () => {
+  it('holds 50,000 pods in shards far below the object limit, reads them back, and a new pod rewrites only its shard', async () => {
+    const api = new MemoryApi();
+    const store = new LedgerStore(api, namespace);
+    let ledger = withPods(newLedger('product-uid', hour), 0, 50_000, hour);
+    await store.write(product, ledger);
+    expect(shardsOf(api)).toHaveLength(50_000 / shardCapacity);
+    expect(Math.max(...sizes(api))).toBeLessThan(150 * 1024);
+    expect(await new LedgerStore(api, namespace).read('product-uid')).toEqual(ledger);
+
+    const before = api.requests.length;
+    ledger = withPods(ended(ledger, 10, 11), 50_000, 50_002, hour);
+    await store.write(product, ledger);
+    const writes = api.requests.slice(before);
+    // The shard of the pod that ended and the one with room for the new pods; the head did not change.
+    expect(writes.map((r) => `${r.method} ${r.path.split('/').pop() ?? ''}`)).toEqual([`PUT ${ledgerName('product-uid')}-0`, `POST configmaps`]);
+    expect(await new LedgerStore(api, namespace).read('product-uid')).toEqual(ledger);
+  });
+
+  it('10% churn an hour over 12 hours: every ConfigMap stays small, pods no hour needs leave, scaled down the shards go', async () => {
+    const api = new MemoryApi();
+    const store = new LedgerStore(api, namespace);
+    let ledger = withPods(newLedger('product-uid', hour), 0, 50_000, hour);
+    await store.write(product, ledger);
+    let next = 50_000;
+    for (let h = 1; h <= 12; h++) {
+      const oldest = next - 50_000;
+      ledger = withPods(ended(ledger, oldest, oldest + 5_000), next, next + 5_000, hour + h);
+      next += 5_000;
+      ledger = closeHours(ledger, product, hour + h);
+      await store.write(product, ledger);
+      ledger = completeHour(ledger, hour + h - 1, 'reported');
+      await store.write(product, ledger);
+      expect(Object.keys(ledger.pods)).toHaveLength(50_000);
+      expect(Math.max(...sizes(api))).toBeLessThan(150 * 1024);
+    }
+    expect(shardsOf(api).length).toBeLessThanOrEqual(50_000 / shardCapacity + 1);
+    expect(await new LedgerStore(api, namespace).read('product-uid')).toEqual(ledger);
+
+    // Scaled down to 100 pods: what no hour needs goes, and so do the emptied shards.
+    ledger = ended(ledger, 0, next - 100);
+    ledger = closeHours({ ...ledger, observedThrough: hour + 13 }, product, hour + 13);
+    await store.write(product, ledger);
+    expect(Object.keys(ledger.pods)).toHaveLength(100);
+    expect(shardsOf(api).length).toBeLessThanOrEqual(2);
+  });
+
+  it('a crash between the writes loses nothing: pruned pods leave their shard only after the head holds their hour', async () => {
+    const api = new MemoryApi();
+    let ledger = withPods(newLedger('product-uid', hour), 0, 10, hour);
+    await new LedgerStore(api, namespace).write(product, ledger);
+    // Hour +1: five pods ended in the hour before; it closes with their sums, and they are pruned.
+    ledger = closeHours(withPods(ended(ledger, 0, 5), 10, 12, hour + 1), product, hour + 1);
+    expect(Object.keys(ledger.pods)).toHaveLength(7);
+    const failing = new LedgerStore(new FailingApi(api, (method, path) => method === 'PUT' && path.endsWith(ledgerName('product-uid'))), namespace);
+    await failing.read('product-uid');
+    await expect(failing.write(product, ledger)).rejects.toThrow('the API server went away');
+    // A new leader reads the old head and the shards with the pruned pods still in them: hour closes the same.
+    const read = await new LedgerStore(api, namespace).read('product-uid');
+    expect(read?.closed).toEqual({});
+    expect(closeHours({ ...(read as Ledger), observedThrough: hour + 1 }, product, hour + 1).closed[hour]?.quantities).toEqual([10]);
+  });
+
+  it('a ledger of the earlier layout (one ConfigMap, pods in it) is read, and moved into shards by its next write', async () => {
+    const api = new MemoryApi();
+    const old = withPods(newLedger('product-uid', hour), 0, 3, hour);
+    const written = JSON.parse(encodeLedger(old)) as Record<string, unknown>;
+    delete written.closed;
+    await api.request('POST', `/api/v1/namespaces/${namespace}/configmaps`, { metadata: { name: ledgerName('product-uid'), namespace }, data: { 'ledger.json': JSON.stringify(written) } } satisfies V1ConfigMap);
+    const store = new LedgerStore(api, namespace);
+    const read = await store.read('product-uid');
+    expect(Object.keys(read?.pods ?? {})).toHaveLength(3);
+    await store.write(product, withPods(read as Ledger, 3, 4, hour));
+    const head = api.configMaps.get(`${namespace}/${ledgerName('product-uid')}`);
+    expect(JSON.parse(head?.data?.['ledger.json'] ?? '{}')).toMatchObject({ pods: {} });
+    expect(Object.keys((await new LedgerStore(api, namespace).read('product-uid'))?.pods ?? {})).toHaveLength(4);
+  });
+
+  it('shards a first write left without a head are taken over; a product deleted takes head and shards with it', async () => {
+    const api = new MemoryApi();
+    const ledger = withPods(newLedger('product-uid', hour), 0, 3, hour);
+    const failing = new FailingApi(api, (method, path) => method === 'POST' && api.configMaps.size > 0 && !path.includes('?'));
+    await expect(new LedgerStore(failing, namespace).write(product, ledger)).rejects.toThrow('the API server went away');
+    expect(shardsOf(api)).toHaveLength(1);
+    const store = new LedgerStore(api, namespace);
+    expect(await store.read('product-uid')).toBeUndefined();
+    await store.write(product, ledger);
+    expect(await new LedgerStore(api, namespace).read('product-uid')).toEqual(ledger);
+    expect(await store.list()).toEqual(['product-uid']);
+    await store.delete('product-uid');
+    expect(api.configMaps.size).toBe(0);
+  });
+});
+
+/** The API server, until `fails` says a request is one it never answers. */
+class FailingApi implements ApiClient {
+  constructor(
+    private readonly api: MemoryApi,
+    private readonly fails: (method: Method, path: string) => boolean,
+  ) {}
+
+  request<T>(method: Method, path: string, body?: unknown): Promise<T> {
+    return this.fails(method, path) ? Promise.reject(new Error('the API server went away')) : this.api.request<T>(method, path, body);
+  }
+
+  send(method: Method, path: string, body?: unknown): Promise<string> {
+    return this.fails(method, path) ? Promise.reject(new Error('the API server went away')) : this.api.send(method, path, body);
+  }
+}
