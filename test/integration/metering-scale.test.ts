@@ -15,6 +15,7 @@ import { LedgerStore } from '../../src/controllers/metering/ledger-store.js';
 import { MeteringReconciler } from '../../src/controllers/metering/reconciler.js';
 import { ProductReports } from '../../src/controllers/product-reports.js';
 import { loadKubeClient, type ApiClient, type KubeClient, type Method } from '../../src/kube/api.js';
+import { eksProbe } from '../../src/kube/cluster.js';
 import { EventRecorder } from '../../src/kube/events.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { Metrics } from '../../src/observability/metrics.js';
@@ -88,7 +89,8 @@ it('50,000 pods, 10% replaced every hour: every hour reported with the right sum
   const api = new Interruptible(client);
   const reports = new ProductReports();
   const metrics = new Metrics();
-  const deps = { products, pods: podCacheOf, clients: fakeProductClients(fake, client, metrics), reports, events: new EventRecorder(client, { controller: 'test', instance: 'scale-0' }, log), metrics, clock, log };
+  const recorder = new EventRecorder(client, { controller: 'test', instance: 'scale-0' }, log);
+  const deps = { products, pods: podCacheOf, clients: fakeProductClients(fake, client, metrics), reports, events: recorder, metrics, clock, log, onEks: eksProbe(client) };
   let reconciler = new MeteringReconciler({ ...deps, store: new LedgerStore(api, operatorNamespace) });
   const signal = new AbortController().signal;
   const reconcile = () => reconciler.reconcile(`${namespace}/app`, signal);

@@ -101,7 +101,7 @@ describe('MeteringReconciler', () => {
   // (a fixed date passed only on the day it was written, before 18:00).
   const hour = Math.floor(Date.now() / hourMs) - 3;
 
-  function metering() {
+  function metering(options: { eks?: boolean } = {}) {
     const w = world();
     let now = hour * hourMs + 10 * 60_000;
     const clock: Clock = { now: () => now, realMsUntil: (t) => Math.max(0, t - now) };
@@ -116,6 +116,7 @@ describe('MeteringReconciler', () => {
       metrics,
       clock,
       log,
+      onEks: () => Promise.resolve(options.eks ?? false),
     };
     const reconciler = new MeteringReconciler(deps);
     return { ...w, reconciler, metrics, deps, advance: (ms: number) => (now += ms) };
@@ -261,6 +262,21 @@ describe('MeteringReconciler', () => {
     expect(calls[3]?.request).toEqual(calls[1]?.request);
     expect(fake().calls('MeterUsage').filter((c) => c.productCode === 'changed-code')).toEqual([]);
     expect(m.reports.metering('solo/app')?.condition.reason).toBe('UsageReported');
+  });
+
+  it('on EKS an Operator-mode product is told, once, that AWS takes its usage only signed with the pod\'s IRSA credentials', async () => {
+    const m = metering({ eks: true });
+    team(m, 'eks-a', 1, { productCode: 'eks-code' });
+    team(m, 'eks-b', 0, { productCode: 'eks-pod-code', identity: { mode: 'Pod' } });
+    for (const key of ['eks-a/app', 'eks-a/app', 'eks-b/app']) await m.reconciler.reconcile(key, signal);
+    const warnings = m.api.made('POST', /\/events$/).filter((r) => JSON.stringify(r.body).includes('IdentityNotAccepted'));
+    expect(warnings.map((r) => (r.body as { regarding?: { namespace?: string } }).regarding?.namespace)).toEqual(['eks-a']);
+    expect(JSON.stringify(warnings[0]?.body)).toContain('identity.mode: Pod');
+    // Elsewhere, nothing.
+    const plain = metering();
+    team(plain, 'plain', 1, { productCode: 'plain-code' });
+    await plain.reconciler.reconcile('plain/app', signal);
+    expect(plain.api.made('POST', /\/events$/)).toEqual([]);
   });
 
   it('a product without dimensions is not metered; a deleted one takes its ledger with it', async () => {

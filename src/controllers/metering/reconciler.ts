@@ -44,6 +44,8 @@ export interface MeteringDeps {
   metrics: Metrics;
   clock: Clock;
   log: Logger;
+  /** Whether the cluster is Amazon EKS (eksProbe). */
+  onEks: () => Promise<boolean>;
 }
 
 /** Retries of a failing hour, in the operator's clock: 30 s, doubling, at most 5 minutes. */
@@ -79,6 +81,8 @@ export class MeteringReconciler {
   /** Accepted record tokens of hours still being reported, so a retry resends only the rest. */
   private readonly accepted = new Map<string, Set<string>>();
   private readonly failures = new Map<string, number>();
+  /** Products told that AWS does not accept their identity mode here (once per leader). */
+  private readonly warned = new Set<string>();
 
   constructor(private readonly deps: MeteringDeps) {}
 
@@ -89,6 +93,7 @@ export class MeteringReconciler {
     const log = this.deps.log.child({ product: key });
     const hour = hourOf(this.deps.clock.now());
     let ledger = await this.observe(key, product, uid, hour);
+    await this.warnIfNotAccepted(product, uid, log);
     for (const due of dueHours(ledger, hour)) {
       const reported = await this.reportHour(product, ledger, due, signal, log);
       ledger = reported.ledger;
@@ -120,6 +125,7 @@ export class MeteringReconciler {
     this.failures.delete(objectKey(product));
     const uid = product.metadata.uid;
     if (!uid) return;
+    this.warned.delete(uid);
     for (const hour of [...this.accepted.keys()].filter((k) => k.startsWith(`${uid}|`))) this.accepted.delete(hour);
     await this.deps.store.delete(uid);
   }
@@ -137,6 +143,17 @@ export class MeteringReconciler {
       throw error;
     }
     return ledger;
+  }
+
+  /** Operator mode on EKS: AWS takes MeterUsage there only signed with the pod's IRSA credentials (its seller guide). */
+  private async warnIfNotAccepted(product: MarketplaceProduct, uid: string, log: Logger): Promise<void> {
+    if ((product.spec.identity?.mode ?? 'Pod') !== 'Operator' || this.warned.has(uid)) return;
+    if (!(await this.deps.onEks().catch(() => false))) return;
+    this.warned.add(uid);
+    const message =
+      "on Amazon EKS, AWS accepts the MeterUsage (and RegisterUsage) calls of container products only when signed with the pod's IRSA credentials; identity.mode: Operator signs them with the operator's identity. Use identity.mode: Pod";
+    log.warn('the product\'s identity mode is not one AWS accepts on EKS', { mode: 'Operator' });
+    await this.deps.events.record(productSubject(product), 'Warning', 'IdentityNotAccepted', 'MeterUsage', message);
   }
 
   private async retryLater(key: string, product: MarketplaceProduct, ledger: Ledger, hour: number, message: string): Promise<Result> {

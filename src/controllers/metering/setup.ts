@@ -3,6 +3,7 @@
 // ledger), and when its current hour closes (the reconciler's requeue). Deleted, its ledger goes;
 // on each start, the ledgers of products deleted while no leader ran go too.
 import { productKeyOfPod } from '../../api/pod-state.js';
+import { eksProbe } from '../../kube/cluster.js';
 import { describeError } from '../../kube/errors.js';
 import { controllerManagedBy, enqueueMapped } from '../../runtime/builder.js';
 import type { Controller } from '../../runtime/controller.js';
@@ -24,6 +25,7 @@ export function setupMetering(manager: Manager, context: ControllerContext): Con
     metrics: context.metrics,
     clock: settings.clock,
     log,
+    onEks: eksProbe(context.client),
   });
   const meteredProductOf = (pod: Parameters<typeof productKeyOfPod>[0]): string[] => {
     const key = productKeyOfPod(pod);
