@@ -3,11 +3,14 @@
 // calls for each operation, and per-operation metrics. Registration and metering both call AWS
 // through here, each in a lane of its own: at the hour's end thousands of MeterUsage records go
 // out (in Pod mode each with its TokenRequest and STS exchange), and a pod that starts then must
-// not wait behind them for its RegisterUsage.
+// not wait behind them for its RegisterUsage, nor behind their work on the event loop: while
+// registrations are under way (and for a second after the last), metering narrows to two calls
+// in flight.
 import type { MarketplaceMeteringClient } from '@aws-sdk/client-marketplace-metering';
 import type { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import type { MarketplaceProduct } from '../api/marketplace-product.js';
+import { PriorityGate } from '../runtime/priority.js';
 import { Semaphore } from '../runtime/semaphore.js';
 import type { Metrics } from '../observability/metrics.js';
 import { createMeteringClient, createRequestHandler, type ClientCredentials } from './clients.js';
@@ -19,9 +22,14 @@ import type { AwsSettings } from './settings.js';
 /** The operations called through ProductClients, each with a concurrency bound of its own. */
 export type MeteringOperation = 'RegisterUsage' | 'MeterUsage';
 
+/** MeterUsage calls (with their identities) in flight while registrations are under way, and for a second after the last. */
+const meteringWhileRegistering = 2;
+const registrationsQuietMs = 1_000;
+
 export class ProductClients {
   private readonly handler: NodeHttpHandler;
   private readonly lanes: Record<MeteringOperation, Semaphore>;
+  private readonly priority = new PriorityGate(meteringWhileRegistering, registrationsQuietMs);
   // Clients by credentials provider, then region; anonymous and default-chain ones by region.
   private readonly providerClients = new WeakMap<AwsCredentialIdentityProvider, Map<string, MarketplaceMeteringClient>>();
   private readonly sharedClients = new Map<string, MarketplaceMeteringClient>();
@@ -44,14 +52,18 @@ export class ProductClients {
    */
   run<T>(product: MarketplaceProduct, pod: PodRef, operation: MeteringOperation, call: (client: MarketplaceMeteringClient) => Promise<T>, signal?: AbortSignal): Promise<T> {
     const { spec } = product;
-    return this.lanes[operation].run(async () => {
+    const options = signal ? { signal } : {};
+    const attempt = async (): Promise<T> => {
       signal?.throwIfAborted();
       const credentials = await this.timed('Identity', () => this.identities.forPod({ mode: spec.identity?.mode ?? 'Pod', ...(spec.identity?.roleArn ? { roleArn: spec.identity.roleArn } : {}) }, pod));
       // The identity's STS exchange is not aborted (it is short); what it was for is.
       signal?.throwIfAborted();
       const client = this.client(credentials, spec.region ?? this.settings.region);
       return this.timed(operation, () => call(client));
-    }, signal ? { signal } : {});
+    };
+    // Registrations first: while they go on, metering goes on narrowly (it has hours to spare; a pod start has not).
+    if (operation === 'RegisterUsage') return this.priority.urgent(() => this.lanes.RegisterUsage.run(attempt, options));
+    return this.lanes.MeterUsage.run(() => this.priority.deferred(attempt, signal), options);
   }
 
   /**

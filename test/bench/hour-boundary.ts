@@ -85,6 +85,10 @@ class StartTimes {
     return names.map((n) => (this.ungated.get(n) ?? Number.NaN) - (this.created.get(n) ?? 0)).sort((a, b) => a - b);
   }
 
+  slowest(names: readonly string[], count: number): [string, number][] {
+    return names.map((n): [string, number] => [n, (this.ungated.get(n) ?? Number.POSITIVE_INFINITY) - (this.created.get(n) ?? 0)]).sort((x, y) => y[1] - x[1]).slice(0, count);
+  }
+
   stop(): void {
     this.stream?.stop();
   }
@@ -128,7 +132,8 @@ async function main(): Promise<void> {
     const operator = await startOperatorProcess(plane, fake, await serviceAccountKubeconfig(plane), {
       admission: 'policy',
       launch: (command, args) => cgroup.wrap(command, args),
-      env: { LOG_LEVEL: 'warn', SIMULATED_CLOCK: formatSimulatedClock(clockSetting) },
+      // The Deployment's environment (NODE_OPTIONS); OPERATOR_NODE_OPTIONS replaces it (to profile, say).
+      env: { ...runtime.env, ...(process.env.OPERATOR_NODE_OPTIONS !== undefined ? { NODE_OPTIONS: process.env.OPERATOR_NODE_OPTIONS } : {}), LOG_LEVEL: 'warn', SIMULATED_CLOCK: formatSimulatedClock(clockSetting) },
     });
 
     log(`${pods} Pod-mode pods, entitled, then Running`);
@@ -159,11 +164,12 @@ async function main(): Promise<void> {
     const line = (label: string, s: ReturnType<typeof summary>): string => `${label}: p50 ${s.p50.toFixed(0)} ms, p99 ${s.p99.toFixed(0)} ms, max ${s.max.toFixed(0)} ms${s.missing ? `, ${s.missing} not started` : ''}`;
     process.stdout.write(
       [
-        `hour boundary, ${pods} running Pod-mode pods (2 dimensions), AWS answering in ${awsLatencyMs} ms, operator memory limit ${Math.round(memoryLimitBytes / 2 ** 20)} MiB`,
+        `hour boundary, ${pods} running Pod-mode pods (2 dimensions), AWS answering in ${awsLatencyMs} ms, operator memory limit ${Math.round(memoryLimitBytes / 2 ** 20)} MiB, environment ${JSON.stringify(runtime.env)}`,
         line(`pod start (create → gate removed), ${before.length} pods well before the boundary`, b),
         line(`pod start, ${across.length} pods across the boundary`, a),
         `ratio across/before: p50 ${(a.p50 / b.p50).toFixed(2)}×, p99 ${(a.p99 / b.p99).toFixed(2)}×`,
-        `the hour's MeterUsage: ${records} records accepted (${meterCalls.length} calls), the last ${(lastRecordMs / 1000).toFixed(1)} s after the boundary`,
+        `slowest across the boundary (created at, from the boundary: latency): ${times.slowest(across, 5).map(([name, ms]) => `${(((times.created.get(name) ?? 0) - boundaryReal) / 1000).toFixed(1)} s: ${ms.toFixed(0)} ms`).join(', ')}`,
+        `the hour's MeterUsage: ${records} of its ${pods * 2} records accepted by ${(lastRecordMs / 1000).toFixed(1)} s after the boundary (${meterCalls.length} calls; the rest go on after the window measured)`,
         `operator still running: ${operator.proc.running}`,
         '',
       ].join('\n'),

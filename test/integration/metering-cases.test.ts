@@ -5,9 +5,11 @@
 // - the leader killed while that record is in flight, and one product's dimensions changed
 //   before its successor resends the hour: the resend is the same request, byte for byte;
 // - in Pod mode, a pod whose records can never go (it ended, and its ServiceAccount was deleted
-//   before its hour was reported): it is reported, and the other pods' records go out.
+//   before its hour was reported): it is reported, and the other pods' records go out;
+// - pods revoked while running (their budget holds their eviction) and entitled again: metered
+//   for the hours they counted, and a zero for the hour between.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { EventsV1Api, PatchStrategy, setHeaderOptions, type CoreV1Api, type CustomObjectsApi } from '@kubernetes/client-node';
+import { EventsV1Api, PatchStrategy, PolicyV1Api, setHeaderOptions, type CoreV1Api, type CustomObjectsApi } from '@kubernetes/client-node';
 import { roleArnAnnotation } from '../../src/aws/pod-identity.js';
 import { formatSimulatedClock, type Clock } from '../../src/clock.js';
 import { hourMs } from '../../src/controllers/metering/ledger.js';
@@ -148,4 +150,37 @@ it("in Pod mode a pod whose records can never go is reported, and the others' ho
   expect(await leader?.metric('entitlement_metering_records_total', { outcome: 'rejected' })).toBeGreaterThanOrEqual(2);
   const status = (await getProduct(custom, namespace, 'solo')).status as { conditions?: { type: string; status: string }[] };
   expect(status.conditions?.find((c) => c.type === 'Metered')?.status).toBe('True');
+}, 300_000);
+
+it('a pod revoked (its eviction held by its budget) and entitled again is metered for the hours it counted, not those between', async () => {
+  const namespace = 'flap';
+  const now = (): number => Math.floor(clock.now() / hourMs) - h0 / hourMs;
+  await core.createNamespace({ body: { metadata: { name: namespace } } });
+  await createProduct(custom, namespace, 'flap', { productCode: 'flap-code', publicKey: { pem: fake.publicKeyPem }, identity: { mode: 'Operator' }, onRevocation: 'Evict', metering: { dimensions: [{ name: 'pods', unit: 'Pod' }] } });
+  const budgets = controlPlane().kubeConfig().makeApiClient(PolicyV1Api);
+  await budgets.createNamespacedPodDisruptionBudget({ namespace, body: { metadata: { name: 'flap' }, spec: { maxUnavailable: 0, selector: { matchLabels: { app: 'paid' } } } } });
+  // From the start of an hour, so that the pods count, and are revoked, within it.
+  await sleep(clock.realMsUntil(h0 + (now() + 1) * hourMs + minute));
+  const counted = now();
+  await runPods(namespace, 'flap', ['flap-0', 'flap-1']);
+  const productUid = ((await getProduct(custom, namespace, 'flap')) as { metadata: { uid?: string } }).metadata.uid ?? '';
+  await waitForPod('both counted in the ledger', async () => (Object.keys((await storedLedger(core, productUid))?.ledger.pods ?? {}).length === 2 ? true : undefined));
+
+  // A new pod is refused: the two running pods are revoked, and stay, their evictions refused by the budget.
+  fake.setBehaviour('flap-code', { error: 'CustomerNotEntitledException' });
+  await core.createNamespacedPod({ namespace, body: labelledPod('flap-2', 'flap') });
+  for (const name of ['flap-0', 'flap-1']) await waitForPod(`${name} revoked`, async () => (verdict(await core.readNamespacedPod({ name, namespace })) === 'NotEntitled' ? true : undefined));
+  expect(now()).toBe(counted);
+  // A whole hour revoked; then AWS entitles them again, and a check is asked for.
+  await sleep(clock.realMsUntil(h0 + (counted + 2) * hourMs + 5 * minute));
+  fake.setBehaviour('flap-code', {});
+  for (const name of ['flap-0', 'flap-1']) {
+    await core.patchNamespacedPod({ name, namespace, body: { metadata: { annotations: { 'marketplace.entitlements.io/recheck': 'again' } } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+  }
+  for (const name of ['flap-0', 'flap-1']) await waitForPod(`${name} entitled again`, async () => (verdict(await core.readNamespacedPod({ name, namespace })) === 'Entitled' ? true : undefined));
+  await reportedThrough(namespace, 'flap', counted + 2);
+
+  const quantity = (hour: number) => fake.records().find((r) => r.productCode === 'flap-code' && r.hour === at(hour))?.quantity;
+  // flap-2, entitled too in the end, never ran (nothing reports it Running here).
+  expect([quantity(counted), quantity(counted + 1), quantity(counted + 2)]).toEqual([2, 0, 2]);
 }, 300_000);

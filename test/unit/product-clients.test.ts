@@ -44,3 +44,24 @@ it('a registration does not wait behind MeterUsage calls, which have a lane of t
   // One lane shared by both would have made the registration wait for both (1.5 s each).
   expect(finished).toEqual(['RegisterUsage', 'MeterUsage pods', 'MeterUsage vcpu']);
 });
+
+it('while a registration is under way, MeterUsage calls narrow to two in flight, and widen a second after it is done', async () => {
+  fake().setBehaviour('narrow-meter', { delayMs: 400 });
+  fake().setBehaviour('slow-register', { delayMs: 1_200 });
+  const clients = fakeProductClients(fake(), noApi, new Metrics(), { RegisterUsage: 4, MeterUsage: 16 });
+  const hour = new Date(Math.floor(Date.now() / 3_600_000) * 3_600_000 - 3_600_000);
+  const registering = clients.run(product('slow-register'), pod, 'RegisterUsage', (client) => registerUsage(client, { productCode: 'slow-register', publicKeyVersion: 1, nonce: newNonce() }));
+  await waitFor('the registration at the fake', () => Promise.resolve(fake().state.delayed.get('slow-register') === 1 ? true : undefined), 10_000, 20);
+  const meters = Array.from({ length: 20 }, (_, i) =>
+    clients.run(product('narrow-meter'), pod, 'MeterUsage', (client) => meterUsage(client, { productCode: 'narrow-meter', timestamp: hour, usageDimension: `d${i}`, usageQuantity: 1 })),
+  );
+  const inFlight: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    inFlight.push(fake().state.delayed.get('narrow-meter') ?? 0);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  expect(Math.max(...inFlight)).toBe(2);
+  await registering;
+  await waitFor('the rest at once', () => Promise.resolve((fake().state.delayed.get('narrow-meter') ?? 0) > 2 ? true : undefined), 5_000, 10);
+  await Promise.all(meters);
+});

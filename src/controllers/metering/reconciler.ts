@@ -22,6 +22,7 @@ import type { ProductClients } from '../../aws/product-clients.js';
 import type { Clock } from '../../clock.js';
 import type { EventRecorder } from '../../kube/events.js';
 import { type Cache, keyOf, objectKey } from '../../runtime/informer.js';
+import { mapPooled } from '../../runtime/pool.js';
 import type { Result } from '../../runtime/workqueue.js';
 import type { Logger } from '../../observability/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
@@ -53,6 +54,8 @@ const retryBaseMs = 30_000;
 const retryMaxMs = 5 * 60_000;
 /** Past the hour's end, so the next observation falls in the new hour. */
 const hourSlackMs = 1_000;
+/** Records of an hour on their way to the AWS lane at once. */
+const sendWidth = 32;
 /** How often a product of a shared code looks again while it waits for the others. */
 const sharedWaitMs = 2_000;
 /** A wait for the other products of a shared code this long past the hour shows in the status. */
@@ -232,8 +235,11 @@ export class MeteringReconciler {
     const billed: MarketplaceProduct = closed ? { ...product, spec: { ...product.spec, productCode: closed.productCode, identity: { ...product.spec.identity, mode: closed.mode } } } : product;
     const conflicts: UsageRecordPlan[] = [];
     const rejected: [UsageRecordPlan, string][] = [];
-    const results = await Promise.all(
-      records.map(async (record): Promise<string | undefined> => {
+    // Wider than the AWS lane, so it stays full; not one call per record at once (a Pod-mode hour has thousands).
+    const results = await mapPooled(
+      records,
+      sendWidth,
+      async (record): Promise<string | undefined> => {
         const token = clientToken(scope, record);
         if (accepted.has(token)) return undefined;
         const outcome = await this.sendRecord(billed, record, token, signal);
@@ -242,7 +248,7 @@ export class MeteringReconciler {
         if (outcome.kind === 'conflict') conflicts.push(record);
         if (outcome.kind === 'rejected') rejected.push([record, outcome.message]);
         return undefined;
-      }),
+      },
     );
     // Leadership lost: no verdict on the hour (the next leader reports it), and no ReportFailing.
     signal.throwIfAborted();
