@@ -22,6 +22,9 @@ import type { AwsSettings } from './settings.js';
 /** The operations called through ProductClients, each with a concurrency bound of its own. */
 export type MeteringOperation = 'RegisterUsage' | 'MeterUsage';
 
+/** A MeterUsage call waits its turn behind registrations, unless its hour has little of AWS's window left. */
+export type Urgency = 'deferrable' | 'pressing';
+
 /** MeterUsage calls (with their identities) in flight while registrations are under way, and for a second after the last. */
 const meteringWhileRegistering = 2;
 const registrationsQuietMs = 1_000;
@@ -50,7 +53,7 @@ export class ProductClients {
    * mode). Once `signal` aborts, a call still waiting its turn leaves its lane at once, and one
    * waiting for its identity is not made.
    */
-  run<T>(product: MarketplaceProduct, pod: PodRef, operation: MeteringOperation, call: (client: MarketplaceMeteringClient) => Promise<T>, signal?: AbortSignal): Promise<T> {
+  run<T>(product: MarketplaceProduct, pod: PodRef, operation: MeteringOperation, call: (client: MarketplaceMeteringClient) => Promise<T>, signal?: AbortSignal, urgency: Urgency = 'deferrable'): Promise<T> {
     const { spec } = product;
     const options = signal ? { signal } : {};
     const attempt = async (): Promise<T> => {
@@ -61,9 +64,10 @@ export class ProductClients {
       const client = this.client(credentials, spec.region ?? this.settings.region);
       return this.timed(operation, () => call(client));
     };
-    // Registrations first: while they go on, metering goes on narrowly (it has hours to spare; a pod start has not).
+    // Registrations first: while they go on, metering goes on narrowly (it has hours to spare; a
+    // pod start has not), unless its hour is running out of them.
     if (operation === 'RegisterUsage') return this.priority.urgent(() => this.lanes.RegisterUsage.run(attempt, options));
-    return this.lanes.MeterUsage.run(() => this.priority.deferred(attempt, signal), options);
+    return this.lanes.MeterUsage.run(() => (urgency === 'pressing' ? attempt() : this.priority.deferred(attempt, signal)), options);
   }
 
   /**

@@ -43,12 +43,16 @@ export class PriorityGate {
     return this.urgentRunning > 0 || performance.now() - this.lastUrgentEnd < this.quietMs;
   }
 
+  /** Wakes the waiters once urgent work has been quiet for quietMs (a timer may fire a little early: then again). */
   private wakeWhenQuiet(): void {
     clearTimeout(this.quietTimer);
+    const left = this.quietMs - (performance.now() - this.lastUrgentEnd);
     this.quietTimer = setTimeout(() => {
       this.quietTimer = undefined;
-      this.wake();
-    }, this.quietMs);
+      if (this.urgentRunning > 0) return;
+      if (this.narrowed()) this.wakeWhenQuiet();
+      else this.wake();
+    }, Math.max(0, Math.ceil(left)) + 1);
     this.quietTimer.unref();
   }
 

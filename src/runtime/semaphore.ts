@@ -29,19 +29,23 @@ export class Semaphore {
 
   private turn(weight: number, signal: AbortSignal | undefined): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const waiter = { weight, start: resolve };
-      this.waiting.push(waiter);
-      signal?.addEventListener(
-        'abort',
-        () => {
-          const index = this.waiting.indexOf(waiter);
-          if (index < 0) return; // started already
-          this.waiting.splice(index, 1);
-          this.startWaiting();
-          reject(signal.reason instanceof Error ? signal.reason : new Error('aborted while waiting its turn'));
+      const onAbort = (): void => {
+        const index = this.waiting.indexOf(waiter);
+        if (index < 0) return; // started already
+        this.waiting.splice(index, 1);
+        this.startWaiting();
+        reject(signal?.reason instanceof Error ? signal.reason : new Error('aborted while waiting its turn'));
+      };
+      // Started, it no longer listens: the signal lives as long as the controller, its waiters do not.
+      const waiter = {
+        weight,
+        start: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
         },
-        { once: true },
-      );
+      };
+      this.waiting.push(waiter);
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 

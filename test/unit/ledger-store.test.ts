@@ -4,7 +4,7 @@
 import type { V1ConfigMap } from '@kubernetes/client-node';
 import type { MarketplaceProduct } from '../../src/api/marketplace-product.js';
 import type { ApiClient, Method } from '../../src/kube/api.js';
-import { closeHours, completeHour, newLedger, type Ledger, type LedgerPod } from '../../src/controllers/metering/ledger.js';
+import { closeHours, completeHour, newLedger, pruned, type Ledger, type LedgerPod } from '../../src/controllers/metering/ledger.js';
 import { encodeLedger, ledgerName, LedgerStore, shardCapacity } from '../../src/controllers/metering/ledger-store.js';
 import { MemoryApi } from '../support/memory.js';
 
@@ -33,6 +33,14 @@ function ended(ledger: Ledger, from: number, to: number): Ledger {
     if (p) pods[uid(i)] = { ...p, to: ledger.observedThrough };
   }
   return { ...ledger, pods };
+}
+
+/** As the metering reconciler saves: the ledger as it is, then pruned. */
+async function save(store: LedgerStore, ledger: Ledger): Promise<Ledger> {
+  await store.write(product, ledger);
+  const lean = pruned(ledger);
+  if (lean !== ledger) await store.write(product, lean);
+  return lean;
 }
 
 const sizes = (api: MemoryApi): number[] => [...api.configMaps.values()].map((m) => JSON.stringify(m.data).length);
@@ -67,10 +75,8 @@ describe('the usage ledger store', () => {
       const oldest = next - 50_000;
       ledger = withPods(ended(ledger, oldest, oldest + 5_000), next, next + 5_000, hour + h);
       next += 5_000;
-      ledger = closeHours(ledger, product, hour + h);
-      await store.write(product, ledger);
-      ledger = completeHour(ledger, hour + h - 1, 'reported');
-      await store.write(product, ledger);
+      ledger = await save(store, closeHours(ledger, product, hour + h));
+      ledger = await save(store, completeHour(ledger, hour + h - 1, 'reported'));
       expect(Object.keys(ledger.pods)).toHaveLength(50_000);
       expect(Math.max(...sizes(api))).toBeLessThan(150 * 1024);
     }
@@ -79,26 +85,34 @@ describe('the usage ledger store', () => {
 
     // Scaled down to 100 pods: what no hour needs goes, and so do the emptied shards.
     ledger = ended(ledger, 0, next - 100);
-    ledger = closeHours({ ...ledger, observedThrough: hour + 13 }, product, hour + 13);
-    await store.write(product, ledger);
+    ledger = await save(store, closeHours({ ...ledger, observedThrough: hour + 13 }, product, hour + 13));
     expect(Object.keys(ledger.pods)).toHaveLength(100);
     expect(shardsOf(api).length).toBeLessThanOrEqual(2);
   });
 
-  it('a crash between the writes loses nothing: pruned pods leave their shard only after the head holds their hour', async () => {
+  it('a crash between the writes loses nothing: pods leave their shard only once a written head no longer needs them', async () => {
     const api = new MemoryApi();
     let ledger = withPods(newLedger('product-uid', hour), 0, 10, hour);
     await new LedgerStore(api, namespace).write(product, ledger);
-    // Hour +1: five pods ended in the hour before; it closes with their sums, and they are pruned.
+    // Hour +1: five pods ended in the hour before (first seen so now); it closes with their sums, and they are no longer needed.
     ledger = closeHours(withPods(ended(ledger, 0, 5), 10, 12, hour + 1), product, hour + 1);
-    expect(Object.keys(ledger.pods)).toHaveLength(7);
+    expect(Object.keys(pruned(ledger).pods)).toHaveLength(7);
+    // The head's write fails: a new leader reads the old head and shards with the five ended in them, and the hour closes the same.
     const failing = new LedgerStore(new FailingApi(api, (method, path) => method === 'PUT' && path.endsWith(ledgerName('product-uid'))), namespace);
     await failing.read('product-uid');
-    await expect(failing.write(product, ledger)).rejects.toThrow('the API server went away');
-    // A new leader reads the old head and the shards with the pruned pods still in them: hour closes the same.
+    await expect(save(failing, ledger)).rejects.toThrow('the API server went away');
     const read = await new LedgerStore(api, namespace).read('product-uid');
     expect(read?.closed).toEqual({});
     expect(closeHours({ ...(read as Ledger), observedThrough: hour + 1 }, product, hour + 1).closed[hour]?.quantities).toEqual([10]);
+    // The pruning write fails: the new head, and the five still in their shards, ended, counting in no open hour.
+    let puts = 0;
+    const pruning = new LedgerStore(new FailingApi(api, (method) => method === 'PUT' && ++puts > 2), namespace);
+    await pruning.read('product-uid');
+    await expect(save(pruning, ledger)).rejects.toThrow('the API server went away');
+    const after = (await new LedgerStore(api, namespace).read('product-uid')) as Ledger;
+    expect(after.closed[hour]?.quantities).toEqual([10]);
+    expect(Object.keys(after.pods)).toHaveLength(12);
+    expect(Object.values(after.pods).filter((p) => p.to === undefined)).toHaveLength(7);
   });
 
   it('a ledger of the earlier layout (one ConfigMap, pods in it) is read, and moved into shards by its next write', async () => {

@@ -4,7 +4,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { productLabel, type MarketplaceProduct } from '../../src/api/marketplace-product.js';
 import { podCache } from '../../src/verdicts/pod-cache.js';
 import { sealedAnnotations, testSealer } from '../support/seals.js';
-import { closeHours, completeHour, dueHours, hourMs, newLedger, observePods, recordsOf, withinWindow } from '../../src/controllers/metering/ledger.js';
+import { closeHours, completeHour, dueHours, hourMs, newLedger, observePods, pruned, recordsOf, withinWindow } from '../../src/controllers/metering/ledger.js';
 import { decodeLedger, encodeLedger } from '../../src/controllers/metering/ledger-store.js';
 import { clientToken } from '../../src/controllers/metering/reconciler.js';
 import { parseQuantity, podRequests, usageOf } from '../../src/api/pod-usage.js';
@@ -165,7 +165,7 @@ describe('usage ledger', () => {
     expect([0, 1, 2, 3, 4].map((i) => ofB(hour + i))).toEqual([3, 0, 0, 3, 3]);
     expect(decodeLedger(encodeLedger(ledger))).toEqual(ledger);
     // Once the hour of the earlier span is done, the span goes; the pod stays for its open one.
-    ledger = completeHour(ledger, hour, 'reported');
+    ledger = pruned(completeHour(ledger, hour, 'reported'));
     expect(ledger.pods['uid-b']).toEqual({ name: 'b', serviceAccount: 'app', from: hour + 3, usage: { vCPU: 1, MemoryGiB: 1 } });
   });
 
@@ -181,7 +181,7 @@ describe('usage ledger', () => {
     let ledger = observePods(newLedger('product-uid', hour), [pod('a'), pod('b')], hour);
     ledger = observePods(ledger, [pod('a')], hour + 2);
     expect(dueHours(ledger, hour + 2)).toEqual([hour, hour + 1]);
-    ledger = completeHour(ledger, hour, 'lost');
+    ledger = pruned(completeHour(ledger, hour, 'lost'));
     expect(Object.keys(ledger.pods).sort()).toEqual(['uid-a']); // b ended in the hour just done
     ledger = completeHour(ledger, hour + 1, 'reported');
     expect(ledger).toMatchObject({ nextHour: hour + 2, lastReportedHour: hour + 1, lostHours: [hour] });
@@ -200,7 +200,7 @@ describe('usage ledger', () => {
     let ledger = closeHours(observePods(newLedger('product-uid', hour), [pod('a'), pod('b')], hour), product('Operator'), hour);
     expect(ledger.closed).toEqual({});
     // Hour +1: b is gone; hour is closed with a and b in it, and b, no longer needed, leaves the ledger.
-    ledger = closeHours(observePods(ledger, [pod('a')], hour + 1), product('Operator'), hour + 1);
+    ledger = pruned(closeHours(observePods(ledger, [pod('a')], hour + 1), product('Operator'), hour + 1));
     expect(ledger.closed[hour]).toEqual({ productCode: 'code', mode: 'Operator', dimensions: product('Operator').spec.metering?.dimensions, quantities: [2, 2, 2] });
     expect(Object.keys(ledger.pods)).toEqual(['uid-a']);
     // The spec changes and a pod registered in the closed hour is first seen now: the closed hour stays as it was.
@@ -220,7 +220,7 @@ describe('usage ledger', () => {
     ledger = closeHours(observePods(ledger, [pod('a')], hour + 1), product('Pod'), hour + 1);
     expect(ledger.closed[hour]?.quantities).toBeUndefined();
     expect(recordsOf(ledger, product('Pod'), hour).filter((r) => r.dimension === 'pods')).toHaveLength(2);
-    expect(Object.keys(completeHour(ledger, hour, 'reported').pods)).toEqual(['uid-a']);
+    expect(Object.keys(pruned(completeHour(ledger, hour, 'reported')).pods)).toEqual(['uid-a']);
   });
 
   it('a ledger an earlier release wrote: the hours it may have sent are reported as it did', () => {

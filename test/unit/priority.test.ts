@@ -21,7 +21,7 @@ function tasks() {
 const tick = () => new Promise((resolve) => setImmediate(resolve));
 
 it('while urgent work runs, deferred tasks run two at a time; once it has been quiet a while, all of them', async () => {
-  const gate = new PriorityGate(2, 100);
+  const gate = new PriorityGate(2, 500);
   const urgent = tasks();
   const deferred = tasks();
   const registering = gate.urgent(urgent.task);
@@ -36,7 +36,7 @@ it('while urgent work runs, deferred tasks run two at a time; once it has been q
   await registering;
   await tick();
   expect(deferred.running).toBe(2); // still narrow: urgent work ended just now
-  await new Promise((resolve) => setTimeout(resolve, 150));
+  await new Promise((resolve) => setTimeout(resolve, 700));
   expect(deferred.running).toBe(4); // the two running, and the two left start at once
   deferred.releaseAll();
   await Promise.all(metering);

@@ -6,10 +6,10 @@
 // conflict, never overwrites its successor. The leader keeps what it last read or wrote, so it
 // reads the ConfigMaps only when it starts or after a conflict.
 //
-// The order of writes makes a crash at any point safe: first the shards, holding the new
-// ledger's pods and also those it pruned, then the head, then the shards again without what was
-// pruned. Pods leave a shard only once the head no longer needs them (its closed hours hold
-// their sums), and a head never counts on a shard write that has not happened.
+// The order of writes makes a crash at any point safe: the shards first, then the head, so a head
+// never counts on a shard write that has not happened; and the metering reconciler prunes a
+// ledger only after writing it as it was (ledger.ts, pruned), so pods leave a shard only once a
+// head that no longer needs them is written.
 import { ledgerPrefix } from '../../api/names.js';
 import type { V1ConfigMap } from '@kubernetes/client-node';
 import { group, type MarketplaceProduct } from '../../api/marketplace-product.js';
@@ -151,8 +151,8 @@ export class LedgerStore {
       }
       state.shards.set(shard, { ...(map.metadata?.resourceVersion ? { resourceVersion: map.metadata.resourceVersion } : {}), pods });
     }
-    // A write of this ledger under way (another product's reconcile reads it) keeps its own state.
-    if (!known) this.known.set(productUid, state);
+    // A write of this ledger begun meanwhile (another product's reconcile reads it) keeps its own state.
+    if (!this.known.has(productUid)) this.known.set(productUid, state);
     return read.ledger;
   }
 
@@ -163,13 +163,10 @@ export class LedgerStore {
     if (state.ledger === ledger) return;
     this.known.set(uid, state);
     try {
-      const pruned = [...state.shardOf].filter(([podUid]) => !(podUid in ledger.pods));
       const target = this.assign(state, ledger);
-      // The shards with what the ledger pruned still in them, the head, then the shards as the ledger has them.
-      for (const [shard, pods] of target) await this.writeShard(product, state, uid, shard, withPruned(pods, shard, pruned, state));
-      await this.writeHead(product, state, ledger);
       for (const [shard, pods] of target) await this.writeShard(product, state, uid, shard, pods);
-      for (const [podUid] of pruned) state.shardOf.delete(podUid);
+      await this.writeHead(product, state, ledger);
+      for (const podUid of [...state.shardOf.keys()]) if (!(podUid in ledger.pods)) state.shardOf.delete(podUid);
       state.ledger = ledger;
     } catch (error) {
       if (isConflict(error) || isNotFound(error)) this.known.delete(uid);
@@ -213,7 +210,7 @@ export class LedgerStore {
     if (written ? sameEntries(written.pods, pods) : pods.size === 0) return;
     const name = shardName(productUid, shard);
     if (pods.size === 0) {
-      await this.deleteMap(name);
+      await this.deleteMap(name, written?.resourceVersion);
       state.shards.delete(shard);
       return;
     }
@@ -259,9 +256,10 @@ export class LedgerStore {
     return (await this.client.request<{ items: V1ConfigMap[] }>('GET', `/api/v1/namespaces/${segment(this.namespace)}/configmaps?labelSelector=${encodeURIComponent(selector)}`)).items;
   }
 
-  private async deleteMap(name: string): Promise<void> {
+  /** Deletes the ConfigMap (only the version last seen of it, when given). */
+  private async deleteMap(name: string, resourceVersion?: string): Promise<void> {
     try {
-      await this.client.send('DELETE', this.path(name));
+      await this.client.send('DELETE', this.path(name), resourceVersion ? { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { resourceVersion } } : undefined);
     } catch (error) {
       if (!isNotFound(error)) throw error;
     }
@@ -282,18 +280,6 @@ function withRoom(target: Map<number, Map<string, LedgerPod>>): number {
   while ((target.get(shard)?.size ?? 0) >= shardCapacity) shard++;
   if (!target.has(shard)) target.set(shard, new Map());
   return shard;
-}
-
-/** A shard's pods, and those the ledger pruned from it, as last written: until the head no longer needs them. */
-function withPruned(pods: Map<string, LedgerPod>, shard: number, pruned: readonly [string, number][], state: Known): Map<string, LedgerPod> {
-  const mine = pruned.filter(([, of]) => of === shard);
-  if (mine.length === 0) return pods;
-  const kept = new Map(pods);
-  for (const [uid] of mine) {
-    const entry = state.shards.get(shard)?.pods.get(uid);
-    if (entry) kept.set(uid, entry);
-  }
-  return kept;
 }
 
 function shardNumber(productUid: string, map: V1ConfigMap): number {

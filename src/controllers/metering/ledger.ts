@@ -88,6 +88,8 @@ export interface Ledger {
   closed: Record<number, ClosedHour>;
   /** Hours through this one were closed by an earlier release (see ClosedHour.legacy). */
   legacyThrough?: number;
+  /** The newest hours this product reported as the reporter of a shared product code (shared-codes.ts). */
+  sharedReported?: number[];
   /** By pod uid. */
   pods: Record<string, LedgerPod>;
 }
@@ -149,7 +151,8 @@ export function observePods(ledger: Ledger, pods: readonly V1Pod[], hour: number
   for (const [uid, entry] of Object.entries(next)) {
     if (entry.to !== undefined || counting.has(uid)) continue;
     // Gone or finished: it counted at least through the last hour the ledger saw it in.
-    next[uid] = { ...entry, to: ledger.observedThrough };
+    // (No earlier than its start: a pod the ledger took in after it last observed the hour.)
+    next[uid] = { ...entry, to: Math.max(entry.from, ledger.observedThrough) };
     changed = true;
   }
   return changed ? { ...ledger, observedThrough: hour, pods: next } : ledger;
@@ -201,18 +204,18 @@ function quantitiesIn(ledger: Ledger, dimensions: readonly MeteredDimension[], h
 
 /**
  * Closes every hour before `hour` not closed yet, with the product's terms of now (and, in
- * Operator mode, its sums), then drops what no open or Pod-mode hour needs any more.
+ * Operator mode, its sums). Hours past AWS's window are not closed: they are lost whatever they hold.
  */
 export function closeHours(ledger: Ledger, product: MarketplaceProduct, hour: number): Ledger {
   const terms = termsOf(product);
   let closed: Record<number, ClosedHour> | undefined;
-  for (let h = ledger.nextHour; h < hour; h++) {
+  for (let h = Math.max(ledger.nextHour, hour - reportWindowHours); h < hour; h++) {
     if (ledger.closed[h]) continue;
     closed ??= { ...ledger.closed };
     const legacy = ledger.legacyThrough !== undefined && h <= ledger.legacyThrough ? { legacy: true as const } : {};
     closed[h] = { ...terms, ...(terms.mode === 'Operator' ? { quantities: quantitiesIn(ledger, terms.dimensions, h) } : {}), ...legacy };
   }
-  return closed ? pruned({ ...ledger, closed }) : ledger;
+  return closed ? { ...ledger, closed } : ledger;
 }
 
 /**
@@ -260,23 +263,26 @@ export function withinWindow(hour: number, nowMs: number): boolean {
   return nowMs < (hour + reportWindowHours) * hourMs;
 }
 
-/** The ledger once `hour` is reported (or lost): its terms go, and so do pods and ranges no hour needs any more. */
-export function completeHour(ledger: Ledger, hour: number, outcome: 'reported' | 'lost'): Ledger {
+/** The ledger once `hour` is reported (or lost): its terms go. `asReporter`: reported for every product of a shared code. */
+export function completeHour(ledger: Ledger, hour: number, outcome: 'reported' | 'lost', asReporter = false): Ledger {
   const closed = Object.fromEntries(Object.entries(ledger.closed).filter(([h]) => Number(h) !== hour));
   const rest = ledger.legacyThrough !== undefined && ledger.legacyThrough <= hour ? without(ledger, 'legacyThrough') : ledger;
-  return pruned({
+  return {
     ...rest,
     nextHour: hour + 1,
     closed,
     ...(outcome === 'reported' ? { lastReportedHour: hour } : { lostHours: [...ledger.lostHours, hour].slice(-lostHoursKept) }),
-  });
+    ...(asReporter ? { sharedReported: [...(ledger.sharedReported ?? []), hour].slice(-lostHoursKept) } : {}),
+  };
 }
 
 /**
  * Without the ranges no hour needs: an hour needs the pods that counted in it until it is done,
- * unless it closed with its sums (Operator mode). Pods left with no range leave the ledger.
+ * unless it closed with its sums (Operator mode). Pods left with no range leave the ledger. Kept
+ * apart from closing and completing hours: the ledger is written as it is first, and pruned only
+ * once that write holds the hours that made the pods unneeded.
  */
-function pruned(ledger: Ledger): Ledger {
+export function pruned(ledger: Ledger): Ledger {
   let needsFrom = ledger.nextHour;
   while (ledger.closed[needsFrom]?.quantities) needsFrom++;
   const pods: Record<string, LedgerPod> = {};

@@ -26,9 +26,9 @@ import { mapPooled } from '../../runtime/pool.js';
 import type { Result } from '../../runtime/workqueue.js';
 import type { Logger } from '../../observability/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
-import { closeHours, completeHour, dueHours, hourMs, hourOf, hourStart, meters, newLedger, observePods, recordsOf, reportWindowHours, withinWindow, type Ledger, type UsageRecordPlan } from './ledger.js';
+import { closeHours, completeHour, dueHours, hourMs, hourOf, hourStart, meters, newLedger, observePods, pruned, recordsOf, reportWindowHours, withinWindow, type Ledger, type UsageRecordPlan } from './ledger.js';
 import type { LedgerStore } from './ledger-store.js';
-import { reporterOf, sharedHour, sharersOf, type KeyedLedger } from './shared-codes.js';
+import { reporterOf, sharedHour, type KeyedLedger } from './shared-codes.js';
 import type { Condition, MeteringReport, ProductReports } from '../product-reports.js';
 
 export { meters } from './ledger.js';
@@ -54,6 +54,7 @@ const retryBaseMs = 30_000;
 const retryMaxMs = 5 * 60_000;
 /** Past the hour's end, so the next observation falls in the new hour. */
 const hourSlackMs = 1_000;
+const pressingAfterMs = 2 * hourMs;
 /** Records of an hour on their way to the AWS lane at once. */
 const sendWidth = 32;
 /** How often a product of a shared code looks again while it waits for the others. */
@@ -72,7 +73,7 @@ function iso(hour: number): string {
 }
 
 /** What reporting an hour came to. */
-type HourResult = { kind: 'reported' } | { kind: 'lost'; records: number } | { kind: 'failed'; message: string } | { kind: 'waiting'; message: string };
+type HourResult = { kind: 'reported'; asReporter?: true } | { kind: 'lost'; records: number } | { kind: 'failed'; message: string } | { kind: 'waiting'; message: string };
 
 /** The records of a closed hour, and the scope of their ClientTokens. */
 interface HourRecords {
@@ -103,8 +104,7 @@ export class MeteringReconciler {
       const { result } = reported;
       if (result.kind === 'waiting') return this.awaitOthers(key, product, ledger, due, result.message);
       if (result.kind === 'failed') return this.retryLater(key, product, ledger, due, result.message);
-      ledger = completeHour(ledger, due, result.kind);
-      await this.deps.store.write(product, ledger);
+      ledger = await this.save(product, completeHour(ledger, due, result.kind, result.kind === 'reported' && result.asReporter));
       this.accepted.delete(`${uid}|${due}`);
       await this.hourDone(product, due, result, log);
     }
@@ -133,11 +133,19 @@ export class MeteringReconciler {
     await this.deps.store.delete(uid);
   }
 
+  /** Writes the ledger as it is, then without what no hour needs any more (ledger-store.ts: why in that order); returns what it holds now. */
+  private async save(product: MarketplaceProduct, ledger: Ledger): Promise<Ledger> {
+    await this.deps.store.write(product, ledger);
+    const lean = pruned(ledger);
+    if (lean !== ledger) await this.deps.store.write(product, lean);
+    return lean;
+  }
+
   /** The ledger with the product's pods of now and the hours that ended closed, written. */
   private async observe(key: string, product: MarketplaceProduct, uid: string, hour: number): Promise<Ledger> {
     const ledger = closeHours(observePods((await this.deps.store.read(uid)) ?? newLedger(uid, hour), this.deps.pods.byIndex(key), hour), product, hour);
     try {
-      await this.deps.store.write(product, ledger);
+      return await this.save(product, ledger);
     } catch (error) {
       // A conflict is another replica's late write (a failover): the next try reads afresh.
       if (!isConflict(error)) {
@@ -145,7 +153,6 @@ export class MeteringReconciler {
       }
       throw error;
     }
-    return ledger;
   }
 
   /** Operator mode on EKS: AWS takes MeterUsage there only signed with the pod's IRSA credentials (its seller guide). */
@@ -191,7 +198,8 @@ export class MeteringReconciler {
     if (closed?.mode === 'Operator' && !closed.legacy) {
       const shared = await this.sharedRecords(product, ledger, hour);
       if (shared.kind !== 'send') return { result: shared, ledger };
-      return { result: await this.send(product, shared.ledger, hour, shared.records, signal, log), ledger: shared.ledger };
+      const result = await this.send(product, shared.ledger, hour, shared.records, signal, log);
+      return { result: result.kind === 'reported' ? { ...result, asReporter: true } : result, ledger: shared.ledger };
     }
     return { result: await this.send(product, ledger, hour, { scope: ledger.productUid, records: recordsOf(ledger, product, hour) }, signal, log), ledger };
   }
@@ -205,14 +213,14 @@ export class MeteringReconciler {
     const closed = ledger.closed[hour];
     if (!closed) throw new Error(`hour ${iso(hour)} is not closed`);
     const code = closed.productCode;
-    const others = sharersOf(this.deps.products.list(), code).filter((p) => p.metadata.uid !== ledger.productUid);
-    const ledgers: KeyedLedger[] = await Promise.all(others.map(async (p): Promise<KeyedLedger> => [objectKey(p), p.metadata.uid ? await this.deps.store.read(p.metadata.uid) : undefined]));
-    ledgers.push([objectKey(product), ledger]);
-    ledgers.sort(([a], [b]) => (a < b ? -1 : 1));
-    const [reporterKey, reporterLedger] = reporterOf(ledgers, hour) ?? [];
-    if (reporterLedger !== ledger) {
-      if (reporterLedger && reporterLedger.nextHour > hour) return { kind: 'reported' };
-      return { kind: 'waiting', message: `usage of hour ${iso(hour)} is reported by ${reporterKey ?? '?'}, for every product of product code ${code}` };
+    // Every metered product: how each closed the hour says who takes part, whatever its spec says now.
+    const others = this.deps.products.list().filter((p) => meters(p) && p.metadata.uid && p.metadata.uid !== ledger.productUid);
+    const ledgers: KeyedLedger[] = await Promise.all(others.map(async (p): Promise<KeyedLedger> => [objectKey(p), await this.deps.store.read(p.metadata.uid ?? ''), p]));
+    ledgers.push([objectKey(product), ledger, product]);
+    const reporter = reporterOf(ledgers, code, hour);
+    if (reporter?.ledger !== ledger) {
+      if (reporter?.reported) return { kind: 'reported' };
+      return { kind: 'waiting', message: `usage of hour ${iso(hour)} is reported by ${reporter?.key ?? '?'}, for every product of product code ${code}` };
     }
     let shared = closed.shared;
     let next = ledger;
@@ -220,8 +228,7 @@ export class MeteringReconciler {
       const summed = sharedHour(ledgers, code, hour);
       if (summed.kind === 'waiting') return { kind: 'waiting', message: `usage of hour ${iso(hour)} waits for the usage ledgers of ${summed.on.join(', ')}, which share product code ${code}` };
       shared = summed.records;
-      next = { ...ledger, closed: { ...ledger.closed, [hour]: { ...closed, shared } } };
-      await this.deps.store.write(product, next);
+      next = await this.save(product, { ...ledger, closed: { ...ledger.closed, [hour]: { ...closed, shared } } });
     }
     const records = shared.map((r): UsageRecordPlan => ({ hour, dimension: r.dimension, quantity: r.quantity, caller: { kind: 'operator' }, allocations: r.allocations }));
     return { kind: 'send', ledger: next, records: { scope: `shared:${code}`, records } };
@@ -253,6 +260,11 @@ export class MeteringReconciler {
     // Leadership lost: no verdict on the hour (the next leader reports it), and no ReportFailing.
     signal.throwIfAborted();
     await this.reportConflicts(product, hour, conflicts, log);
+    if (rejected.length > 0 && rejected.length === records.length) {
+      // Every record refused: more likely the product's trouble than each pod's. The hour is held, and retried.
+      for (const [record] of rejected) accepted.delete(clientToken(scope, record));
+      return { kind: 'failed', message: `every record was refused: ${rejected[0]?.[1] ?? ''}` };
+    }
     await this.reportRejected(product, hour, rejected, log);
     const failures = results.filter((failure) => failure !== undefined);
     if (failures.length === 0) return { kind: 'reported' };
@@ -275,7 +287,9 @@ export class MeteringReconciler {
         clientToken: token,
         ...(record.allocations ? { usageAllocations: record.allocations.map(allocation) } : {}),
       };
-      await this.deps.clients.run(product, this.callerRef(product, record), 'MeterUsage', (client) => meterUsage(client, input, signal), signal);
+      // Two hours past its end, an hour's records no longer yield to registrations: four are left of AWS's window.
+      const urgency = this.deps.clock.now() > (record.hour + 1) * hourMs + pressingAfterMs ? 'pressing' : 'deferrable';
+      await this.deps.clients.run(product, this.callerRef(product, record), 'MeterUsage', (client) => meterUsage(client, input, signal), signal, urgency);
       this.deps.metrics.meteringRecords.inc({ outcome: 'sent' });
       return { kind: 'accepted' };
     } catch (error) {
@@ -341,10 +355,14 @@ function recordOutcome(record: UsageRecordPlan, error: unknown): RecordOutcome {
   return { kind: 'failed', message };
 }
 
-/** A refusal no retry changes: AWS's terminal errors, and the API server refusing the pod's identity as invalid or gone. */
+/**
+ * A refusal of this pod's own that no retry changes: its customer not entitled, or its identity
+ * gone (its ServiceAccount deleted). Refusals that may be the product's or a setting's (a role's
+ * trust policy, a region, an unknown error) are retried, as are the operator's own.
+ */
 function refusedForGood(error: unknown): boolean {
-  if (error instanceof AwsCallError) return !error.retryable;
-  if (error instanceof IdentityUnavailableError) return error.httpStatus === undefined || [400, 404, 410, 422].includes(error.httpStatus);
+  if (error instanceof AwsCallError) return error.code === 'CustomerNotEntitledException';
+  if (error instanceof IdentityUnavailableError) return error.httpStatus === 404 || error.httpStatus === 410;
   return false;
 }
 
