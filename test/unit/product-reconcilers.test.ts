@@ -287,8 +287,14 @@ describe('MeteringReconciler', () => {
 
     const metered = product(m.api, 'gone', true);
     await m.reconciler.reconcile('shop/gone', signal);
-    expect(m.api.configMaps.size).toBe(1);
-    await m.reconciler.productDeleted(metered);
+    expect([...m.api.configMaps.keys()]).toEqual(['entitlement-operator-system/entitlement-usage-gone-uid']);
+    // Made again under its name (a new uid): the old ledger goes, the new one comes.
+    m.api.putProduct({ ...metered, metadata: { ...metered.metadata, uid: 'gone-again-uid' } });
+    await m.reconciler.reconcile('shop/gone', signal);
+    expect([...m.api.configMaps.keys()]).toEqual(['entitlement-operator-system/entitlement-usage-gone-again-uid']);
+    // Deleted: reconciled once more (the queue has its key), and its ledger goes.
+    m.products.remove('shop/gone');
+    expect(await m.reconciler.reconcile('shop/gone', signal)).toBeUndefined();
     expect(m.api.configMaps.size).toBe(0);
   });
 });

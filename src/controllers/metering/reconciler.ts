@@ -85,6 +85,8 @@ export class MeteringReconciler {
   /** Accepted record tokens of hours still being reported, so a retry resends only the rest. */
   private readonly accepted = new Map<string, Set<string>>();
   private readonly failures = new Map<string, number>();
+  /** The uid of each product metered, by key: whose ledger to delete once it is gone. */
+  private readonly uids = new Map<string, string>();
   /** Products told that AWS does not accept their identity mode here (once per leader). */
   private readonly warned = new Set<string>();
 
@@ -93,7 +95,11 @@ export class MeteringReconciler {
   async reconcile(key: string, signal: AbortSignal): Promise<Result | undefined> {
     const product = this.deps.products.get(key);
     const uid = product?.metadata.uid;
+    // Gone (or made again under its name): its ledger goes with it, here, where no reconcile of it can still be writing.
+    const metered = this.uids.get(key);
+    if (metered !== undefined && metered !== uid) await this.forget(key, metered);
     if (!product || !uid || !meters(product)) return undefined;
+    this.uids.set(key, uid);
     const log = this.deps.log.child({ product: key });
     const hour = hourOf(this.deps.clock.now());
     let ledger = await this.observe(key, product, uid, hour);
@@ -124,13 +130,13 @@ export class MeteringReconciler {
   }
 
   /** The product is gone: its ledger goes with it. */
-  async productDeleted(product: MarketplaceProduct): Promise<void> {
-    this.failures.delete(objectKey(product));
-    const uid = product.metadata.uid;
-    if (!uid) return;
+  private async forget(key: string, uid: string): Promise<void> {
+    this.failures.delete(key);
     this.warned.delete(uid);
     for (const hour of [...this.accepted.keys()].filter((k) => k.startsWith(`${uid}|`))) this.accepted.delete(hour);
     await this.deps.store.delete(uid);
+    this.uids.delete(key);
+    this.deps.log.info('deleted the usage ledger of a deleted product', { product: key, productUid: uid });
   }
 
   /** Writes the ledger as it is, then without what no hour needs any more (ledger-store.ts: why in that order); returns what it holds now. */

@@ -1,7 +1,8 @@
 // The metering controller: hourly usage of each metered product (reconciler.ts). A product is
 // reconciled when it changes, within statusIntervalMs of a change of its pods (observed into its
-// ledger), and when its current hour closes (the reconciler's requeue). Deleted, its ledger goes;
-// on each start, the ledgers of products deleted while no leader ran go too.
+// ledger), and when its current hour closes (the reconciler's requeue). Deleted, it is reconciled
+// once more and its ledger goes; on each start, the ledgers of products deleted while no leader
+// ran go too.
 import { productKeyOfPod } from '../../api/pod-state.js';
 import { eksProbe } from '../../kube/cluster.js';
 import { describeError } from '../../kube/errors.js';
@@ -35,11 +36,10 @@ export function setupMetering(manager: Manager, context: ControllerContext): Con
     .named('metering')
     .for(products, meters)
     .watches(pods, enqueueMapped(meteredProductOf, { delayMs: settings.statusIntervalMs, deletes: true }))
+    // Deleted, a product is reconciled once more, and its ledger goes (in the queue: never beside a reconcile of it).
     .watches(products, {
-      delete: (product) => {
-        reconciler.productDeleted(product).catch((error: unknown) => {
-          log.warn('could not delete the usage ledger of a deleted product', { product: objectKey(product), error: describeError(error) });
-        });
+      delete: (product, queue) => {
+        queue.add(objectKey(product));
       },
     })
     .withOptions({ concurrency: 4 })
