@@ -84,28 +84,28 @@ function shardName(productUid: string, shard: number): string {
   return `${ledgerName(productUid)}-${shard}`;
 }
 
-/**
- * The ledger that a head and its shards hold (what `LedgerStore.read` returns), with the shard
- * of each pod. A pod in a shard wins over the same pod kept in the head by an earlier release.
- */
-export function ledgerFromConfigMaps(head: V1ConfigMap, shards: readonly V1ConfigMap[]): { ledger: Ledger; shards: Map<number, Map<string, LedgerPod>> } | undefined {
-  const ledger = decodeLedger(head.data?.[headKey] ?? 'null');
-  if (!ledger) return undefined;
-  const byShard = new Map<number, Map<string, LedgerPod>>();
-  const pods = { ...ledger.pods };
-  for (const map of shards) {
-    const shard = shardNumber(ledger.productUid, map);
-    const entries = new Map(Object.entries(JSON.parse(map.data?.[shardKey] ?? '{}') as Record<string, StoredPod>).map(([uid, p]) => [uid, decodePod(p)] as const));
-    for (const [uid, entry] of entries) pods[uid] = entry;
-    byShard.set(shard, entries);
-  }
-  return { ledger: { ...ledger, pods }, shards: byShard };
-}
-
-/** A shard as last written. */
+/** A shard as last written (its pods the very objects of the ledger's, so what did not change since is seen as such). */
 interface Shard {
   resourceVersion?: string;
   pods: Map<string, LedgerPod>;
+}
+
+/**
+ * The ledger that a head and its shards hold (what `LedgerStore.read` returns), and the shards
+ * by number. A pod in a shard wins over the same pod kept in the head by an earlier release.
+ */
+export function ledgerFromConfigMaps(head: V1ConfigMap, shards: readonly V1ConfigMap[]): { ledger: Ledger; shards: Map<number, Shard> } | undefined {
+  const ledger = decodeLedger(head.data?.[headKey] ?? 'null');
+  if (!ledger) return undefined;
+  const byShard = new Map<number, Shard>();
+  const pods = { ...ledger.pods };
+  for (const map of shards) {
+    const entries = new Map(Object.entries(JSON.parse(map.data?.[shardKey] ?? '{}') as Record<string, StoredPod>).map(([uid, p]) => [uid, decodePod(p)] as const));
+    for (const [uid, entry] of entries) pods[uid] = entry;
+    const resourceVersion = map.metadata?.resourceVersion;
+    byShard.set(shardNumber(ledger.productUid, map), { ...(resourceVersion ? { resourceVersion } : {}), pods: entries });
+  }
+  return { ledger: { ...ledger, pods }, shards: byShard };
 }
 
 /** What the leader knows of a product's ledger: as last read or written. */
@@ -140,17 +140,8 @@ export class LedgerStore {
     const shards = await this.listShards(productUid);
     const read = ledgerFromConfigMaps(head, shards);
     if (!read || read.ledger.productUid !== productUid) throw new Error(`ConfigMap ${this.namespace}/${ledgerName(productUid)} holds no ledger of product ${productUid}`);
-    const state: Known = { ledger: read.ledger, ...(head.metadata?.resourceVersion ? { headVersion: head.metadata.resourceVersion } : {}), headText: head.data?.[headKey] ?? '', shards: new Map(), shardOf: new Map() };
-    for (const map of shards) {
-      const shard = shardNumber(productUid, map);
-      const pods = read.shards.get(shard) ?? new Map<string, LedgerPod>();
-      // The same objects as the ledger's, so what did not change since is seen as such.
-      for (const uid of pods.keys()) {
-        pods.set(uid, read.ledger.pods[uid] as LedgerPod);
-        state.shardOf.set(uid, shard);
-      }
-      state.shards.set(shard, { ...(map.metadata?.resourceVersion ? { resourceVersion: map.metadata.resourceVersion } : {}), pods });
-    }
+    const state: Known = { ledger: read.ledger, ...(head.metadata?.resourceVersion ? { headVersion: head.metadata.resourceVersion } : {}), headText: head.data?.[headKey] ?? '', shards: read.shards, shardOf: new Map() };
+    for (const [shard, { pods }] of read.shards) for (const uid of pods.keys()) state.shardOf.set(uid, shard);
     // A write of this ledger begun meanwhile (another product's reconcile reads it) keeps its own state.
     if (!this.known.has(productUid)) this.known.set(productUid, state);
     return read.ledger;
