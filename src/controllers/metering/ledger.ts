@@ -22,8 +22,8 @@ import { podRequests, quantityOf, usageOf, type PodUsage, type UsageUnit } from 
 export const hourMs = 60 * 60 * 1000;
 /** AWS takes MeterUsage records up to 6 hours old (TimestampOutOfBoundsException after). */
 export const reportWindowHours = 6;
-/** Lost hours kept in the ledger and the status. */
-const lostHoursKept = 24;
+/** Hours kept in the ledger's lists: the lost ones (shown in the status too), and those reported for a shared code. */
+const hoursKept = 24;
 
 /** Hours are counted from the epoch: hour h starts at h · 1 h. */
 export function hourOf(timeMs: number): number {
@@ -271,8 +271,8 @@ export function completeHour(ledger: Ledger, hour: number, outcome: 'reported' |
     ...rest,
     nextHour: hour + 1,
     closed,
-    ...(outcome === 'reported' ? { lastReportedHour: hour } : { lostHours: [...ledger.lostHours, hour].slice(-lostHoursKept) }),
-    ...(asReporter ? { sharedReported: [...(ledger.sharedReported ?? []), hour].slice(-lostHoursKept) } : {}),
+    ...(outcome === 'reported' ? { lastReportedHour: hour } : { lostHours: [...ledger.lostHours, hour].slice(-hoursKept) }),
+    ...(asReporter ? { sharedReported: [...(ledger.sharedReported ?? []), hour].slice(-hoursKept) } : {}),
   };
 }
 

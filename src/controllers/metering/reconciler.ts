@@ -31,8 +31,6 @@ import type { LedgerStore } from './ledger-store.js';
 import { reporterOf, sharedHour, type KeyedLedger } from './shared-codes.js';
 import type { Condition, MeteringReport, ProductReports } from '../product-reports.js';
 
-export { meters } from './ledger.js';
-
 export interface MeteringDeps {
   products: Cache<MarketplaceProduct>;
   /** Indexed by product (productKeyOfPod). */
@@ -356,7 +354,7 @@ function recordOutcome(record: UsageRecordPlan, error: unknown): RecordOutcome {
   if (error instanceof AwsCallError && error.code === 'DuplicateRequestException') return { kind: 'accepted' };
   // AWS holds a record under this token with other parameters, and bills that one: no resend can change it.
   if (error instanceof AwsCallError && error.code === 'IdempotencyConflictException') return { kind: 'conflict' };
-  // A pod's own record that can never go (its role refused, its ServiceAccount gone): it must not hold back the others.
+  // A pod's own record that can never go (its customer not entitled, its ServiceAccount gone): it must not hold back the others.
   if (record.caller.kind === 'pod' && refusedForGood(error)) return { kind: 'rejected', message };
   return { kind: 'failed', message };
 }

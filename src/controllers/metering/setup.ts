@@ -12,7 +12,8 @@ import { objectKey } from '../../runtime/informer.js';
 import type { Manager } from '../../runtime/manager.js';
 import type { ControllerContext } from '../context.js';
 import { LedgerStore } from './ledger-store.js';
-import { MeteringReconciler, meters } from './reconciler.js';
+import { meters } from './ledger.js';
+import { MeteringReconciler } from './reconciler.js';
 
 export function setupMetering(manager: Manager, context: ControllerContext): Controller {
   const { settings, products, pods, log } = context;
