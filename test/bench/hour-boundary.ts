@@ -10,8 +10,7 @@
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import { annotations, productLabel } from '../../src/api/marketplace-product.js';
-import { isGated } from '../../src/api/pod-state.js';
+import { productLabel } from '../../src/api/marketplace-product.js';
 import { roleArnAnnotation } from '../../src/aws/pod-identity.js';
 import { formatSimulatedClock, simulatedClock } from '../../src/clock.js';
 import { hourMs } from '../../src/controllers/metering/ledger.js';
@@ -54,19 +53,11 @@ function podBody(name: string): object {
   };
 }
 
-/** Create → gate removed, by pod name, from a watch of the namespace. */
+/** Pods created at a steady rate, and their start latency (create → gate removed) from the verdict watch. */
 class StartTimes {
   readonly created = new Map<string, number>();
-  readonly ungated = new Map<string, number>();
-  private stream: { stop: () => void } | undefined;
 
-  async start(api: ApiHttp): Promise<void> {
-    const list = JSON.parse((await api.ok('GET', `/api/v1/namespaces/${namespace}/pods?limit=1`)).body) as { metadata: { resourceVersion: string } };
-    this.stream = api.watch(`/api/v1/namespaces/${namespace}/pods?labelSelector=${encodeURIComponent(productLabel)}`, list.metadata.resourceVersion, (type, object) => {
-      const pod = object as { metadata: { name: string; annotations?: Record<string, string> }; spec: { schedulingGates?: { name: string }[] } };
-      if (type === 'MODIFIED' && !isGated(pod) && pod.metadata.annotations?.[annotations.status] === 'Entitled' && !this.ungated.has(pod.metadata.name)) this.ungated.set(pod.metadata.name, Date.now());
-    });
-  }
+  constructor(private readonly watch: VerdictWatch) {}
 
   /** Creates one pod every 1/rate s from now for `seconds`, named prefix-N; returns their names. */
   async probe(api: ApiHttp, prefix: string, seconds: number): Promise<string[]> {
@@ -82,15 +73,11 @@ class StartTimes {
   }
 
   latencies(names: readonly string[]): number[] {
-    return names.map((n) => (this.ungated.get(n) ?? Number.NaN) - (this.created.get(n) ?? 0)).sort((a, b) => a - b);
+    return names.map((n) => (this.watch.entitled.get(n) ?? Number.NaN) - (this.created.get(n) ?? 0)).sort((a, b) => a - b);
   }
 
   slowest(names: readonly string[], count: number): [string, number][] {
-    return names.map((n): [string, number] => [n, (this.ungated.get(n) ?? Number.POSITIVE_INFINITY) - (this.created.get(n) ?? 0)]).sort((x, y) => y[1] - x[1]).slice(0, count);
-  }
-
-  stop(): void {
-    this.stream?.stop();
+    return names.map((n): [string, number] => [n, (this.watch.entitled.get(n) ?? Number.POSITIVE_INFINITY) - (this.created.get(n) ?? 0)]).sort((x, y) => y[1] - x[1]).slice(0, count);
   }
 }
 
@@ -116,7 +103,8 @@ async function main(): Promise<void> {
   const plane = await ControlPlane.start();
   const api = new ApiHttp(plane);
   const cgroup = await Cgroup.create('entitlement-operator-hour', { memoryBytes: memoryLimitBytes });
-  const times = new StartTimes();
+  const watch = new VerdictWatch(log, namespace);
+  const times = new StartTimes(watch);
   let fake: FakeAws | undefined;
   try {
     // The hour closes setupSeconds from now; the clock starts in the hour before it.
@@ -137,12 +125,9 @@ async function main(): Promise<void> {
     });
 
     log(`${pods} Pod-mode pods, entitled, then Running`);
-    const watch = new VerdictWatch(log, namespace);
     await watch.start(api);
-    await times.start(api);
     await createMany(api, namespace, 0, pods, { concurrency: 16 }, (i) => podBody(`running-${String(i).padStart(5, '0')}`));
     await watch.until(pods, 600_000, () => operator.proc.running);
-    watch.stop();
     await runningAll(api);
     const leftMs = boundaryReal - Date.now();
     if (leftMs < (probeSeconds + 15) * 1000) throw new Error(`the pods were ready only ${Math.round(leftMs / 1000)} s before the hour closes: raise --setup-seconds`);
@@ -175,7 +160,7 @@ async function main(): Promise<void> {
       ].join('\n'),
     );
   } finally {
-    times.stop();
+    watch.stop();
     api.close();
     await plane.stop();
     await cgroup.remove();

@@ -14,7 +14,7 @@ import { hourMs } from '../../src/controllers/metering/ledger.js';
 import { LedgerStore } from '../../src/controllers/metering/ledger-store.js';
 import { MeteringReconciler } from '../../src/controllers/metering/reconciler.js';
 import { ProductReports } from '../../src/controllers/product-reports.js';
-import { loadKubeClient, type ApiClient, type KubeClient, type Method } from '../../src/kube/api.js';
+import { loadKubeClient, type KubeClient } from '../../src/kube/api.js';
 import { eksProbe } from '../../src/kube/cluster.js';
 import { EventRecorder } from '../../src/kube/events.js';
 import { createLogger } from '../../src/observability/logger.js';
@@ -24,6 +24,7 @@ import { FakeAws } from '../fake-aws/server.js';
 import { operatorNamespace } from '../support/bundle.js';
 import { controlPlaneForSuite } from '../support/control-plane.js';
 import { fakeProductClients } from '../support/fake-aws.js';
+import { FailingApi } from '../support/failing-api.js';
 import { MemoryCache } from '../support/memory.js';
 import { installBundle, serviceAccountKubeconfig } from '../support/operator.js';
 import { sealedAnnotations, testSealer } from '../support/seals.js';
@@ -56,18 +57,6 @@ afterAll(async () => {
   await fake.close();
 });
 
-/** The ledger's writes fail while `failing` is set (the API server refusing them, say). */
-class Interruptible implements ApiClient {
-  failing = false;
-  constructor(private readonly inner: ApiClient) {}
-  request<T>(method: Method, path: string, body?: unknown): Promise<T> {
-    return this.failing && method !== 'GET' ? Promise.reject(new Error('HTTP 503: the API server is unavailable')) : this.inner.request<T>(method, path, body);
-  }
-  send(method: Method, path: string, body?: unknown): Promise<string> {
-    return this.failing && method !== 'GET' ? Promise.reject(new Error('HTTP 503: the API server is unavailable')) : this.inner.send(method, path, body);
-  }
-}
-
 const podName = (i: number): string => `analytics-7c9d8f6b5d-${String(i).padStart(6, '0')}`;
 
 function pod(i: number, registeredAt: number): V1Pod {
@@ -86,7 +75,9 @@ it('50,000 pods, 10% replaced every hour: every hour reported with the right sum
     spec: { productCode: 'scale-code', publicKeyVersion: 1, publicKey: { pem: 'x' }, identity: { mode: 'Operator' }, metering: { dimensions: [{ name: 'pods', unit: 'Pod' }, { name: 'memory', unit: 'MemoryGiB' }] } },
   });
   for (let i = 0; i < pods; i++) podCacheOf.set(pod(i, now));
-  const api = new Interruptible(client);
+  // The ledger's writes fail while `failing` is set (the API server refusing them, say).
+  let failing = false;
+  const api = new FailingApi(client, (method) => failing && method !== 'GET', 'HTTP 503: the API server is unavailable');
   const reports = new ProductReports();
   const metrics = new Metrics();
   const recorder = new EventRecorder(client, { controller: 'test', instance: 'scale-0' }, log);
@@ -113,10 +104,10 @@ it('50,000 pods, 10% replaced every hour: every hour reported with the right sum
       }
       if (h === 3 && minute === 1) {
         // Hour 2 closes while the ledger cannot be written: nothing is sent, and the status and an Event say why.
-        api.failing = true;
+        failing = true;
         await expect(reconcile()).rejects.toThrow('HTTP 503');
         expect(reports.metering(`${namespace}/app`)?.condition.reason).toBe('LedgerWriteFailing');
-        api.failing = false;
+        failing = false;
       }
       await reconcile();
     }

@@ -159,7 +159,8 @@ export async function createMany(api: ApiHttp, podNamespace: string, from: numbe
 
 /** Follows labelled pods of a namespace through a watch and counts those that got their verdict. */
 export class VerdictWatch {
-  readonly entitled = new Set<string>();
+  /** When each pod was first seen entitled and ungated (epoch ms), by name. */
+  readonly entitled = new Map<string, number>();
   readonly notEntitled = new Set<string>();
   private waiters: { count: number; resolve: () => void }[] = [];
   private stream: { stop: () => void } | undefined;
@@ -176,7 +177,7 @@ export class VerdictWatch {
       const pod = object as { metadata: { name: string; annotations?: Record<string, string> }; spec: { schedulingGates?: { name: string }[] } };
       const gated = isGated(pod);
       const verdict = pod.metadata.annotations?.[annotations.status];
-      if (verdict === 'Entitled' && !gated) this.entitled.add(pod.metadata.name);
+      if (verdict === 'Entitled' && !gated && !this.entitled.has(pod.metadata.name)) this.entitled.set(pod.metadata.name, Date.now());
       if (verdict === 'NotEntitled') this.notEntitled.add(pod.metadata.name);
       this.waiters = this.waiters.filter((w) => {
         if (this.entitled.size < w.count) return true;

@@ -3,9 +3,9 @@
 // writes, and ledgers of the earlier single-ConfigMap layout.
 import type { V1ConfigMap } from '@kubernetes/client-node';
 import type { MarketplaceProduct } from '../../src/api/marketplace-product.js';
-import type { ApiClient, Method } from '../../src/kube/api.js';
 import { closeHours, completeHour, newLedger, pruned, type Ledger, type LedgerPod } from '../../src/controllers/metering/ledger.js';
 import { encodeLedger, ledgerName, LedgerStore, shardCapacity } from '../../src/controllers/metering/ledger-store.js';
+import { FailingApi } from '../support/failing-api.js';
 import { MemoryApi } from '../support/memory.js';
 
 const namespace = 'entitlement-operator-system';
@@ -145,19 +145,3 @@ describe('the usage ledger store', () => {
     expect(api.configMaps.size).toBe(0);
   });
 });
-
-/** The API server, until `fails` says a request is one it never answers. */
-class FailingApi implements ApiClient {
-  constructor(
-    private readonly api: MemoryApi,
-    private readonly fails: (method: Method, path: string) => boolean,
-  ) {}
-
-  request<T>(method: Method, path: string, body?: unknown): Promise<T> {
-    return this.fails(method, path) ? Promise.reject(new Error('the API server went away')) : this.api.request<T>(method, path, body);
-  }
-
-  send(method: Method, path: string, body?: unknown): Promise<string> {
-    return this.fails(method, path) ? Promise.reject(new Error('the API server went away')) : this.api.send(method, path, body);
-  }
-}
