@@ -4,6 +4,8 @@
 // them. The quiet time covers what follows an urgent task on the loop (a registration's verdict
 // patch and Event come after its AWS call). Deferrable work is slowed, never stopped: `narrow` of
 // it always goes on.
+import { waitTurn } from './turn.js';
+
 export class PriorityGate {
   private urgentRunning = 0;
   private lastUrgentEnd = Number.NEGATIVE_INFINITY;
@@ -57,18 +59,11 @@ export class PriorityGate {
   }
 
   private turn(signal: AbortSignal | undefined): Promise<void> {
-    signal?.throwIfAborted();
-    return new Promise<void>((resolve, reject) => {
-      const onAbort = (): void => {
-        this.waiters = this.waiters.filter((w) => w !== wake);
-        reject(signal?.reason instanceof Error ? signal.reason : new Error('aborted while waiting its turn'));
+    return waitTurn(signal, (start) => {
+      this.waiters.push(start);
+      return () => {
+        this.waiters = this.waiters.filter((w) => w !== start);
       };
-      const wake = (): void => {
-        signal?.removeEventListener('abort', onAbort);
-        resolve();
-      };
-      this.waiters.push(wake);
-      signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 

@@ -1,6 +1,8 @@
 // Bounds what runs at once: a number of operations (the AWS calls of the reconciler), or their
 // weights (the bytes of the admission bodies being parsed). First come, first served; a task
 // heavier than the whole limit runs alone. A task whose signal aborts while it waits is dropped.
+import { waitTurn } from './turn.js';
+
 interface Waiter {
   weight: number;
   start: () => void;
@@ -28,24 +30,13 @@ export class Semaphore {
   }
 
   private turn(weight: number, signal: AbortSignal | undefined): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const onAbort = (): void => {
-        const index = this.waiting.indexOf(waiter);
-        if (index < 0) return; // started already
-        this.waiting.splice(index, 1);
-        this.startWaiting();
-        reject(signal?.reason instanceof Error ? signal.reason : new Error('aborted while waiting its turn'));
-      };
-      // Started, it no longer listens: the signal lives as long as the controller, its waiters do not.
-      const waiter = {
-        weight,
-        start: () => {
-          signal?.removeEventListener('abort', onAbort);
-          resolve();
-        },
-      };
+    return waitTurn(signal, (start) => {
+      const waiter = { weight, start };
       this.waiting.push(waiter);
-      signal?.addEventListener('abort', onAbort, { once: true });
+      return () => {
+        this.waiting.splice(this.waiting.indexOf(waiter), 1);
+        this.startWaiting();
+      };
     });
   }
 
