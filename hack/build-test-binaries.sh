@@ -5,7 +5,7 @@
 #   hack/build-test-binaries.sh [--kubernetes VERSION] [NAME...]
 #
 # NAMEs are any of: kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet
-# kube-proxy etcd kwok kwokctl kube-score (default: all). Only what is asked for and missing is
+# kube-proxy etcd kwok kwokctl kube-score helm promtool prometheus (default: all). Only what is asked for and missing is
 # built, so the demo never waits for a kubelet. VERSION (default $KUBERNETES_VERSION, else the
 # newest release below) must have a module in hack/k8s/VERSION (hack/k8s/gen-go-mod.sh makes one).
 # Binaries found in $KUBEBUILDER_ASSETS are used instead of building them.
@@ -17,8 +17,11 @@ NEWEST_KUBERNETES=v1.37.2   # the main suites; v1.30.14 runs the webhook mode's 
 ETCD_VERSION=v3.6.16        # also pinned in hack/etcd/go.mod
 KWOK_VERSION=v0.7.0
 KUBE_SCORE_VERSION=v1.20.0
+HELM_VERSION=v3.22.0        # the chart's tests (charts/entitlement-operator); Helm 4 reads the same chart
+PROMETHEUS_VERSION=v0.316.0 # Go module version of Prometheus 3.16: promtool for the alert rules, the server for the dashboard
 KUBERNETES_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 TOOLS=(etcd kwok kwokctl kube-score)
+RELEASE_TOOLS=(helm promtool prometheus)
 
 k8s_version=${KUBERNETES_VERSION:-$NEWEST_KUBERNETES}
 # $KUBEBUILDER_ASSETS holds one release, of unknown version: used for the newest only, never
@@ -34,7 +37,7 @@ while [ $# -gt 0 ]; do
     *) wanted+=("$1"); shift ;;
   esac
 done
-[ ${#wanted[@]} -gt 0 ] || wanted=("${KUBERNETES_CMDS[@]}" "${TOOLS[@]}")
+[ ${#wanted[@]} -gt 0 ] || wanted=("${KUBERNETES_CMDS[@]}" "${TOOLS[@]}" "${RELEASE_TOOLS[@]}")
 
 here=$(cd "$(dirname "$0")" && pwd)
 k8s_module="$here/k8s/$k8s_version"
@@ -46,12 +49,17 @@ k8s_key=$(cat "$k8s_module/go.sum" | sha256sum | cut -c1-12)
 tools_key=$(cat "$here/etcd/go.sum" | sha256sum | cut -c1-12)
 out="$cache_root/k8s-$k8s_version-$k8s_key"
 tools="$cache_root/etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-kube-score-$KUBE_SCORE_VERSION-$tools_key"
-mkdir -p "$out" "$tools"
+# Helm and Prometheus are built from their own modules at their own pins (go install NAME@VERSION
+# checks them against the checksum database), so their directory is keyed by version alone.
+release_tools="$cache_root/helm-$HELM_VERSION-prometheus-$PROMETHEUS_VERSION"
+mkdir -p "$out" "$tools" "$release_tools"
 # Test workers may ask at the same time; one builds, the others wait and then find the binaries.
 exec 9>"$out.lock"
 flock 9
 exec 8>"$tools.lock"
 flock 8
+exec 7>"$release_tools.lock"
+flock 7
 
 started=$SECONDS
 log() { printf '[testbin %4ds] %s\n' $((SECONDS - started)) "$*" >&2; }
@@ -111,9 +119,32 @@ if asked kube-score && ! have kube-score "$tools"; then
     go install -trimpath -ldflags "-s -w" "github.com/zegl/kube-score/cmd/kube-score@$KUBE_SCORE_VERSION"
 fi
 
+if asked helm && ! have helm "$release_tools"; then
+  log "building helm $HELM_VERSION"
+  # The version Helm reports (and checks a chart's apiVersion and kubeVersion against).
+  with_heartbeat helm env GOBIN="$release_tools" GOFLAGS= go install -trimpath \
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
+    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+fi
+
+prometheus_cmds=()
+for cmd in promtool prometheus; do
+  if asked "$cmd" && ! have "$cmd" "$release_tools"; then prometheus_cmds+=("github.com/prometheus/prometheus/cmd/$cmd@$PROMETHEUS_VERSION"); fi
+done
+if [ ${#prometheus_cmds[@]} -gt 0 ]; then
+  # One go install for both, so their shared packages compile once. Without the builtinassets
+  # tag the server has no web UI, which the tests do not use (its HTTP API is all they query).
+  log "building ${prometheus_cmds[*]##*/} (Prometheus module $PROMETHEUS_VERSION; first time: several minutes)"
+  with_heartbeat prometheus env GOBIN="$release_tools" GOFLAGS= \
+    go install -trimpath -ldflags "-s -w" "${prometheus_cmds[@]}"
+fi
+
 # One directory per Kubernetes release holds everything, the version-independent tools linked in.
 for tool in "${TOOLS[@]}"; do
   if [ -x "$tools/$tool" ]; then ln -sfn "$tools/$tool" "$out/$tool"; fi
+done
+for tool in "${RELEASE_TOOLS[@]}"; do
+  if [ -x "$release_tools/$tool" ]; then ln -sfn "$release_tools/$tool" "$out/$tool"; fi
 done
 
 log "binaries ready in $out"
