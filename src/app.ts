@@ -43,7 +43,7 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, env:
   };
   const manager = new Manager({ log, controllerMetrics: metrics, shutdownGraceMs: tuning.shutdownGraceMs, onLeading, ...(election ? { election } : {}) });
   const health = setupServers(manager, metrics, flags);
-  const context = newControllerContext(manager, { client, aws, metrics, log, settings: { ...env, ...tuning } });
+  const context = newControllerContext(manager, { client, aws, metrics, log, settings: { ...env, ...tuning, exemptNamespaces: flags.exemptNamespaces } });
   // Ready means able to do what the Service sends: answer admissions (a slow pod list must not take
   // the fail-closed webhook down); with no webhook, having synced the caches.
   if (flags.admission === 'webhook') setupWebhook(manager, { client, settings: webhookSettings(flags, env), health, metrics, log });
@@ -61,7 +61,7 @@ export async function startOperator(flags: OperatorFlags, aws: AwsSettings, env:
 }
 
 function webhookSettings(flags: OperatorFlags, env: OperatorEnvironment): WebhookSettings {
-  return { namespace: env.namespace, port: flags.webhookPort, certificates: env.certificates, certificateCheckMs: env.certificateCheckMs, ...(flags.webhookUrl ? { url: flags.webhookUrl } : {}) };
+  return { namespace: env.namespace, exemptNamespaces: flags.exemptNamespaces, port: flags.webhookPort, certificates: env.certificates, certificateCheckMs: env.certificateCheckMs, ...(flags.webhookUrl ? { url: flags.webhookUrl } : {}) };
 }
 
 /** The health and metrics servers: first to start, so probes answer while the rest starts. */

@@ -13,12 +13,13 @@ export const ledgerPrefix = 'entitlement-usage-';
 export const reportingController = 'marketplace.entitlements.io/entitlement-operator';
 
 /**
- * The namespaces whose pods the webhook never gates (its namespaceSelector in config/webhook, and
- * the gate guard's in config/policies): the control plane's and the operator's own. The operator
- * leaves their pods alone as well.
+ * The namespaces whose pods are never gated (the namespaceSelector of the webhook, the pod-gate
+ * policy and the gate guard): the control plane's, the operator's own, and those the install
+ * adds (--exempt-namespaces, the chart's admission.exemptNamespaces). The operator leaves their
+ * pods alone as well.
  */
-export function exemptNamespaces(operatorNamespace: string): string[] {
-  return ['kube-system', operatorNamespace];
+export function exemptNamespaces(operatorNamespace: string, extra: readonly string[] = []): string[] {
+  return [...new Set(['kube-system', operatorNamespace, ...extra])];
 }
 
 /** The DNS names the webhook's serving certificate is for: its Service's, and an out-of-cluster URL's host. */

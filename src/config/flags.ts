@@ -16,10 +16,12 @@ export interface OperatorFlags extends AwsFlags {
   metricsPort: number;
   healthPort: number;
   leaderElect: boolean;
+  /** Namespaces whose pods are never gated, beyond kube-system and the operator's own. */
+  exemptNamespaces: string[];
   help: boolean;
 }
 
-type Kind = 'string' | 'port' | 'positive' | 'integer' | 'boolean' | 'url' | 'secretRef' | 'stsMode' | 'admissionMode';
+type Kind = 'string' | 'port' | 'positive' | 'integer' | 'boolean' | 'url' | 'secretRef' | 'stsMode' | 'admissionMode' | 'namespaces';
 
 export interface FlagSpec {
   key: string;
@@ -54,6 +56,7 @@ const operatorFlagSpecs: FlagSpecs = {
   'metrics-port': { key: 'metricsPort', kind: 'port', help: 'port of Prometheus /metrics (default 8080)' },
   'health-port': { key: 'healthPort', kind: 'port', help: 'port of /healthz and /readyz (default 8081)' },
   'leader-elect': { key: 'leaderElect', kind: 'boolean', help: 'Lease-based leader election for the reconciler (default true)' },
+  'exempt-namespaces': { key: 'exemptNamespaces', kind: 'namespaces', help: "comma-separated namespaces whose pods are never gated, beyond kube-system and the operator's own (the bundle's admission selectors must list the same)" },
   ...awsFlagSpecs,
   ...helpFlagSpec,
 };
@@ -61,7 +64,7 @@ const operatorFlagSpecs: FlagSpecs = {
 export class FlagError extends Error {}
 
 export function parseFlags(argv: readonly string[]): OperatorFlags {
-  const defaults: OperatorFlags = { admission: 'webhook', webhookPort: 9443, metricsPort: 8080, healthPort: 8081, leaderElect: true, help: false };
+  const defaults: OperatorFlags = { admission: 'webhook', webhookPort: 9443, metricsPort: 8080, healthPort: 8081, leaderElect: true, exemptNamespaces: [], help: false };
   const flags = parseFlagsWith(argv, operatorFlagSpecs, defaults);
   // A webhook URL given to an operator that serves no webhook is a mistake worth saying so.
   if (flags.admission === 'policy' && flags.webhookUrl !== undefined) throw new FlagError('flag --webhook-url: the policy admission mode (--admission=policy) serves no webhook');
@@ -120,6 +123,10 @@ function convert(name: string, kind: Kind, raw: string | undefined): unknown {
       return raw === 'regional' || raw === 'legacy' ? raw : fail('regional or legacy');
     case 'admissionMode':
       return raw === 'webhook' || raw === 'policy' ? raw : fail('webhook or policy');
+    case 'namespaces': {
+      const names = (raw ?? '').split(',').filter((name) => name !== '');
+      return names.every((name) => /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(name)) ? names : fail('a comma-separated list of namespace names');
+    }
     case 'string':
       return raw ? raw : fail('a non-empty string');
   }

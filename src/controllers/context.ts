@@ -26,6 +26,8 @@ import { ProductReports } from './product-reports.js';
 export interface ControllerSettings {
   /** The operator's own namespace (its Lease, Secrets, ledgers). */
   namespace: string;
+  /** Namespaces left alone beyond kube-system and the operator's own (--exempt-namespaces). */
+  exemptNamespaces: readonly string[];
   identity: string;
   /** Workers of the pods controller (the others have four each). */
   workers: number;
@@ -79,7 +81,7 @@ export function newControllerContext(manager: Manager, deps: ContextDeps): Contr
     manager.fail(reason);
   });
   const products = new Informer<MarketplaceProduct>(client, { name: 'products', path: `/apis/${group}/${version}/${plural}` }, log);
-  const pods = podInformer(client, settings.namespace, operatorKey, log);
+  const pods = podInformer(client, exemptNamespaces(settings.namespace, settings.exemptNamespaces), operatorKey, log);
   let synced = false;
   manager.add('caches', { name: 'operator-key', start: (signal) => operatorKey.start(signal), stop: () => operatorKey.stop() }, {
     name: 'caches',
@@ -117,8 +119,8 @@ export function newControllerContext(manager: Manager, deps: ContextDeps): Contr
  * out: never registered, evicted or counted (a forged verdict there would count, and a product
  * made there must not let the operator evict control-plane pods).
  */
-function podInformer(client: KubeClient, namespace: string, operatorKey: OperatorKey, log: Logger): Informer<CachedPod> {
-  const fieldSelector = exemptNamespaces(namespace).map((exempt) => `metadata.namespace!=${exempt}`).join(',');
+function podInformer(client: KubeClient, exempt: readonly string[], operatorKey: OperatorKey, log: Logger): Informer<CachedPod> {
+  const fieldSelector = exempt.map((namespace) => `metadata.namespace!=${namespace}`).join(',');
   return new Informer<CachedPod>(
     client,
     { name: 'pods', path: '/api/v1/pods', labelSelector: productLabel, fieldSelector, transform: podCache(operatorKey), indexBy: productKeyOfPod },

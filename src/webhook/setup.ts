@@ -14,6 +14,8 @@ import { ServingCertificate } from './serving-certificate.js';
 
 export interface WebhookSettings {
   namespace: string;
+  /** Namespaces left alone beyond kube-system and the operator's own (--exempt-namespaces). */
+  exemptNamespaces: readonly string[];
   port: number;
   /** Out of cluster: the URL the API server calls instead of the Service. */
   url?: string;
@@ -39,7 +41,7 @@ export function setupWebhook(manager: Manager, deps: { client: KubeClient; setti
   );
   const thread = new AdmissionThread((outcome, seconds) => {
     deps.metrics.observeAdmission(outcome, seconds);
-  }, exemptNamespaces(settings.namespace));
+  }, exemptNamespaces(settings.namespace, settings.exemptNamespaces));
   deps.health.addReadinessCheck('webhook-certificate', () => thread.certificateLoaded);
   void thread.exited.then((code) => {
     manager.fail(`the admission thread exited (code ${code})`);

@@ -2,7 +2,7 @@ import { FlagError, parseFlags } from '../../src/config/flags.js';
 
 describe('parseFlags', () => {
   it('has the contract defaults', () => {
-    expect(parseFlags([])).toEqual({ admission: 'webhook', webhookPort: 9443, metricsPort: 8080, healthPort: 8081, leaderElect: true, help: false });
+    expect(parseFlags([])).toEqual({ admission: 'webhook', webhookPort: 9443, metricsPort: 8080, healthPort: 8081, leaderElect: true, exemptNamespaces: [], help: false });
   });
 
   it('takes --name=value and --name value, and booleans with or without a value', () => {
@@ -11,12 +11,13 @@ describe('parseFlags', () => {
       '--region=eu-west-1', '--metering-endpoint=http://127.0.0.1:4566', '--sts-endpoint', 'http://127.0.0.1:4566',
       '--sts-regional-endpoint=legacy', '--timeout=2.5', '--close-connection', '--aws-profile=prod',
       '--aws-credentials-secret=ops/aws-keys', '--anonymous=true', '--config=/etc/aws.yaml', '--admission=webhook',
+      '--exempt-namespaces=monitoring,istio-system',
     ]);
     expect(flags).toEqual({
       admission: 'webhook', kubeconfig: '/tmp/kc', webhookPort: 9444, webhookUrl: 'https://127.0.0.1:9444', metricsPort: 8080, healthPort: 8081, leaderElect: false,
       region: 'eu-west-1', meteringEndpoint: 'http://127.0.0.1:4566', stsEndpoint: 'http://127.0.0.1:4566', stsRegionalEndpoint: 'legacy',
       timeout: 2.5, closeConnection: true, awsProfile: 'prod', awsCredentialsSecret: { namespace: 'ops', name: 'aws-keys' }, anonymous: true,
-      config: '/etc/aws.yaml', help: false,
+      config: '/etc/aws.yaml', exemptNamespaces: ['monitoring', 'istio-system'], help: false,
     });
   });
 
@@ -36,6 +37,7 @@ describe('parseFlags', () => {
     [['--sts-regional-endpoint=global'], 'flag --sts-regional-endpoint: "global" is not regional or legacy'],
     [['--region'], 'flag --region needs a value'],
     [['--region='], 'flag --region: "" is not a non-empty string'],
+    [['--exempt-namespaces=ok,Not_A_Namespace'], 'flag --exempt-namespaces: "ok,Not_A_Namespace" is not a comma-separated list of namespace names'],
   ])('rejects %j: %s', (argv, message) => {
     expect(() => parseFlags(argv)).toThrow(FlagError);
     expect(() => parseFlags(argv)).toThrow(message);
