@@ -1,7 +1,7 @@
 // The operator process once its signal handlers are in place (see main.ts): flags → settings →
 // operator, until a signal or a failure ends it. Resolves to the exit code.
 import { resolveAwsSettings, SettingsError } from '../aws/settings.js';
-import { FlagError, parseFlags, usage } from '../config/flags.js';
+import { FlagError, packageVersion, parseFlags, usage } from '../config/flags.js';
 import { createLogger } from '../observability/logger.js';
 import { StartAborted } from '../runtime/manager.js';
 import { startOperator } from '../app.js';
@@ -14,6 +14,10 @@ export async function runOperator(argv: readonly string[], stopping: AbortSignal
     flags = parseFlags(argv);
     if (flags.help) {
       process.stdout.write(usage('entitlement-operator'));
+      return 0;
+    }
+    if (flags.version) {
+      process.stdout.write(`${packageVersion()}\n`);
       return 0;
     }
     aws = resolveAwsSettings(flags);
