@@ -1,0 +1,49 @@
+// Bundles the compiled operator (dist/, from `npm run build`) for the image: one file per entry
+// point, main.js and admission-worker.js beside it (where the admission thread looks for its
+// worker), so the image needs no node_modules tree and Node reads two files at start-up.
+// Each bundled package's package.json and licence files are kept in OUTDIR/node_modules/ at their
+// place in package-lock.json: image scanners find the packages there, the licences travel with
+// the code, and hack/check-image.sh can tell a dev-only package in the bundle.
+// At the repository's root, not in hack/, because the Dockerfile runs it and .dockerignore
+// leaves hack/ out of the build context.
+// Usage: node bundle.mjs [OUTDIR]   (default dist-bundle)
+import { build } from 'esbuild';
+import { cpSync, existsSync, readdirSync, rmSync } from 'node:fs';
+import path from 'node:path';
+
+const outDir = process.argv[2] ?? 'dist-bundle';
+rmSync(outDir, { recursive: true, force: true });
+const { metafile } = await build({
+  entryPoints: { main: 'dist/main.js', 'admission-worker': 'dist/webhook/admission-worker.js' },
+  outdir: outDir,
+  bundle: true,
+  platform: 'node',
+  target: 'node24',
+  format: 'esm',
+  // Whitespace and syntax only: names stay, so stack traces and error names read as in dist/.
+  minifyWhitespace: true,
+  minifySyntax: true,
+  // The licences are shipped as files (below), not as comments scattered through the bundle.
+  legalComments: 'none',
+  // CommonJS packages (winston, prom-client, ...) call require(); an ES module has none.
+  banner: { js: "import { createRequire as __bundleRequire } from 'node:module'; const require = __bundleRequire(import.meta.url);" },
+  metafile: true,
+  logLevel: 'warning',
+});
+
+// node_modules/a/node_modules/@s/b/lib/x.js -> node_modules/a/node_modules/@s/b
+const packageDir = (file) => {
+  const parts = file.split('/');
+  const last = parts.lastIndexOf('node_modules');
+  if (last < 0) return undefined;
+  return parts.slice(0, last + (parts[last + 1]?.startsWith('@') ? 3 : 2)).join('/');
+};
+const packages = new Set(Object.keys(metafile.inputs).map(packageDir).filter((dir) => dir !== undefined));
+for (const dir of [...packages].sort()) {
+  const kept = readdirSync(dir).filter((name) => name === 'package.json' || /^(licen[cs]e|copying|notice)/i.test(name));
+  for (const name of kept) cpSync(path.join(dir, name), path.join(outDir, dir, name));
+}
+// The operator's own, for --version (config/flags.ts) and for hack/check-image.sh.
+cpSync('package.json', path.join(outDir, 'package.json'));
+if (!existsSync(path.join(outDir, 'main.js'))) throw new Error(`bundle: no ${outDir}/main.js`);
+process.stderr.write(`bundle: ${outDir}/main.js, ${outDir}/admission-worker.js; ${packages.size} packages\n`);
