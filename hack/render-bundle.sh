@@ -2,6 +2,8 @@
 # Renders the install bundles, the files `kubectl apply -f` installs:
 #   config/default     -> config/install.yaml              (webhook mode, Kubernetes 1.30+)
 #   config/policy-mode -> config/install-policy-mode.yaml  (policy mode, Kubernetes 1.36+)
+# and copies into the Helm chart what it packages from elsewhere (a chart reads no file outside
+# its directory): the CRD, the alert rules and the Grafana dashboard.
 # `hack/render-bundle.sh - [webhook|policy]` prints one instead (the tests compare them with the
 # files to catch a stale one). Uses the pinned kubectl from hack/build-test-binaries.sh (its
 # kustomize decides the output format), or $KUBECTL.
@@ -22,4 +24,7 @@ if [ "${1:-}" = "-" ]; then
 else
   render config/default > config/install.yaml
   render config/policy-mode > config/install-policy-mode.yaml
+  chart=charts/entitlement-operator
+  cp crds/marketplaceproducts.yaml "$chart/crds/"
+  cp config/prometheus/alerts.yaml config/grafana/entitlement-operator.json "$chart/files/"
 fi
