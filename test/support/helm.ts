@@ -33,7 +33,9 @@ export async function helm(args: readonly string[], values: object = {}): Promis
   try {
     const file = path.join(dir, 'values.json');
     await writeFile(file, JSON.stringify(values));
-    const { stdout } = await promisify(execFile)(await binary('helm'), [...args, '--values', file], { maxBuffer: 64 << 20 });
+    // Helm's cache, config and data in the same temporary directory: nothing left in $HOME.
+    const env = { ...process.env, HELM_CACHE_HOME: path.join(dir, 'cache'), HELM_CONFIG_HOME: path.join(dir, 'config'), HELM_DATA_HOME: path.join(dir, 'data') };
+    const { stdout } = await promisify(execFile)(await binary('helm'), [...args, '--values', file], { maxBuffer: 64 << 20, env });
     return stdout;
   } catch (error) {
     const { stderr } = error as { stderr?: string };
