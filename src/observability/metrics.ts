@@ -3,6 +3,12 @@ import http from 'node:http';
 import { listen } from '../net/servers.js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+/** Pods held at the gate without a verdict, and how long the longest of them has waited. */
+export interface GateWaiting {
+  pods: number;
+  longestSeconds: number;
+}
+
 export class Metrics {
   readonly registry = new Registry();
   readonly reconciles = new Counter({ name: 'entitlement_reconciles_total', help: 'Reconciles by result (success, error, requeue)', labelNames: ['controller', 'result'], registers: [this.registry] });
@@ -33,9 +39,46 @@ export class Metrics {
   });
   readonly meteringHoursLost = new Counter({ name: 'entitlement_metering_hours_lost_total', help: 'Hours of a product whose usage could not be reported within the 6-hour window', registers: [this.registry] });
   readonly leader = new Gauge({ name: 'entitlement_leader', help: '1 while this replica holds the leader Lease', registers: [this.registry] });
+  readonly gateWait = new Histogram({
+    name: 'entitlement_gate_wait_seconds',
+    help: 'From the leader first seeing a gated pod without a verdict (its watch event, so time in the queue counts) to the event that shows its verdict, by verdict',
+    labelNames: ['verdict'],
+    registers: [this.registry],
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900],
+  });
+  // Read at scrape time: an age kept in a gauge would be stale between events.
+  readonly podsWaiting = new Gauge({
+    name: 'entitlement_gated_pods_waiting',
+    help: 'Labelled pods held at the gate without a verdict yet, as the leader sees them (0 on other replicas)',
+    registers: [this.registry],
+    collect: () => {
+      this.podsWaiting.set(this.gateWaits().pods);
+    },
+  });
+  readonly longestWait = new Gauge({
+    name: 'entitlement_gated_pod_longest_wait_seconds',
+    help: 'How long the longest-waiting of the pods held without a verdict has waited since the leader first saw it (0 when none waits)',
+    registers: [this.registry],
+    collect: () => {
+      this.longestWait.set(this.gateWaits().longestSeconds);
+    },
+  });
+  readonly webhookCertificateExpiry = new Gauge({ name: 'entitlement_webhook_certificate_expiration_timestamp_seconds', help: 'When the serving certificate this replica\'s webhook serves expires (Unix seconds)', registers: [this.registry] });
+  readonly meteringDeadline = new Gauge({
+    name: 'entitlement_metering_report_deadline_timestamp_seconds',
+    help: "When the oldest closed hour of a product that is not reported yet leaves AWS's 6-hour window and is lost (Unix seconds, the operator's clock); no series while every closed hour is reported",
+    labelNames: ['product'],
+    registers: [this.registry],
+  });
+  private gateWaits: () => GateWaiting = () => ({ pods: 0, longestSeconds: 0 });
 
   constructor(options: { processMetrics?: boolean } = {}) {
     if (options.processMetrics) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Where the gauges of pods waiting at the gate read from (the pods controller's GateWaits). */
+  watchGate(waiting: () => GateWaiting): void {
+    this.gateWaits = waiting;
   }
 
   /** Counts one answered admission request. */

@@ -52,7 +52,10 @@ export function setupWebhook(manager: Manager, deps: { client: KubeClient; setti
     client,
     store,
     secret: { namespace: settings.namespace, name: webhookSecretName },
-    serve: (tls) => thread.setCertificate(tls),
+    serve: async (tls) => {
+      await thread.setCertificate(tls);
+      deps.metrics.webhookCertificateExpiry.set(tls.notAfter.getTime() / 1000);
+    },
     publishCa: ownsCa ? { configuration: webhookConfigurationName, publish: (caPem) => configureWebhook(client, caPem, settings.url) } : undefined,
     checkEveryMs: settings.certificateCheckMs,
     log,

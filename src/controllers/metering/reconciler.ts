@@ -96,13 +96,17 @@ export class MeteringReconciler {
     // Gone (or made again under its name): its ledger goes with it, here, where no reconcile of it can still be writing.
     const metered = this.uids.get(key);
     if (metered !== undefined && metered !== uid) await this.forget(key, metered);
-    if (!product || !uid || !meters(product)) return undefined;
+    if (!product || !uid || !meters(product)) {
+      this.showDeadline(key, undefined);
+      return undefined;
+    }
     this.uids.set(key, uid);
     const log = this.deps.log.child({ product: key });
     const hour = hourOf(this.deps.clock.now());
     let ledger = await this.observe(key, product, uid, hour);
     await this.warnIfNotAccepted(product, uid, log);
     for (const due of dueHours(ledger, hour)) {
+      this.showDeadline(key, due);
       const reported = await this.reportHour(product, ledger, due, signal, log);
       ledger = reported.ledger;
       const { result } = reported;
@@ -112,6 +116,7 @@ export class MeteringReconciler {
       this.accepted.delete(`${uid}|${due}`);
       await this.hourDone(product, due, result, log);
     }
+    this.showDeadline(key, undefined);
     this.failures.delete(key);
     await this.publish(key, product, ledger, conditionOf(ledger));
     return { requeueAfterMs: this.deps.clock.realMsUntil((hour + 1) * hourMs + hourSlackMs) };
@@ -127,6 +132,12 @@ export class MeteringReconciler {
     }
   }
 
+  /** The metric of when `hour`, the product's oldest unreported hour, is lost (none: every closed hour is reported). */
+  private showDeadline(key: string, hour: number | undefined): void {
+    if (hour === undefined) this.deps.metrics.meteringDeadline.remove({ product: key });
+    else this.deps.metrics.meteringDeadline.set({ product: key }, ((hour + reportWindowHours) * hourMs) / 1000);
+  }
+
   /** The product is gone: its ledger goes with it. */
   private async forget(key: string, uid: string): Promise<void> {
     this.failures.delete(key);
@@ -134,6 +145,7 @@ export class MeteringReconciler {
     for (const hour of [...this.accepted.keys()].filter((k) => k.startsWith(`${uid}|`))) this.accepted.delete(hour);
     await this.deps.store.delete(uid);
     this.uids.delete(key);
+    this.showDeadline(key, undefined);
     this.deps.log.info('deleted the usage ledger of a deleted product', { product: key, productUid: uid });
   }
 
@@ -148,6 +160,8 @@ export class MeteringReconciler {
   /** The ledger with the product's pods of now and the hours that ended closed, written. */
   private async observe(key: string, product: MarketplaceProduct, uid: string, hour: number): Promise<Ledger> {
     const ledger = closeHours(observePods((await this.deps.store.read(uid)) ?? newLedger(uid, hour), this.deps.pods.byIndex(key), hour), product, hour);
+    // Before the write: a ledger that cannot be written holds its hours back too.
+    this.showDeadline(key, dueHours(ledger, hour)[0]);
     try {
       return await this.save(product, ledger);
     } catch (error) {

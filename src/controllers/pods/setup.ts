@@ -1,7 +1,8 @@
 // The pods controller: registers each labelled pod and records its verdict (reconciler.ts). It
 // reconciles a pod when the pod changes, when its product changes in a way that can change a
 // verdict (its generation, or its recheck annotation), and when the key ConfigMap its product
-// names changes; a revocation queues the other pods it affects.
+// names changes; a revocation queues the other pods it affects. How long pods wait at the gate
+// is timed from the same watch (gate-waits.ts).
 import { annotations, type MarketplaceProduct } from '../../api/marketplace-product.js';
 import { enqueueMapped, controllerManagedBy } from '../../runtime/builder.js';
 import type { Controller, EventHandler, Source } from '../../runtime/controller.js';
@@ -10,6 +11,7 @@ import type { Manager } from '../../runtime/manager.js';
 import type { CachedPod } from '../../verdicts/pod-cache.js';
 import type { ControllerContext } from '../context.js';
 import { Evictions } from './evictions.js';
+import { GateWaits } from './gate-waits.js';
 import { KeyConfigMaps } from './key-config-maps.js';
 import { PodReconciler } from './reconciler.js';
 import { Registrar } from './registration.js';
@@ -41,9 +43,14 @@ export function setupPods(manager: Manager, context: ControllerContext): Control
   pods.onDelete((pod) => {
     reconciler.podDeleted(pod);
   });
+  const gateWaits = new GateWaits((verdict, seconds) => {
+    metrics.gateWait.observe({ verdict }, seconds);
+  });
+  metrics.watchGate(() => gateWaits.waiting());
   const controller = controllerManagedBy(manager)
     .named('pods')
     .for(pods)
+    .watches(pods, gateWaits.handler())
     .watches(products, productChanges(pods, keyConfigMaps))
     .watches(keyChanges(keyConfigMaps), enqueueMapped((productKey) => podKeysOf(pods, productKey)))
     .withOptions({ concurrency: settings.workers })
