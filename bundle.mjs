@@ -8,11 +8,40 @@
 // leaves hack/ out of the build context.
 // Usage: node bundle.mjs [OUTDIR]   (default dist-bundle)
 import { build } from 'esbuild';
-import { cpSync, existsSync, readdirSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 
 const outDir = process.argv[2] ?? 'dist-bundle';
 rmSync(outDir, { recursive: true, force: true });
+
+// node_modules/a/node_modules/@s/b/lib/x.js -> node_modules/a/node_modules/@s/b
+const packageDir = (file) => {
+  const parts = file.split('/');
+  const last = parts.lastIndexOf('node_modules');
+  if (last < 0) return undefined;
+  return parts.slice(0, last + (parts[last + 1]?.startsWith('@') ? 3 : 2)).join('/');
+};
+
+// The build has the devDependencies installed, production does not: a package only they need
+// (the lock marks it dev) stays out, as it would be missing from `npm ci --omit=dev`. Only
+// optional requires reach one (debug's try { require('supports-color') }), which then fall back.
+const lock = JSON.parse(readFileSync('package-lock.json', 'utf8')).packages ?? {};
+const left = new Set();
+const productionOnly = {
+  name: 'production-only',
+  setup(build) {
+    build.onResolve({ filter: /^[^./]/ }, async (args) => {
+      if (args.pluginData?.inner) return undefined;
+      const found = await build.resolve(args.path, { kind: args.kind, importer: args.importer, resolveDir: args.resolveDir, pluginData: { inner: true } });
+      const dir = found.external || !found.path ? undefined : packageDir(path.relative(process.cwd(), found.path));
+      // Unresolved: esbuild's own resolution again, which lets a require in a try block be.
+      if (found.errors.length) return undefined;
+      if (dir === undefined || !lock[dir]?.dev) return found;
+      left.add(dir);
+      return { path: args.path, external: true };
+    });
+  },
+};
 const { metafile } = await build({
   entryPoints: { main: 'dist/main.js', 'admission-worker': 'dist/webhook/admission-worker.js' },
   outdir: outDir,
@@ -28,16 +57,9 @@ const { metafile } = await build({
   // CommonJS packages (winston, prom-client, ...) call require(); an ES module has none.
   banner: { js: "import { createRequire as __bundleRequire } from 'node:module'; const require = __bundleRequire(import.meta.url);" },
   metafile: true,
+  plugins: [productionOnly],
   logLevel: 'warning',
 });
-
-// node_modules/a/node_modules/@s/b/lib/x.js -> node_modules/a/node_modules/@s/b
-const packageDir = (file) => {
-  const parts = file.split('/');
-  const last = parts.lastIndexOf('node_modules');
-  if (last < 0) return undefined;
-  return parts.slice(0, last + (parts[last + 1]?.startsWith('@') ? 3 : 2)).join('/');
-};
 const packages = new Set(Object.keys(metafile.inputs).map(packageDir).filter((dir) => dir !== undefined));
 for (const dir of [...packages].sort()) {
   const kept = readdirSync(dir).filter((name) => name === 'package.json' || /^(licen[cs]e|copying|notice)/i.test(name));
@@ -46,4 +68,4 @@ for (const dir of [...packages].sort()) {
 // The operator's own, for --version (config/flags.ts) and for hack/check-image.sh.
 cpSync('package.json', path.join(outDir, 'package.json'));
 if (!existsSync(path.join(outDir, 'main.js'))) throw new Error(`bundle: no ${outDir}/main.js`);
-process.stderr.write(`bundle: ${outDir}/main.js, ${outDir}/admission-worker.js; ${packages.size} packages\n`);
+process.stderr.write(`bundle: ${outDir}/main.js, ${outDir}/admission-worker.js; ${packages.size} packages; left out (dev-only): ${[...left].sort().join(', ') || 'none'}\n`);
