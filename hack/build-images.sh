@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Builds the images a test cluster without a registry runs, and saves each as an OCI archive
 # for `ctr images import`:
-#   OUTDIR/operator.tar  localhost/entitlement-operator:e2e  the Dockerfile, via hack/podman-build.sh
+#   OUTDIR/operator.tar  localhost/entitlement-operator:e2e  the Dockerfile, via hack/podman-build.sh,
+#                        for this machine's platform (the same image as :e2e-amd64 or :e2e-arm64)
+#   OUTDIR/operator-multiarch.tar                        a manifest list of :e2e-amd64 and :e2e-arm64
 #   OUTDIR/pause.tar     localhost/pause:local               test/images/pause (the sandbox image)
 #   OUTDIR/busybox.tar   localhost/busybox:local             test/images/busybox (a test workload)
 # Images come from podman's cache when their sources did not change, and an archive is saved
 # again only when its image's ID changed (OUTDIR/NAME.tar.id). The operator image is saved only
-# after hack/check-image.sh passed. Progress and image sizes go to stderr; the last line of
+# after hack/check-image.sh passed (both platforms). Progress and image sizes go to stderr; the last line of
 # stdout is OUTDIR. The first run takes minutes (debootstrap, npm ci); a cached one seconds.
 # Needs root and: apt-get install podman runc gcc libc6-dev busybox-static debootstrap. Without
 # them it exits 3 with a one-line reason, so callers can skip.
@@ -50,7 +52,7 @@ cleanup() {
   p rm -f -t 0 "$check_ctr" > /dev/null 2>&1 || true
   local d
   for d in /sys/fs/cgroup/"$cg" /sys/fs/cgroup/*/"$cg"; do [ ! -d "$d" ] || rmdir "$d" || true; done
-  rm -rf "$ctx"
+  rm -rf "$ctx" "$outdir/operator-multiarch.tar.new" "$outdir/operator-multiarch.tar.new.tmp"
 }
 trap cleanup EXIT
 
@@ -76,10 +78,22 @@ tiny() {
 # sources TEXT FILE...: the key of an image made from TEXT, FILEs and this script.
 sources() { { printf '%s\n' "$1"; shift; cat "$@" "$here/build-images.sh"; } | sha256sum | cut -c1-16; }
 
-# --- operator: the production image; podman's layer cache makes an unchanged rebuild quick.
-log "operator: building localhost/entitlement-operator:e2e (the first time debootstrap and npm ci take minutes)"
-"$here/podman-build.sh" localhost/entitlement-operator:e2e >&2
-log "operator: built"
+# --- operator: the production image for both platforms (the arm64 one cross-built, see the
+# Dockerfile), its manifest list, and :e2e the one of this machine's platform; podman's layer
+# cache makes an unchanged rebuild quick. The list's archive is written aside and kept only once
+# both images passed hack/check-image.sh.
+log "operator: building localhost/entitlement-operator:e2e-{amd64,arm64} (the first time debootstrap and npm ci take minutes)"
+multiarch=$outdir/operator-multiarch.tar
+PLATFORMS=linux/amd64,linux/arm64 OCI_ARCHIVE="$multiarch.new" \
+  "$here/podman-build.sh" localhost/entitlement-operator:e2e >&2
+for arch in amd64 arm64; do
+  built_arch=$(p image inspect --format '{{.Architecture}}' "localhost/entitlement-operator:e2e-$arch")
+  [ "$built_arch" = "$arch" ] || { log "operator: :e2e-$arch is for $built_arch"; exit 1; }
+  "$here/check-image.sh" "localhost/entitlement-operator:e2e-$arch"
+done
+mv -f "$multiarch.new" "$multiarch"
+p tag "localhost/entitlement-operator:e2e-$(dpkg --print-architecture)" localhost/entitlement-operator:e2e
+log "operator: built; $multiarch ($(numfmt --to=si --suffix=B "$(stat -c %s "$multiarch")"))"
 
 # --- busybox: the static binary and one relative symlink per applet, so /bin/sh etc. exist.
 prepare_busybox() {
@@ -127,7 +141,6 @@ save() {
     log "$name: $image ${id:0:12}, $(si "$size"); $out is current"
     return
   fi
-  [ "$name" != operator ] || "$here/check-image.sh" "$image"
   rm -f "$out.id" "$out.tmp"
   p save --quiet --format oci-archive -o "$out.tmp" "$image"
   # Renamed into place, so a reader never sees half an archive.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the operator image with podman on a machine without Docker or a container registry:
-# a Debian base made with debootstrap, with the Node 24 binary from node_modules (npm ci first)
-# and npm from the machine, imported as localhost/node:24-local; then the Dockerfile on top.
+# Builds the operator image with podman on a machine without Docker or a container registry.
+# The Dockerfile's build stages run on a Debian base made with debootstrap, with the Node 24
+# binary from node_modules (npm ci first), npm from the machine and the machine's apt sources,
+# imported as localhost/node:24-local; the image itself starts empty (see the Dockerfile).
 # Needs root and: apt-get install podman runc debootstrap.
 #
 # podman keeps its state in directories of this script's own, not in /var/lib/containers,
@@ -12,6 +13,9 @@
 #
 # Usage: hack/podman-build.sh [IMAGE]    (default localhost/entitlement-operator:dev)
 #   OCI_ARCHIVE=FILE hack/podman-build.sh [IMAGE]   also writes IMAGE to FILE as an OCI archive
+#   PLATFORMS=linux/amd64,linux/arm64 OCI_ARCHIVE=FILE hack/podman-build.sh [IMAGE]
+#                                                   one image per platform, IMAGE-ARCH, and FILE
+#                                                   an OCI archive of a manifest list of them
 #   hack/podman-build.sh --podman ARGS...           runs podman ARGS on this storage (for
 #                                                   hack/build-images.sh, hack/check-image.sh)
 set -euo pipefail
@@ -37,7 +41,9 @@ podman=(env TMPDIR="$cache/tmp" podman --root "$cache/storage" --runroot "$run"
 # The cgroup parent of this script's container runs: its own, so it can be removed at exit
 # (podman's default, /libpod_parent, would stay behind).
 cg=entitlement-operator-podman-$$
+list_made=0
 cleanup() {
+  [ "$list_made" = 0 ] || "${podman[@]}" manifest rm "$list" > /dev/null 2>&1 || true
   local d
   for d in /sys/fs/cgroup/"$cg" /sys/fs/cgroup/*/"$cg"; do [ ! -d "$d" ] || rmdir "$d" || true; done
   if [ "$made_var_lib" = 1 ]; then
@@ -104,7 +110,9 @@ base=localhost/node:24-local
 exec 9> "$cache/build.lock"
 flock 9
 
-if ! "${podman[@]}" image exists "$base"; then
+# The base's recipe: a base made by an older one is made again.
+base_key=2
+if [ "$("${podman[@]}" image inspect --format '{{index .Labels "io.entitlement-operator.base"}}' "$base" 2> /dev/null)" != "$base_key" ]; then
   [ -x node_modules/node/bin/node ] || { echo "podman-build: no node_modules/node/bin/node; run npm ci first" >&2; exit 1; }
   root=$cache/rootfs
   if [ ! -e "$root/.complete" ]; then
@@ -125,20 +133,58 @@ if ! "${podman[@]}" image exists "$base"; then
   ln -sf ../lib/node_modules/npm/bin/npm-cli.js "$root/usr/local/bin/npm"
   # The machine's CA bundle, for registries reached through an intercepting proxy.
   mkdir -p "$root/etc/ssl/certs" && cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
+  # The machine's apt sources (debootstrap's names only the release, without its security and
+  # point-release updates), for the Debian packages the image is made of.
+  rm -f "$root/etc/apt/sources.list" "$root"/etc/apt/sources.list.d/*
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+    [ ! -f "$f" ] || cp "$f" "$root$f"
+  done
   tar -C "$root" --exclude ./.complete -c . | "${podman[@]}" import \
     --change 'ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt' \
-    --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' - "$base"
+    --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' \
+    --change "LABEL io.entitlement-operator.base=$base_key" - "$base"
 fi
 
-"${podman[@]}" build --network=host --build-arg BUILD_IMAGE="$base" --build-arg RUNTIME_IMAGE="$base" -t "$image" .
-# --network=none: no CNI bridge or iptables rules on the host for a run that needs no network.
-"${podman[@]}" run --rm --network=none --cgroup-parent "/$cg" --read-only --user 65532 "$image" --help > /dev/null
-echo "built $image (runs as 65532 with a read-only root filesystem)"
+host=linux/$(dpkg --print-architecture)
+# build PLATFORM NAME: the Dockerfile for PLATFORM as NAME, and a smoke run of it where it runs.
+build() {
+  # buildah 4.3 sets no BUILDPLATFORM of its own (Docker does): the build stages run here.
+  "${podman[@]}" build --network=host --pull=never --platform "$1" --build-arg BUILDPLATFORM="$host" --build-arg BUILD_IMAGE="$base" -t "$2" .
+  if [ "$1" = "$host" ]; then
+    # --network=none: no CNI bridge or iptables rules on the host for a run that needs no network.
+    "${podman[@]}" run --rm --network=none --cgroup-parent "/$cg" --read-only --user 65532 "$2" --help > /dev/null
+    echo "built $2 for $1 (runs as 65532 with a read-only root filesystem, version $("${podman[@]}" run --rm --network=none --cgroup-parent "/$cg" --read-only "$2" --version))"
+  else
+    echo "built $2 for $1 (not run: not this machine's platform; test/cluster/image.test.ts runs it under emulation)"
+  fi
+}
 
-if [ -n "${OCI_ARCHIVE:-}" ]; then
-  # Written beside the target and renamed, so a reader never sees half an archive.
-  rm -f "$OCI_ARCHIVE.tmp"
-  "${podman[@]}" save --quiet --format oci-archive -o "$OCI_ARCHIVE.tmp" "$image"
-  mv -f "$OCI_ARCHIVE.tmp" "$OCI_ARCHIVE"
-  echo "saved $image to $OCI_ARCHIVE"
+if [ -z "${PLATFORMS:-}" ]; then
+  build "$host" "$image"
+  if [ -n "${OCI_ARCHIVE:-}" ]; then
+    # Written beside the target and renamed, so a reader never sees half an archive.
+    rm -f "$OCI_ARCHIVE.tmp"
+    "${podman[@]}" save --quiet --format oci-archive -o "$OCI_ARCHIVE.tmp" "$image"
+    mv -f "$OCI_ARCHIVE.tmp" "$OCI_ARCHIVE"
+    echo "saved $image to $OCI_ARCHIVE"
+  fi
+  exit
 fi
+
+IFS=, read -r -a platforms <<< "$PLATFORMS"
+[ -n "${OCI_ARCHIVE:-}" ] || { echo "podman-build: PLATFORMS needs OCI_ARCHIVE, where the manifest list goes" >&2; exit 2; }
+for platform in "${platforms[@]}"; do build "$platform" "$image-${platform#linux/}"; done
+# The list lives in the store only until it is in the archive: podman 4.3's `podman images` fails
+# on any store holding a list of local images ("locating item named manifest-sha256:...").
+list=localhost/entitlement-operator-list:$$
+list_made=1
+"${podman[@]}" manifest create "$list" > /dev/null
+for platform in "${platforms[@]}"; do
+  "${podman[@]}" manifest add "$list" "containers-storage:$image-${platform#linux/}" > /dev/null
+done
+rm -f "$OCI_ARCHIVE.tmp"
+"${podman[@]}" manifest push --quiet --all --format oci "$list" "oci-archive:$OCI_ARCHIVE.tmp"
+"${podman[@]}" manifest rm "$list" > /dev/null
+list_made=0
+mv -f "$OCI_ARCHIVE.tmp" "$OCI_ARCHIVE"
+echo "saved a manifest list of ${platforms[*]} ($image-ARCH) to $OCI_ARCHIVE"
