@@ -5,7 +5,7 @@
 #   hack/build-test-binaries.sh [--kubernetes VERSION] [NAME...]
 #
 # NAMEs are any of: kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet
-# kube-proxy etcd kwok kwokctl kube-score helm promtool prometheus (default: all). Only what is asked for and missing is
+# kube-proxy etcd kwok kwokctl kube-score helm helm4 promtool prometheus (default: all). Only what is asked for and missing is
 # built, so the demo never waits for a kubelet. VERSION (default $KUBERNETES_VERSION, else the
 # newest release below) must have a module in hack/k8s/VERSION (hack/k8s/gen-go-mod.sh makes one).
 # Binaries found in $KUBEBUILDER_ASSETS are used instead of building them.
@@ -17,11 +17,12 @@ NEWEST_KUBERNETES=v1.37.2   # the main suites; v1.30.14 runs the webhook mode's 
 ETCD_VERSION=v3.6.16        # also pinned in hack/etcd/go.mod
 KWOK_VERSION=v0.7.0
 KUBE_SCORE_VERSION=v1.20.0
-HELM_VERSION=v3.22.0        # the chart's tests (charts/entitlement-operator); Helm 4 reads the same chart
+HELM_VERSION=v3.22.0        # the chart's tests (charts/entitlement-operator)
+HELM4_VERSION=v4.3.1        # the same chart under Helm 4, as helm4
 PROMETHEUS_VERSION=v0.316.0 # Go module version of Prometheus 3.16: promtool for the alert rules, the server for the dashboard
 KUBERNETES_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 TOOLS=(etcd kwok kwokctl kube-score)
-RELEASE_TOOLS=(helm promtool prometheus)
+RELEASE_TOOLS=(helm helm4 promtool prometheus)
 
 k8s_version=${KUBERNETES_VERSION:-$NEWEST_KUBERNETES}
 # $KUBEBUILDER_ASSETS holds one release, of unknown version: used for the newest only, never
@@ -51,7 +52,7 @@ out="$cache_root/k8s-$k8s_version-$k8s_key"
 tools="$cache_root/etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-kube-score-$KUBE_SCORE_VERSION-$tools_key"
 # Helm and Prometheus are built from their own modules at their own pins (go install NAME@VERSION
 # checks them against the checksum database), so their directory is keyed by version alone.
-release_tools="$cache_root/helm-$HELM_VERSION-prometheus-$PROMETHEUS_VERSION"
+release_tools="$cache_root/helm-$HELM_VERSION-$HELM4_VERSION-prometheus-$PROMETHEUS_VERSION"
 mkdir -p "$out" "$tools" "$release_tools"
 # Test workers may ask at the same time; one builds, the others wait and then find the binaries.
 exec 9>"$out.lock"
@@ -125,6 +126,15 @@ if asked helm && ! have helm "$release_tools"; then
   with_heartbeat helm env GOBIN="$release_tools" GOFLAGS= go install -trimpath \
     -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+fi
+
+if asked helm4 && ! have helm4 "$release_tools"; then
+  log "building helm $HELM4_VERSION (as helm4)"
+  # go install names the binary helm: into a directory of its own, linked as helm4.
+  with_heartbeat helm4 env GOBIN="$release_tools/helm4-bin" GOFLAGS= go install -trimpath \
+    -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM4_VERSION" \
+    "helm.sh/helm/v4/cmd/helm@$HELM4_VERSION"
+  ln -sfn helm4-bin/helm "$release_tools/helm4"
 fi
 
 prometheus_cmds=()

@@ -1,12 +1,12 @@
 // The Helm chart against the kustomize bundle: with its defaults it renders the bundle's objects
 // field for field, each value changes exactly what it says, the schema refuses bad values, and
 // what it renders is accepted by a real API server.
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { load } from 'js-yaml';
 import { bundleObjects, type AdmissionMode, type BundleObject } from '../support/bundle.js';
 import { controlPlaneForSuite } from '../support/control-plane.js';
-import { chartPath, clusterScoped, differences, helm, helmLabels, helmTemplate, objectKey, release, type Difference } from '../support/helm.js';
+import { chartPath, clusterScoped, differences, helm, helmLabels, helmTemplate, kubeVersion, objectKey, release, type Difference } from '../support/helm.js';
 import { repoRoot } from '../support/testbin.js';
 
 const controlPlane = controlPlaneForSuite();
@@ -52,11 +52,28 @@ describe('with its default values', () => {
     }
   });
 
-  it('passes helm lint --strict in both admission modes', async () => {
+  it('uses no hooks and no lookups, which an EKS add-on may not (it is rendered offline, once)', async () => {
+    const templates = await readdir(path.join(chartPath, 'templates'));
+    for (const file of templates) {
+      const text = await readFile(path.join(chartPath, 'templates', file), 'utf8');
+      expect({ file, hook: /helm\.sh\/hook/.test(text), lookup: /\blookup\b/.test(text), capabilities: /\.Capabilities\.APIVersions/.test(text) }).toEqual({ file, hook: false, lookup: false, capabilities: false });
+    }
+  });
+
+  it.each(['helm', 'helm4'] as const)('passes %s lint --strict in both admission modes', async (which) => {
     for (const mode of ['webhook', 'policy'] as const) {
-      const out = await helm(['lint', '--strict', chartPath, '--kube-version', '1.37.2'], chartValues(mode));
+      const out = await helm(['lint', '--strict', chartPath, '--kube-version', kubeVersion], chartValues(mode), which);
       expect(out).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
       expect(out).not.toMatch(/\[(WARNING|ERROR)\]/);
+    }
+  });
+
+  it('renders the same objects under Helm 4 as under Helm 3, every optional object on', async () => {
+    const all = { serviceMonitor: { enabled: true }, prometheusRule: { enabled: true }, grafanaDashboard: { enabled: true }, aws: { credentialsSecret: 'aws-keys' } };
+    for (const mode of ['webhook', 'policy'] as const) {
+      const values = { ...all, ...chartValues(mode) };
+      const [three, four] = await Promise.all([helmTemplate(values, { args: ['--include-crds'] }), helmTemplate(values, { args: ['--include-crds'], helm: 'helm4' })]);
+      expect(differences(three, four)).toEqual([]);
     }
   });
 });
@@ -155,8 +172,9 @@ it.each([
   [{ admission: { exemptNamespaces: ['Not_A_Namespace'] } }, "at '/admission/exemptNamespaces/0': 'Not_A_Namespace' does not match pattern"],
   [{ serviceAccount: { irsaRoleArn: 'my-role' } }, "at '/serviceAccount/irsaRoleArn': 'my-role' does not match pattern"],
   [{ resources: { limits: { memory: 'lots' } } }, "at '/resources/limits/memory'"],
-])('values.schema.json refuses %j, naming the value', async (values, message) => {
+])('values.schema.json refuses %j, naming the value (Helm 3 and 4)', async (values, message) => {
   await expect(helmTemplate(values)).rejects.toThrow(message);
+  await expect(helmTemplate(values, { helm: 'helm4' })).rejects.toThrow(message);
 });
 
 it('a real API server accepts everything the chart renders with every value set, in both modes', async () => {

@@ -6,7 +6,7 @@ import path from 'node:path';
 
 export const repoRoot = path.resolve(import.meta.dirname, '../..');
 
-export type Binary = 'etcd' | 'kube-apiserver' | 'kube-controller-manager' | 'kube-scheduler' | 'kubectl' | 'kubelet' | 'kube-proxy' | 'kwok' | 'kwokctl' | 'kube-score' | 'helm' | 'promtool' | 'prometheus';
+export type Binary = 'etcd' | 'kube-apiserver' | 'kube-controller-manager' | 'kube-scheduler' | 'kubectl' | 'kubelet' | 'kube-proxy' | 'kwok' | 'kwokctl' | 'kube-score' | 'helm' | 'helm4' | 'promtool' | 'prometheus';
 
 const found = new Map<Binary, Promise<string>>();
 
