@@ -2,8 +2,9 @@
 # Renders the install bundles, the files `kubectl apply -f` installs:
 #   config/default     -> config/install.yaml              (webhook mode, Kubernetes 1.30+)
 #   config/policy-mode -> config/install-policy-mode.yaml  (policy mode, Kubernetes 1.36+)
-# and copies into the Helm chart what it packages from elsewhere (a chart reads no file outside
-# its directory): the CRD, the alert rules and the Grafana dashboard.
+# makes config/prometheus/prometheus_rule.yaml from the alert rules, and copies into the Helm
+# chart what it packages from elsewhere (a chart reads no file outside its directory): the CRD,
+# the alert rules and the Grafana dashboard.
 # `hack/render-bundle.sh - [webhook|policy]` prints one instead (the tests compare them with the
 # files to catch a stale one). Uses the pinned kubectl from hack/build-test-binaries.sh (its
 # kustomize decides the output format), or $KUBECTL.
@@ -24,6 +25,13 @@ if [ "${1:-}" = "-" ]; then
 else
   render config/default > config/install.yaml
   render config/policy-mode > config/install-policy-mode.yaml
+  # The alert rules as a PrometheusRule for config/prometheus: the rule file's groups, indented.
+  {
+    printf '# Generated from config/prometheus/alerts.yaml by %s. Do not edit.\n' "'make bundle'"
+    printf 'apiVersion: monitoring.coreos.com/v1\nkind: PrometheusRule\nmetadata:\n  name: alerts\n'
+    printf '  namespace: system\n  labels:\n    app.kubernetes.io/name: entitlement-operator\nspec:\n'
+    grep -v '^#' config/prometheus/alerts.yaml | sed 's/^\(.\)/  \1/'
+  } > config/prometheus/prometheus_rule.yaml
   chart=charts/entitlement-operator
   cp crds/marketplaceproducts.yaml "$chart/crds/"
   cp config/prometheus/alerts.yaml config/grafana/entitlement-operator.json "$chart/files/"

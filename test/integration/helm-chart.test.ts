@@ -3,7 +3,7 @@
 // what it renders is accepted by a real API server.
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { load } from 'js-yaml';
+import { load, loadAll } from 'js-yaml';
 import { bundleObjects, type AdmissionMode, type BundleObject } from '../support/bundle.js';
 import { controlPlaneForSuite } from '../support/control-plane.js';
 import { chartPath, clusterScoped, differences, helm, helmLabels, helmTemplate, kubeVersion, objectKey, release, type Difference } from '../support/helm.js';
@@ -118,7 +118,7 @@ const valueCases: [string, object, Difference[]][] = [
     { object: 'NetworkPolicy/entitlement-operator-controller-manager', path: '', before: 'removed' },
   ]],
   ['serviceMonitor.enabled', { serviceMonitor: { enabled: true } }, [{ object: 'ServiceMonitor/entitlement-operator-controller-manager', path: '', after: 'added' }]],
-  ['prometheusRule.enabled', { prometheusRule: { enabled: true } }, [{ object: 'PrometheusRule/entitlement-operator', path: '', after: 'added' }]],
+  ['prometheusRule.enabled', { prometheusRule: { enabled: true } }, [{ object: 'PrometheusRule/entitlement-operator-alerts', path: '', after: 'added' }]],
   ['grafanaDashboard.enabled', { grafanaDashboard: { enabled: true } }, [{ object: 'ConfigMap/entitlement-operator-dashboard', path: '', after: 'added' }]],
 ];
 
@@ -144,6 +144,13 @@ describe('each value changes what it says and nothing else', () => {
     expect(JSON.stringify(objects)).not.toContain(release.namespace);
     const guard = objects.find((o) => objectKey(o) === 'ValidatingAdmissionPolicy/entitlement-operator-gate-guard') as unknown as { spec: { matchConditions: { expression: string }[] } };
     expect(guard.spec.matchConditions[0]?.expression).toBe("request.userInfo.username != 'system:serviceaccount:payments-ops:entitlement-operator-controller-manager'");
+  });
+
+  it("the ServiceMonitor and PrometheusRule are config/prometheus's, field for field", async () => {
+    const kustomized = loadAll(await controlPlane().kubectlOk(['kustomize', path.join(repoRoot, 'config/prometheus')])) as BundleObject[];
+    const chart = await helmTemplate({ serviceMonitor: { enabled: true }, prometheusRule: { enabled: true } });
+    const monitoring = withoutHelmLabels(chart.filter((o) => o.kind === 'ServiceMonitor' || o.kind === 'PrometheusRule'));
+    expect(differences(kustomized, monitoring)).toEqual([]);
   });
 
   it('the ServiceMonitor scrapes the metrics Service of this release by its port name', async () => {
