@@ -16,6 +16,7 @@ import { operatorNamespace, type AdmissionMode } from '../support/bundle.js';
 import { hostStateChanges, readHostState, type HostState } from '../support/host-state.js';
 import { buildImages, images, imagesUnavailable } from '../support/images.js';
 import { installWithOverlay } from '../support/overlay-install.js';
+import { helmInstall, helmUninstall, helmUpgrade, overlayDir, uninstallOverlay } from '../support/helm-install.js';
 import { createProduct, gated, reason, verdict } from '../support/pods.js';
 import { ApiHttp } from '../support/api-http.js';
 import { fakeNodeTaint, nodeName, nodeNetwork, RealCluster, realNodeUnavailable } from '../support/real-cluster.js';
@@ -395,6 +396,64 @@ async function timed<T>(what: string, step: () => Promise<T>): Promise<T> {
       expect({ pod: pod.metadata?.name, restarts: pod.status?.containerStatuses?.[0]?.restartCount }).toEqual({ pod: pod.metadata?.name, restarts: 0 });
     }
   });
+
+  // The chart, as the README's first way to install: the kustomize install goes (its CRD and
+  // namespace stay, with every product and the operator's state), helm install takes over.
+  const helmValues = (): object => {
+    const [repository, tag] = images.operator.split(':') as [string, string];
+    return { image: { repository, tag }, admission: { mode }, aws: { region: 'us-east-1', endpoints: { metering: aws().url, sts: aws().url }, credentialsSecret: 'aws-keys' } };
+  };
+
+  it('helm install: the chart takes over from the kustomize install, and a new labelled Deployment is entitled', async () => {
+    const plane = cluster_().controlPlane;
+    await timed('kustomize uninstall (CRD and namespace kept)', () => uninstallOverlay(plane, overlayDir(workDir)));
+    expect(await operatorPodList()).toEqual([]);
+    const notes = await timed('helm install to 2 Ready replicas', () => helmInstall(plane, helmValues()));
+    expect(notes).toMatch(/STATUS: deployed/);
+    expect(notes).toContain(`kubectl -n ${operatorNamespace} rollout status deployment/${deployment}`);
+    const pods = await operatorPodList();
+    expect(pods.map((p) => [p.spec?.containers[0]?.image, p.metadata?.labels?.['app.kubernetes.io/component']])).toEqual([[images.operator, 'controller-manager'], [images.operator, 'controller-manager']]);
+    await deployBusybox('paid', 'paid-helm', 'paid');
+    for (const pod of await runningContainers('paid', 'paid-helm', 2)) expect([verdict(pod), gated(pod)]).toEqual(['Entitled', false]);
+  }, 300_000);
+
+  it('helm upgrade: a changed value rolls out, and a labelled pod in a namespace it exempts is never gated', async () => {
+    const plane = cluster_().controlPlane;
+    const ns = await namespace('tools');
+    await timed('helm upgrade', () => helmUpgrade(plane, { admission: { exemptNamespaces: [ns] } }));
+    const manager = (await apps.readNamespacedDeployment({ name: deployment, namespace: operatorNamespace })).spec?.template.spec?.containers[0];
+    expect(manager?.args).toContain(`--exempt-namespaces=${ns}`);
+    const pod = await core.createNamespacedPod({ namespace: ns, body: sleeper('tool', { [productLabel]: 'paid' }) });
+    expect(gated(pod)).toBe(false);
+    const running = await waitFor('the exempt pod running', async () => {
+      const current = await core.readNamespacedPod({ name: 'tool', namespace: ns });
+      return current.status?.containerStatuses?.[0]?.state?.running ? current : undefined;
+    }, 120_000, 500);
+    expect(verdict(running)).toBeUndefined();
+    // Outside it, pods are gated and checked as before.
+    await deployBusybox('paid', 'paid-upgraded', 'paid', { replicas: 1 });
+    for (const p of await runningContainers('paid', 'paid-upgraded', 1)) expect(verdict(p)).toBe('Entitled');
+  }, 300_000);
+
+  it('helm uninstall leaves nothing of the release behind but the CRD, as Helm does; products and the operator state stay', async () => {
+    const plane = cluster_().controlPlane;
+    await timed('helm uninstall', () => helmUninstall(plane));
+    const clusterWide = await kubectl(['get', 'clusterroles,clusterrolebindings,validatingadmissionpolicies,validatingadmissionpolicybindings,mutatingadmissionpolicies,mutatingadmissionpolicybindings,mutatingwebhookconfigurations', '-o', 'name']);
+    expect(clusterWide.split('\n').filter((name) => name.includes('entitlement-operator'))).toEqual([]);
+    expect(await kubectl(['get', 'crd', '-o', 'name', '-l', 'app.kubernetes.io/part-of=entitlement-operator'])).toBe('customresourcedefinition.apiextensions.k8s.io/marketplaceproducts.marketplace.entitlements.io\n');
+    expect(await kubectl(['get', 'mpp', '-n', 'paid', '-o', 'name'])).toBe('marketplaceproduct.marketplace.entitlements.io/paid\n');
+    // Left in the namespace: what the operator itself made at run time, until the namespace is
+    // deleted (the Lease, the MAC key its verdict seals need after a reinstall, the webhook's
+    // certificate in that mode, the usage ledgers with hours not yet reported), the test's
+    // credentials Secret, and what Kubernetes puts in every namespace.
+    const expected = [`lease.coordination.k8s.io/${leaseName}`, 'secret/aws-keys', 'secret/entitlement-operator-mac-key', 'configmap/kube-root-ca.crt', 'serviceaccount/default', ...(mode === 'webhook' ? [`secret/${webhookSecretName}`] : [])].sort();
+    const kinds = 'deployments,replicasets,pods,services,serviceaccounts,roles,rolebindings,poddisruptionbudgets,networkpolicies,configmaps,secrets,leases';
+    const left = await waitFor('the operator pods gone', async () => {
+      const names = (await kubectl(['get', kinds, '-n', operatorNamespace, '-o', 'name'])).trim().split('\n').filter((name) => !name.startsWith('configmap/entitlement-usage-')).sort();
+      return names.some((name) => name.startsWith('pod/')) ? undefined : names;
+    }, 60_000, 500);
+    expect(left).toEqual(expected);
+  }, 300_000);
 
   it('stopping the cluster leaves nothing on the host', async () => {
     await fakeAws?.close();

@@ -27,19 +27,19 @@ export interface RenderOptions {
 
 /** `helm template` of the chart with these values (written to a values file, removed after). */
 export async function helmTemplate(values: object = {}, options: RenderOptions = {}): Promise<BundleObject[]> {
-  const stdout = await helm(['template', release.name, chartPath, '--namespace', options.namespace ?? release.namespace, '--kube-version', kubeVersion, ...(options.args ?? [])], values, options.helm);
+  const stdout = await helm(['template', release.name, chartPath, '--namespace', options.namespace ?? release.namespace, '--kube-version', kubeVersion, ...(options.args ?? [])], values, options.helm ?? 'helm');
   return (loadAll(stdout) as (BundleObject | null)[]).filter((o): o is BundleObject => o !== null);
 }
 
-/** Runs helm with a values file holding `values`; rejects with helm's stderr when it fails. */
-export async function helm(args: readonly string[], values: object = {}, which: HelmBinary = 'helm'): Promise<string> {
+/** Runs helm, with a values file holding `values` if given; rejects with helm's stderr when it fails. */
+export async function helm(args: readonly string[], values?: object, which: HelmBinary = 'helm'): Promise<string> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'helm-values-'));
   try {
     const file = path.join(dir, 'values.json');
-    await writeFile(file, JSON.stringify(values));
+    if (values) await writeFile(file, JSON.stringify(values));
     // Helm's cache, config and data in the same temporary directory: nothing left in $HOME.
     const env = { ...process.env, HELM_CACHE_HOME: path.join(dir, 'cache'), HELM_CONFIG_HOME: path.join(dir, 'config'), HELM_DATA_HOME: path.join(dir, 'data') };
-    const { stdout } = await promisify(execFile)(await binary(which), [...args, '--values', file], { maxBuffer: 64 << 20, env });
+    const { stdout } = await promisify(execFile)(await binary(which), [...args, ...(values ? ['--values', file] : [])], { maxBuffer: 64 << 20, env });
     return stdout;
   } catch (error) {
     const { stderr } = error as { stderr?: string };
