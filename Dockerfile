@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# The operator image: the compiled operator bundled into one file (bundle.mjs), the Node 24
+# The operator image: the compiled operator bundled with its packages (bundle.mjs), the Node 24
 # binary from the npm registry, the C libraries it links and tini from Debian's packages, on an
 # empty base: no shell, no npm, no package manager. Runs as a non-root user, tini as PID 1.
 # Multi-arch: every stage that runs a command runs on the build machine's platform and only
@@ -66,5 +66,5 @@ WORKDIR /app
 USER 65532:65532
 EXPOSE 9443 8080 8081
 # tini as PID 1: the kernel drops a signal to a namespace's PID 1 that has no handler for it, and
-# Node installs the operator's only once it has loaded; tini forwards it, and reaps.
+# Node has the operator's only once it has started (tens of ms); tini forwards it, and reaps.
 ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/node", "/app/main.js"]
