@@ -65,6 +65,12 @@ score: ## Score the rendered bundle with kube-score (built with the test binarie
 bundle: ## Render config/default into config/install.yaml.
 	hack/render-bundle.sh
 
+IMAGE_ARCHIVE ?= dist/entitlement-operator-multiarch.tar
+.PHONY: image-multiarch
+image-multiarch: node_modules ## $(IMG) for linux/amd64 and linux/arm64 with podman, no Docker (root): IMG-amd64, IMG-arm64, and their manifest list in $(IMAGE_ARCHIVE).
+	mkdir -p $(dir $(IMAGE_ARCHIVE))
+	PLATFORMS=linux/amd64,linux/arm64 OCI_ARCHIVE=$(IMAGE_ARCHIVE) hack/podman-build.sh $(IMG)
+
 ##@ Image and cluster (need Docker and kind)
 
 .PHONY: docker-build
