@@ -180,7 +180,9 @@ list=localhost/entitlement-operator-list:$$
 list_made=1
 "${podman[@]}" manifest create "$list" > /dev/null
 for platform in "${platforms[@]}"; do
-  "${podman[@]}" manifest add "$list" "containers-storage:$image-${platform#linux/}" > /dev/null
+  # By its stored name: the transport would read a short name as one on docker.io.
+  name=$("${podman[@]}" image inspect --format '{{index .RepoTags 0}}' "$image-${platform#linux/}")
+  "${podman[@]}" manifest add "$list" "containers-storage:$name" > /dev/null
 done
 rm -f "$OCI_ARCHIVE.tmp"
 "${podman[@]}" manifest push --quiet --all --format oci "$list" "oci-archive:$OCI_ARCHIVE.tmp"
