@@ -68,8 +68,8 @@ entry=$("${podman[@]}" image inspect --format '{{join .Config.Entrypoint " "}}' 
 [ "${entry%% *}" = /usr/bin/tini ] && [ -x "$mnt/usr/bin/tini" ] || problems+=("entrypoint '$entry' (want /usr/bin/tini as PID 1)")
 
 if [ ${#problems[@]} -gt 0 ]; then
-  echo "check-image: $image holds what production does not need:" >&2
+  echo "check-image: $image is not fit to ship:" >&2
   printf '  %s\n' "${problems[@]}" >&2
   exit 1
 fi
-echo "check-image: $image: $(numfmt --to=si --suffix=B "$size") (at most $(numfmt --to=si --suffix=B "$max")), user $user, tini as PID 1; no test fake, dev-only package, npm cache, npm or shell" >&2
+echo "check-image: $image: $(numfmt --to=si --round=nearest --suffix=B "$size") (at most $(numfmt --to=si --suffix=B "$max")), user $user, tini as PID 1; no test fake, dev-only package, npm cache, npm or shell" >&2

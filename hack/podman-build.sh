@@ -44,6 +44,7 @@ cg=entitlement-operator-podman-$$
 list_made=0
 cleanup() {
   [ "$list_made" = 0 ] || "${podman[@]}" manifest rm "$list" > /dev/null 2>&1 || true
+  [ -z "${OCI_ARCHIVE:-}" ] || rm -f "$OCI_ARCHIVE.tmp"
   local d
   for d in /sys/fs/cgroup/"$cg" /sys/fs/cgroup/*/"$cg"; do [ ! -d "$d" ] || rmdir "$d" || true; done
   if [ "$made_var_lib" = 1 ]; then
@@ -148,7 +149,7 @@ fi
 host=linux/$(dpkg --print-architecture)
 # build PLATFORM NAME: the Dockerfile for PLATFORM as NAME, and a smoke run of it where it runs.
 build() {
-  # buildah 4.3 sets no BUILDPLATFORM of its own (Docker does): the build stages run here.
+  # podman 4.3's build sets no BUILDPLATFORM of its own (Docker does): the build stages run here.
   "${podman[@]}" build --network=host --pull=never --platform "$1" --build-arg BUILDPLATFORM="$host" --build-arg BUILD_IMAGE="$base" -t "$2" .
   if [ "$1" = "$host" ]; then
     # --network=none: no CNI bridge or iptables rules on the host for a run that needs no network.
