@@ -115,7 +115,7 @@ const fmt = (values: readonly number[], unit: string): string => `median ${media
   }, 120_000);
 
   /** A created (not started) operator container of IMAGE, and where its health port answers. */
-  async function create(ref: string, options: { entrypoint?: string[]; platform?: string } = {}): Promise<{ name: string; health: string }> {
+  async function create(ref: string, options: { entrypoint?: string[] } = {}): Promise<{ name: string; health: string }> {
     const name = `entitlement-operator-image-test-${process.pid}-${containers.size + 1}`;
     containers.add(name);
     const [webhook, metrics, health] = [await freePort(), await freePort(), await freePort()];
