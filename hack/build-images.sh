@@ -2,14 +2,15 @@
 # Builds the images a test cluster without a registry runs, and saves each as an OCI archive
 # for `ctr images import`:
 #   OUTDIR/operator.tar  localhost/entitlement-operator:e2e  the Dockerfile, via hack/podman-build.sh,
-#                        for this machine's platform (the same image as :e2e-amd64 or :e2e-arm64)
-#   OUTDIR/operator-multiarch.tar                        a manifest list of :e2e-amd64 and :e2e-arm64
+#                        this machine's platform (the same image as :e2e-amd64 or :e2e-arm64)
+#   OUTDIR/operator-multiarch.tar  a manifest list of localhost/entitlement-operator:e2e-{amd64,arm64}
 #   OUTDIR/pause.tar     localhost/pause:local               test/images/pause (the sandbox image)
 #   OUTDIR/busybox.tar   localhost/busybox:local             test/images/busybox (a test workload)
 # Images come from podman's cache when their sources did not change, and an archive is saved
-# again only when its image's ID changed (OUTDIR/NAME.tar.id). The operator image is saved only
-# after hack/check-image.sh passed (both platforms). Progress and image sizes go to stderr; the last line of
-# stdout is OUTDIR. The first run takes minutes (debootstrap, npm ci); a cached one seconds.
+# again only when its image's ID changed (OUTDIR/NAME.tar.id); the manifest list's is written
+# each run (seconds). The operator images are saved only after hack/check-image.sh passed on
+# both platforms. Progress and image sizes go to stderr; the last line of stdout is OUTDIR. The
+# first run takes minutes (debootstrap, npm ci); a cached one seconds.
 # Needs root and: apt-get install podman runc gcc libc6-dev busybox-static debootstrap. Without
 # them it exits 3 with a one-line reason, so callers can skip.
 # Usage: hack/build-images.sh OUTDIR
