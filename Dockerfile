@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# The operator image: the compiled operator bundled with its packages (bundle.mjs), the Node 24
+# The operator image: the compiled operator bundled with its packages (hack/bundle.mjs), the Node 24
 # binary from the npm registry, the C libraries it links and tini from Debian's packages, on an
 # empty base: no shell, no npm, no package manager. Runs as a non-root user, tini as PID 1.
 # Multi-arch: every stage that runs a command runs on the build machine's platform and only
@@ -14,9 +14,10 @@ WORKDIR /src
 COPY package.json package-lock.json .npmrc ./
 # --ignore-scripts: the image already has Node 24; the `node` devDependency's download is not needed.
 RUN npm ci --ignore-scripts --no-audit --no-fund
-COPY tsconfig.json tsconfig.build.json bundle.mjs ./
+COPY tsconfig.json tsconfig.build.json ./
+COPY hack/bundle.mjs ./hack/
 COPY src ./src
-RUN node node_modules/typescript/bin/tsc -p tsconfig.build.json && node bundle.mjs /out/app
+RUN node node_modules/typescript/bin/tsc -p tsconfig.build.json && node hack/bundle.mjs /out/app
 
 # The target's Node binary: the registry's node-linux-ARCH at the version package.json pins for
 # the `node` devDependency, the Node the tests run on.

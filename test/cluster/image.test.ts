@@ -272,7 +272,7 @@ const fmt = (values: readonly number[], unit: string): string => `median ${media
   it('start-up time and RSS: dist/ with node_modules against the bundle (printed, on this machine)', async () => {
     const bundleDir = await mkdtemp(path.join(os.tmpdir(), 'image-test-bundle-'));
     try {
-      const bundled = await run(process.execPath, [path.join(repoRoot, 'bundle.mjs'), bundleDir], 120_000, repoRoot);
+      const bundled = await run(process.execPath, [path.join(repoRoot, 'hack/bundle.mjs'), bundleDir], 120_000, repoRoot);
       expect(bundled.code).toBe(0);
       const layouts = { 'dist/ with node_modules': path.join(repoRoot, 'dist/main.js'), bundle: path.join(bundleDir, 'main.js') };
       const figures: Record<string, { startUps: number[]; rss: number[] }> = {};

@@ -267,7 +267,7 @@ async function timed<T>(what: string, step: () => Promise<T>): Promise<T> {
     await kubectl(['-n', operatorNamespace, 'rollout', 'status', `deployment/${deployment}`, '--timeout=120s']);
   });
 
-  it('a replica deleted while it starts stops at once: node, PID 1 in its container, handles SIGTERM', async () => {
+  it("a replica deleted while it starts stops at once: tini, PID 1 in its container, forwards the kubelet's SIGTERM to the operator", async () => {
     const before = new Set((await operatorPodList()).map((p) => p.metadata?.name));
     await kubectl(['-n', operatorNamespace, 'rollout', 'restart', `deployment/${deployment}`]);
     const starting = await waitFor('a new replica whose container runs but is not Ready yet', async () => {

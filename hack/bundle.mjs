@@ -9,9 +9,9 @@
 // Each bundled package's package.json and licence files are kept in OUTDIR/node_modules/ at their
 // place in package-lock.json: image scanners find the packages there, the licences travel with
 // the code, and hack/check-image.sh can tell a dev-only package in the bundle.
-// At the repository's root, not in hack/, because the Dockerfile runs it and .dockerignore
-// leaves hack/ out of the build context.
-// Usage: node bundle.mjs [OUTDIR]   (default dist/bundle; npm run build empties dist/ first)
+// The Dockerfile runs it too (.dockerignore lets this one file of hack/ into the build context).
+// Usage: node hack/bundle.mjs [OUTDIR]   (run from the repository's root; default dist/bundle;
+// npm run build empties dist/ first)
 import { build } from 'esbuild';
 import { cpSync, existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
