@@ -61,8 +61,14 @@ bench-api-writes: node_modules ## What each write of a gated pod costs the API s
 score: ## Score the rendered bundle with kube-score (built with the test binaries).
 	$$(hack/build-test-binaries.sh | tail -n 1)/kube-score score config/install.yaml
 
+.PHONY: chart-lint
+chart-lint: ## helm lint --strict the chart, both admission modes (Helm built with the test binaries).
+	helm=$$(hack/build-test-binaries.sh helm | tail -n 1)/helm && \
+	$$helm lint --strict charts/entitlement-operator --kube-version 1.37.2 && \
+	$$helm lint --strict charts/entitlement-operator --kube-version 1.37.2 --set admission.mode=policy
+
 .PHONY: bundle
-bundle: ## Render config/default into config/install.yaml.
+bundle: ## Render the install bundles (config/install*.yaml), the PrometheusRule, and the chart's copies.
 	hack/render-bundle.sh
 
 IMAGE_ARCHIVE ?= dist/entitlement-operator-multiarch.tar
