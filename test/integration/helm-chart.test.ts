@@ -6,10 +6,16 @@ import path from 'node:path';
 import { load, loadAll } from 'js-yaml';
 import { bundleObjects, type AdmissionMode, type BundleObject } from '../support/bundle.js';
 import { controlPlaneForSuite } from '../support/control-plane.js';
-import { chartPath, clusterScoped, differences, helm, helmLabels, helmTemplate, kubeVersion, objectKey, release, type Difference } from '../support/helm.js';
+import { chartPath, clusterScoped, differences, helm, helmLabels, helmTemplate, kubeVersion, objectKey, prometheusOperatorCrds, release, type Difference } from '../support/helm.js';
 import { repoRoot } from '../support/testbin.js';
 
 const controlPlane = controlPlaneForSuite();
+
+beforeAll(async () => {
+  const plane = controlPlane();
+  await plane.kubectlOk(['apply', '-f', '-'], prometheusOperatorCrds().map((o) => JSON.stringify(o)).join('\n'));
+  await plane.kubectlOk(['wait', '--for=condition=Established', 'crd/servicemonitors.monitoring.coreos.com', 'crd/prometheusrules.monitoring.coreos.com', '--timeout=60s']);
+});
 
 const deployment = 'Deployment/entitlement-operator-controller-manager';
 const container = '.spec.template.spec.containers[0]';
@@ -60,6 +66,33 @@ describe('with its default values', () => {
     }
   });
 
+  it('renders as the EKS add-on validation renders it: every supported release, k8version set, CRDs, no hooks; .Release only by name and namespace', async () => {
+    for (const minor of [30, 31, 32, 33, 34, 35, 36, 37]) {
+      const objects = await helmTemplate({ k8version: `1.${minor}` }, { args: ['--kube-version', `1.${minor}.0`, '--include-crds', '--no-hooks'] });
+      expect(objects.length).toBeGreaterThan(10);
+    }
+    for (const file of await readdir(path.join(chartPath, 'templates'))) {
+      const text = await readFile(path.join(chartPath, 'templates', file), 'utf8');
+      expect({ file, release: [...new Set(text.match(/\.Release\.\w+/g) ?? [])].filter((r) => r !== '.Release.Name' && r !== '.Release.Namespace') }).toEqual({ file, release: [] });
+    }
+  });
+
+  it('refuses the policy mode before Kubernetes 1.36, saying why', async () => {
+    await expect(helmTemplate({ admission: { mode: 'policy' } }, { args: ['--kube-version', '1.35.4'] })).rejects.toThrow('admission.mode=policy needs Kubernetes 1.36 or later');
+  });
+
+  it('NOTES.txt names only objects the release has (rendered by a client-side dry run against a real API server)', async () => {
+    const values = { prometheusRule: { enabled: true }, serviceMonitor: { enabled: true } };
+    for (const mode of ['webhook', 'policy'] as const) {
+      const out = await helm(['install', release.name, chartPath, '--namespace', release.namespace, '--dry-run=client', '--kubeconfig', controlPlane().kubeconfigPath], { ...values, ...chartValues(mode) });
+      const notes = out.slice(out.indexOf('NOTES:'));
+      const named = [...notes.matchAll(/kubectl (?:-n \S+ )?(?:get|rollout status) (\w+)[ /]([\w.-]+)/g)].map(([, kind = '', name = '']) => `${kind}/${name}`);
+      expect(named.length).toBeGreaterThanOrEqual(mode === 'policy' ? 3 : 2);
+      const objects = (await helmTemplate({ ...values, ...chartValues(mode) })).map((o) => `${o.kind.toLowerCase()}/${o.metadata.name}`);
+      for (const name of named.filter((n) => !n.startsWith('marketplaceproducts/') && !n.startsWith('pods/'))) expect(objects).toContain(name);
+    }
+  });
+
   it.each(['helm', 'helm4'] as const)('passes %s lint --strict in both admission modes', async (which) => {
     for (const mode of ['webhook', 'policy'] as const) {
       const out = await helm(['lint', '--strict', chartPath, '--kube-version', kubeVersion], chartValues(mode), which);
@@ -90,6 +123,14 @@ const valueCases: [string, object, Difference[]][] = [
   ['image.digest (wins over the tag)', { image: { tag: '9.9.9', digest: `sha256:${'ab'.repeat(32)}` } }, [image(`ghcr.io/entitlement-operator/entitlement-operator@sha256:${'ab'.repeat(32)}`)]],
   ['image.pullPolicy', { image: { pullPolicy: 'Always' } }, [{ object: deployment, path: `${container}.imagePullPolicy`, after: 'Always' }]],
   ['replicaCount', { replicaCount: 3 }, [{ object: deployment, path: '.spec.replicas', before: 2, after: 3 }]],
+  ['replicaCount=1 (no budget: it would block every drain)', { replicaCount: 1 }, [
+    { object: deployment, path: '.spec.replicas', before: 2, after: 1 },
+    { object: 'PodDisruptionBudget/entitlement-operator-controller-manager', path: '', before: 'removed' },
+  ]],
+  ['podLabels and podAnnotations', { podLabels: { team: 'platform' }, podAnnotations: { 'example.com/owner': 'platform' } }, [
+    { object: deployment, path: '.spec.template.metadata.labels.team', after: 'platform' },
+    { object: deployment, path: '.spec.template.metadata.annotations', after: { 'example.com/owner': 'platform' } },
+  ]],
   ['resources', { resources: { limits: { memory: '512Mi' } } }, [{ object: deployment, path: `${container}.resources.limits.memory`, before: '256Mi', after: '512Mi' }]],
   ['nodeSelector', { nodeSelector: { 'kubernetes.io/arch': 'arm64' } }, [{ object: deployment, path: '.spec.template.spec.nodeSelector', after: { 'kubernetes.io/arch': 'arm64' } }]],
   ['tolerations', { tolerations: [{ key: 'dedicated', operator: 'Equal', value: 'platform', effect: 'NoSchedule' }] }, [{ object: deployment, path: '.spec.template.spec.tolerations', after: [{ key: 'dedicated', operator: 'Equal', value: 'platform', effect: 'NoSchedule' }] }]],
@@ -179,6 +220,8 @@ it.each([
   [{ admission: { exemptNamespaces: ['Not_A_Namespace'] } }, "at '/admission/exemptNamespaces/0': 'Not_A_Namespace' does not match pattern"],
   [{ serviceAccount: { irsaRoleArn: 'my-role' } }, "at '/serviceAccount/irsaRoleArn': 'my-role' does not match pattern"],
   [{ resources: { limits: { memory: 'lots' } } }, "at '/resources/limits/memory'"],
+  [{ podLabels: { 'app.kubernetes.io/name': 'other' } }, "at '/podLabels/app.kubernetes.io~1name'"],
+  [{ image: { repository: 'Registry/Operator' } }, "at '/image/repository': 'Registry/Operator' does not match pattern"],
 ])('values.schema.json refuses %j, naming the value (Helm 3 and 4)', async (values, message) => {
   await expect(helmTemplate(values)).rejects.toThrow(message);
   await expect(helmTemplate(values, { helm: 'helm4' })).rejects.toThrow(message);
@@ -187,7 +230,7 @@ it.each([
 it('a real API server accepts everything the chart renders with every value set, in both modes', async () => {
   const plane = controlPlane();
   await plane.kubectlOk(['create', 'namespace', 'payments-ops']);
-  const values = { replicaCount: 3, admission: { exemptNamespaces: ['monitoring'] }, aws: { region: 'us-east-1', credentialsSecret: 'aws-keys' }, serviceAccount: { irsaRoleArn: 'arn:aws:iam::123456789012:role/op' }, nodeSelector: { 'kubernetes.io/os': 'linux' }, priorityClassName: 'system-cluster-critical', tolerations: [{ key: 'dedicated', operator: 'Exists' }] };
+  const values = { replicaCount: 3, serviceMonitor: { enabled: true }, prometheusRule: { enabled: true }, grafanaDashboard: { enabled: true }, admission: { exemptNamespaces: ['monitoring'] }, aws: { region: 'us-east-1', credentialsSecret: 'aws-keys' }, serviceAccount: { irsaRoleArn: 'arn:aws:iam::123456789012:role/op' }, nodeSelector: { 'kubernetes.io/os': 'linux' }, priorityClassName: 'system-cluster-critical', tolerations: [{ key: 'dedicated', operator: 'Exists' }] };
   for (const mode of ['webhook', 'policy'] as const) {
     const objects = await helmTemplate({ ...values, admission: { ...values.admission, mode } }, { namespace: 'payments-ops', args: ['--include-crds'] });
     const out = await plane.kubectlOk(['apply', '--dry-run=server', '-f', '-'], objects.map((o) => JSON.stringify(o)).join('\n'));

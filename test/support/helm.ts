@@ -96,3 +96,21 @@ export const helmLabels = ['app.kubernetes.io/instance', 'app.kubernetes.io/mana
 
 /** Cluster-scoped kinds among the bundle's: kustomize writes its namespace into them too, the API server drops it. */
 export const clusterScoped = new Set(['CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding', 'MutatingWebhookConfiguration', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding', 'MutatingAdmissionPolicy', 'MutatingAdmissionPolicyBinding']);
+
+/**
+ * The Prometheus Operator's two kinds the chart can make, as CRDs that keep any spec: enough for
+ * an API server to take a ServiceMonitor and a PrometheusRule (their schemas are not ours to test).
+ */
+export function prometheusOperatorCrds(): object[] {
+  return [['ServiceMonitor', 'servicemonitors'], ['PrometheusRule', 'prometheusrules']].map(([kind = '', plural = '']) => ({
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: { name: `${plural}.monitoring.coreos.com` },
+    spec: {
+      group: 'monitoring.coreos.com',
+      scope: 'Namespaced',
+      names: { kind, plural, singular: kind.toLowerCase(), listKind: `${kind}List` },
+      versions: [{ name: 'v1', served: true, storage: true, schema: { openAPIV3Schema: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } } }],
+    },
+  }));
+}

@@ -11,12 +11,13 @@ install (the CRD and the admission objects are cluster-wide).
 system:serviceaccount:{{ .Release.Namespace }}:{{ include "entitlement-operator.serviceAccountName" . }}
 {{- end }}
 
-{{/* Labels of every object: the bundle's, and Helm's own. */}}
+{{/* Labels of every object: the bundle's, and Helm's own (managed-by literally: EKS add-on
+validation allows .Release.Name and .Release.Namespace only). */}}
 {{- define "entitlement-operator.labels" -}}
 app.kubernetes.io/name: entitlement-operator
 app.kubernetes.io/part-of: entitlement-operator
 app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/managed-by: Helm
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end }}
