@@ -181,7 +181,7 @@ list=localhost/entitlement-operator-list:$$
 list_made=1
 "${podman[@]}" manifest create "$list" > /dev/null
 for platform in "${platforms[@]}"; do
-  # By its stored name: the transport would read a short name as one on docker.io.
+  # By its stored name: the transport would read a short name as one on the default registry.
   name=$("${podman[@]}" image inspect --format '{{index .RepoTags 0}}' "$image-${platform#linux/}")
   "${podman[@]}" manifest add "$list" "containers-storage:$name" > /dev/null
 done

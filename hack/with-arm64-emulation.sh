@@ -5,7 +5,8 @@
 # there before (the machine's own) is used and left alone.
 # The F flag opens the interpreter at registration, so it works inside containers' mount
 # namespaces too: `podman run --platform linux/arm64 ...` runs.
-# Callers at the same time share one registration: the last to finish removes it.
+# Callers at the same time take turns (one command runs at a time; a lock), and the last one out
+# removes the registration.
 # Needs root and: apt-get install qemu-user-static. Without them it exits 3 with the reason.
 # Usage: hack/with-arm64-emulation.sh COMMAND [ARGS...]
 #        hack/with-arm64-emulation.sh --check   (exit 0, or 3 with the reason)

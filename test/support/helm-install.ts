@@ -15,9 +15,9 @@ export async function helmInstall(plane: ControlPlane, values: object): Promise<
   return helmOn(plane, ['install', release.name, chartPath, '--namespace', release.namespace, '--wait', '--timeout', '180s'], values);
 }
 
-/** helm upgrade with the release's values plus these (--reuse-values, as an operator of a cluster would). */
+/** helm upgrade with the release's values plus these, as the README says (new defaults of a newer chart apply too). */
 export async function helmUpgrade(plane: ControlPlane, values: object): Promise<string> {
-  return helmOn(plane, ['upgrade', release.name, chartPath, '--namespace', release.namespace, '--reuse-values', '--wait', '--timeout', '180s'], values);
+  return helmOn(plane, ['upgrade', release.name, chartPath, '--namespace', release.namespace, '--reset-then-reuse-values', '--wait', '--timeout', '180s'], values);
 }
 
 export async function helmUninstall(plane: ControlPlane): Promise<string> {
