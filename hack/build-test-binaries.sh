@@ -122,9 +122,14 @@ fi
 
 if asked helm && ! have helm "$release_tools"; then
   log "building helm $HELM_VERSION"
-  # The version Helm reports (and checks a chart's apiVersion and kubeVersion against).
+  # The version Helm reports, and the Kubernetes release its offline renders and lint assume (a
+  # release build's: that of its client-go, 1.37), as Helm's own Makefile sets them.
+  k8s_flags=
+  for pkg in chartutil lint/rules; do
+    k8s_flags+=" -X helm.sh/helm/v3/pkg/$pkg.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/$pkg.k8sVersionMinor=37"
+  done
   with_heartbeat helm env GOBIN="$release_tools" GOFLAGS= go install -trimpath \
-    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean$k8s_flags" \
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 fi
 
