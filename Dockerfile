@@ -20,14 +20,20 @@ COPY src ./src
 RUN node node_modules/typescript/bin/tsc -p tsconfig.build.json && node hack/bundle.mjs /out/app
 
 # The target's Node binary: the registry's node-linux-ARCH at the version package.json pins for
-# the `node` devDependency, the Node the tests run on.
+# the `node` devDependency, the Node the tests run on, checked against the sha512 pinned in
+# hack/node-integrity.json (the lock does not cover it: no package depends on it).
 FROM --platform=$BUILDPLATFORM ${BUILD_IMAGE} AS node
 ARG TARGETARCH
 WORKDIR /tmp/node
-COPY package.json ./
+COPY package.json hack/node-integrity.json ./
 RUN case "$TARGETARCH" in amd64) arch=x64 ;; arm64) arch=arm64 ;; *) echo "no Node binary for $TARGETARCH" >&2; exit 1 ;; esac && \
     version=$(node -p 'require("./package.json").devDependencies.node') && \
-    npm pack --silent "node-linux-$arch@$version" > /dev/null && tar -xzf "node-linux-$arch-$version.tgz" && \
+    npm pack --silent "node-linux-$arch@$version" > /dev/null && \
+    node -e 'const [arch, version, file] = process.argv.slice(1); const pin = require("./node-integrity.json"); \
+      const got = "sha512-" + require("node:crypto").createHash("sha512").update(require("node:fs").readFileSync(file)).digest("base64"); \
+      if (pin.version !== version || pin[arch] !== got) { console.error(`node-linux-${arch}@${version}: ${got}, but hack/node-integrity.json pins ${pin[arch]} for ${pin.version}`); process.exit(1); }' \
+      "$arch" "$version" "node-linux-$arch-$version.tgz" && \
+    tar -xzf "node-linux-$arch-$version.tgz" && \
     install -D -m 0755 package/bin/node /out/usr/local/bin/node && \
     install -D -m 0644 package/LICENSE /out/usr/local/share/doc/node/LICENSE && \
     rm -rf /tmp/node/* && npm cache clean --force
