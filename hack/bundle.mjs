@@ -73,7 +73,7 @@ for (const dir of [...packages].sort()) {
   const kept = readdirSync(dir).filter((name) => name === 'package.json' || /^(licen[cs]e|copying|notice)/i.test(name));
   for (const name of kept) cpSync(path.join(dir, name), path.join(outDir, dir, name));
 }
-// The operator's own, for --version (src/config/flags.ts) and for hack/check-image.sh.
+// The operator's own, for --version (src/version.ts) and for hack/check-image.sh.
 cpSync('package.json', path.join(outDir, 'package.json'));
 if (!existsSync(path.join(outDir, 'main.js'))) throw new Error(`bundle: no ${outDir}/main.js`);
 process.stderr.write(`bundle: ${outDir}/main.js, ${outDir}/admission-worker.js; ${packages.size} packages; left out (dev-only): ${[...left].sort().join(', ') || 'none'}\n`);

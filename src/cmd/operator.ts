@@ -1,7 +1,8 @@
 // The operator process once its signal handlers are in place (see main.ts): flags → settings →
 // operator, until a signal or a failure ends it. Resolves to the exit code.
 import { resolveAwsSettings, SettingsError } from '../aws/settings.js';
-import { FlagError, packageVersion, parseFlags, usage } from '../config/flags.js';
+import { FlagError, parseFlags, usage } from '../config/flags.js';
+import { packageVersion } from '../version.js';
 import { createLogger } from '../observability/logger.js';
 import { StartAborted } from '../runtime/manager.js';
 import { startOperator } from '../app.js';

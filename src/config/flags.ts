@@ -1,8 +1,5 @@
 // Command-line flags of the operator process and the CLI, as the contract lists them. Parsing
 // is strict: an unknown flag or a bad value is an error naming the flag, reported at startup.
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { AwsFlags } from '../aws/settings.js';
 
 /**
@@ -144,22 +141,4 @@ export function usage(program: string, specs: FlagSpecs = operatorFlagSpecs): st
 
 export function flagHelp(specs: FlagSpecs): string {
   return Object.entries(specs).map(([name, spec]) => `  --${name.padEnd(24)} ${spec.help}\n`).join('');
-}
-
-/**
- * The operator's version, from the nearest package.json of this package above this module: the
- * checkout's from dist/config/, the image's /app/package.json from the bundle's /app/main.js.
- */
-export function packageVersion(from: string = import.meta.url): string {
-  for (let dir = path.dirname(fileURLToPath(from)); ; dir = path.dirname(dir)) {
-    let text: string | undefined;
-    try {
-      text = readFileSync(path.join(dir, 'package.json'), 'utf8');
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    }
-    const pkg = text === undefined ? {} : (JSON.parse(text) as { name?: unknown; version?: unknown });
-    if (pkg.name === 'entitlement-operator' && typeof pkg.version === 'string') return pkg.version;
-    if (path.dirname(dir) === dir) throw new Error(`no package.json of entitlement-operator above ${fileURLToPath(from)}`);
-  }
 }

@@ -2,7 +2,8 @@ import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'nod
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { packageVersion, parseFlags } from '../../src/config/flags.js';
+import { parseFlags } from '../../src/config/flags.js';
+import { packageVersion } from '../../src/version.js';
 import { repoRoot } from '../support/testbin.js';
 
 describe('--version', () => {
