@@ -4,16 +4,16 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { load, loadAll } from 'js-yaml';
-import { bundleObjects, type AdmissionMode, type BundleObject } from '../support/bundle.js';
+import { asManifest, bundleObjects, clusterScopedKinds, type AdmissionMode, type BundleObject } from '../support/bundle.js';
 import { controlPlaneForSuite } from '../support/control-plane.js';
-import { chartPath, clusterScoped, differences, helm, helmLabels, helmTemplate, kubeVersion, objectKey, prometheusOperatorCrds, release, type Difference } from '../support/helm.js';
+import { chartPath, differences, helm, helmLabels, helmTemplate, kubeVersion, objectKey, prometheusOperatorCrds, release, type Difference } from '../support/helm.js';
 import { repoRoot } from '../support/testbin.js';
 
 const controlPlane = controlPlaneForSuite();
 
 beforeAll(async () => {
   const plane = controlPlane();
-  await plane.kubectlOk(['apply', '-f', '-'], prometheusOperatorCrds().map((o) => JSON.stringify(o)).join('\n'));
+  await plane.kubectlOk(['apply', '-f', '-'], asManifest(prometheusOperatorCrds()));
   await plane.kubectlOk(['wait', '--for=condition=Established', 'crd/servicemonitors.monitoring.coreos.com', 'crd/prometheusrules.monitoring.coreos.com', '--timeout=60s']);
 });
 
@@ -25,7 +25,7 @@ const chartValues = (mode: AdmissionMode): object => (mode === 'policy' ? { admi
 function bundleAsRelease(mode: AdmissionMode): BundleObject[] {
   return bundleObjects(mode)
     .filter((o) => o.kind !== 'Namespace')
-    .map((o) => (clusterScoped.has(o.kind) ? { ...o, metadata: { ...o.metadata, namespace: undefined } } : o));
+    .map((o) => (clusterScopedKinds.has(o.kind) ? { ...o, metadata: { ...o.metadata, namespace: undefined } } : o));
 }
 
 /** The chart's objects without the labels Helm adds to say which release owns them. */
@@ -233,7 +233,7 @@ it('a real API server accepts everything the chart renders with every value set,
   const values = { replicaCount: 3, serviceMonitor: { enabled: true }, prometheusRule: { enabled: true }, grafanaDashboard: { enabled: true }, admission: { exemptNamespaces: ['monitoring'] }, aws: { region: 'us-east-1', credentialsSecret: 'aws-keys' }, serviceAccount: { irsaRoleArn: 'arn:aws:iam::123456789012:role/op' }, nodeSelector: { 'kubernetes.io/os': 'linux' }, priorityClassName: 'system-cluster-critical', tolerations: [{ key: 'dedicated', operator: 'Exists' }] };
   for (const mode of ['webhook', 'policy'] as const) {
     const objects = await helmTemplate({ ...values, admission: { ...values.admission, mode } }, { namespace: 'payments-ops', args: ['--include-crds'] });
-    const out = await plane.kubectlOk(['apply', '--dry-run=server', '-f', '-'], objects.map((o) => JSON.stringify(o)).join('\n'));
+    const out = await plane.kubectlOk(['apply', '--dry-run=server', '-f', '-'], asManifest(objects));
     expect(out.trim().split('\n')).toHaveLength(objects.length);
   }
 });

@@ -19,6 +19,14 @@ export function bundlePathOf(mode: AdmissionMode): string {
 
 export type BundleObject = KubernetesObject & { kind: string; metadata: { name: string } };
 
+/** The cluster-scoped kinds among the bundle's (kustomize writes its namespace into them too; the API server drops it). */
+export const clusterScopedKinds: ReadonlySet<string> = new Set(['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding', 'MutatingWebhookConfiguration', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding', 'MutatingAdmissionPolicy', 'MutatingAdmissionPolicyBinding']);
+
+/** Objects as one input for `kubectl apply -f -` (or delete): a JSON document each. */
+export function asManifest(objects: readonly object[]): string {
+  return objects.map((o) => JSON.stringify(o)).join('\n');
+}
+
 export function bundleObjects(mode: AdmissionMode = 'webhook'): BundleObject[] {
   return loadAll(readFileSync(bundlePathOf(mode), 'utf8')) as BundleObject[];
 }

@@ -3,6 +3,7 @@
 // first: both own the same names, so one cluster holds one of them.
 import { loadAll } from 'js-yaml';
 import path from 'node:path';
+import { asManifest } from './bundle.js';
 import type { ControlPlane } from './control-plane.js';
 import { chartPath, helm, release } from './helm.js';
 
@@ -31,8 +32,8 @@ export async function helmUninstall(plane: ControlPlane): Promise<string> {
  */
 export async function uninstallOverlay(plane: ControlPlane, overlay: string): Promise<void> {
   const rendered = await plane.kubectlOk(['kustomize', '--load-restrictor', 'LoadRestrictionsNone', overlay]);
-  const objects = (loadAll(rendered) as ({ kind: string } | null)[]).filter((o) => o !== null && o.kind !== 'CustomResourceDefinition' && o.kind !== 'Namespace');
-  await plane.kubectlOk(['delete', '--cascade=foreground', '--wait', '--timeout=180s', '-f', '-'], objects.map((o) => JSON.stringify(o)).join('\n'));
+  const objects = (loadAll(rendered) as ({ kind: string } | null)[]).filter((o): o is { kind: string } => o !== null && o.kind !== 'CustomResourceDefinition' && o.kind !== 'Namespace');
+  await plane.kubectlOk(['delete', '--cascade=foreground', '--wait', '--timeout=180s', '-f', '-'], asManifest(objects));
 }
 
 /** The overlay directory installWithOverlay made under `dir`. */

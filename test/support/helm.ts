@@ -94,9 +94,6 @@ const isRecord = (value: unknown): value is Record<string, unknown> => typeof va
 /** The labels Helm adds to every object and the bundle has not: they say which release owns it. */
 export const helmLabels = ['app.kubernetes.io/instance', 'app.kubernetes.io/managed-by', 'app.kubernetes.io/version', 'helm.sh/chart'];
 
-/** Cluster-scoped kinds among the bundle's: kustomize writes its namespace into them too, the API server drops it. */
-export const clusterScoped = new Set(['CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding', 'MutatingWebhookConfiguration', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding', 'MutatingAdmissionPolicy', 'MutatingAdmissionPolicyBinding']);
-
 /**
  * The Prometheus Operator's two kinds the chart can make, as CRDs that keep any spec: enough for
  * an API server to take a ServiceMonitor and a PrometheusRule (their schemas are not ours to test).

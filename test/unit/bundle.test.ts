@@ -15,11 +15,9 @@ import type {
   V1ValidatingAdmissionPolicyBinding,
 } from '@kubernetes/client-node';
 import { load } from 'js-yaml';
-import { bundleObject, bundleObjects, operatorNamespace, type AdmissionMode, type BundleObject } from '../support/bundle.js';
+import { bundleObject, bundleObjects, clusterScopedKinds, operatorNamespace, type AdmissionMode, type BundleObject } from '../support/bundle.js';
 import { repoRoot } from '../support/testbin.js';
 import { exemptNamespaces } from '../../src/api/names.js';
-
-const clusterScoped = new Set(['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding', 'MutatingWebhookConfiguration', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding', 'MutatingAdmissionPolicy', 'MutatingAdmissionPolicyBinding']);
 
 /** Every cluster-wide grant of the operator, as group/resource:verb[names]. */
 function clusterGrants(mode: AdmissionMode): string[] {
@@ -65,7 +63,7 @@ describe('install bundle', () => {
       'ValidatingAdmissionPolicyBinding/entitlement-operator-gate-guard',
       'ValidatingAdmissionPolicyBinding/entitlement-operator-limits',
     ]);
-    const misplaced = bundleObjects().filter((o) => !clusterScoped.has(o.kind) && o.metadata.namespace !== operatorNamespace);
+    const misplaced = bundleObjects().filter((o) => !clusterScopedKinds.has(o.kind) && o.metadata.namespace !== operatorNamespace);
     expect(misplaced).toEqual([]);
   });
 
@@ -172,7 +170,7 @@ describe('install bundle of the policy admission mode', () => {
     const webhookOnly = ['ClusterRole/entitlement-operator-webhook-role', 'ClusterRoleBinding/entitlement-operator-webhook-rolebinding', 'MutatingWebhookConfiguration/entitlement-operator-mutating-webhook-configuration', 'Service/entitlement-operator-webhook-service'];
     const expected = [...names(bundleObjects()).filter((n) => !webhookOnly.includes(n)), 'MutatingAdmissionPolicy/entitlement-operator-pod-gate', 'MutatingAdmissionPolicyBinding/entitlement-operator-pod-gate'].sort();
     expect(names(bundleObjects('policy'))).toEqual(expected);
-    expect(bundleObjects('policy').filter((o) => !clusterScoped.has(o.kind) && o.metadata.namespace !== operatorNamespace)).toEqual([]);
+    expect(bundleObjects('policy').filter((o) => !clusterScopedKinds.has(o.kind) && o.metadata.namespace !== operatorNamespace)).toEqual([]);
   });
 
   it('runs the operator with --admission=policy, no webhook port, and the same hardened pod otherwise', () => {
