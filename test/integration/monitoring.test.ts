@@ -118,7 +118,7 @@ it('publishes every metric the alerts and the dashboard name, and Prometheus eva
   // AWS answers again: the hour is reported and its deadline series goes, so the alert on it
   // cannot fire hours later for an hour that was billed.
   fake.setBehaviour(codes.paid, {});
-  const deadline = (body: string): boolean => body.split('\n').some((line) => line.startsWith('entitlement_metering_report_deadline_timestamp_seconds{'));
-  await waitForPod('the reported hour and its deadline series gone', async () => (!deadline(await (await fetch(operator.metricsUrl)).text()) ? true : undefined), 120_000);
+  const deadlineShown = async (): Promise<boolean> => exposedMetrics(await (await fetch(operator.metricsUrl)).text()).has('entitlement_metering_report_deadline_timestamp_seconds');
+  await waitForPod('the reported hour and its deadline series gone', async () => (!(await deadlineShown()) ? true : undefined), 120_000);
   expect(await metric('entitlement_metering_records_total', { outcome: 'sent' })).toBeGreaterThan(0);
 }, 360_000);
