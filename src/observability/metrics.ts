@@ -46,23 +46,12 @@ export class Metrics {
     registers: [this.registry],
     buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900],
   });
-  // Read at scrape time: an age kept in a gauge would be stale between events.
-  readonly podsWaiting = new Gauge({
-    name: 'entitlement_gated_pods_waiting',
-    help: 'Labelled pods held at the gate without a verdict yet, as the leader sees them (0 on other replicas)',
-    registers: [this.registry],
-    collect: () => {
-      this.podsWaiting.set(this.gateWaits().pods);
-    },
-  });
-  readonly longestWait = new Gauge({
-    name: 'entitlement_gated_pod_longest_wait_seconds',
-    help: 'How long the longest-waiting of the pods held without a verdict has waited since the leader first saw it (0 when none waits)',
-    registers: [this.registry],
-    collect: () => {
-      this.longestWait.set(this.gateWaits().longestSeconds);
-    },
-  });
+  readonly podsWaiting = this.readAtScrape('entitlement_gated_pods_waiting', 'Labelled pods held at the gate without a verdict yet, as the leader sees them (0 on other replicas)', () => this.gateWaits().pods);
+  readonly longestWait = this.readAtScrape(
+    'entitlement_gated_pod_longest_wait_seconds',
+    'How long the longest-waiting of the pods held without a verdict has waited since the leader first saw it (0 when none waits)',
+    () => this.gateWaits().longestSeconds,
+  );
   readonly webhookCertificateExpiry = new Gauge({ name: 'entitlement_webhook_certificate_expiration_timestamp_seconds', help: 'When the serving certificate this replica\'s webhook serves expires (Unix seconds)', registers: [this.registry] });
   readonly meteringDeadline = new Gauge({
     name: 'entitlement_metering_report_deadline_timestamp_seconds',
@@ -74,6 +63,18 @@ export class Metrics {
 
   constructor(options: { processMetrics?: boolean } = {}) {
     if (options.processMetrics) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** A gauge whose value is read when Prometheus scrapes: an age kept in a gauge would be stale between events. */
+  private readAtScrape(name: string, help: string, read: () => number): Gauge {
+    return new Gauge({
+      name,
+      help,
+      registers: [this.registry],
+      collect() {
+        this.set(read());
+      },
+    });
   }
 
   /** Where the gauges of pods waiting at the gate read from (the pods controller's GateWaits). */
