@@ -153,8 +153,9 @@ build() {
   "${podman[@]}" build --network=host --pull=never --platform "$1" --build-arg BUILDPLATFORM="$host" --build-arg BUILD_IMAGE="$base" -t "$2" .
   if [ "$1" = "$host" ]; then
     # --network=none: no CNI bridge or iptables rules on the host for a run that needs no network.
-    "${podman[@]}" run --rm --network=none --cgroup-parent "/$cg" --read-only --user 65532 "$2" --help > /dev/null
-    echo "built $2 for $1 (runs as 65532 with a read-only root filesystem, version $("${podman[@]}" run --rm --network=none --cgroup-parent "/$cg" --read-only "$2" --version))"
+    local version
+    version=$("${podman[@]}" run --rm --network=none --cgroup-parent "/$cg" --read-only --user 65532 "$2" --version)
+    echo "built $2 for $1 (runs as 65532 with a read-only root filesystem, version $version)"
   else
     echo "built $2 for $1 (not run: not this machine's platform; test/cluster/image.test.ts runs it under emulation)"
   fi
