@@ -7,9 +7,10 @@ import { AssumeRoleWithWebIdentityCommand, type STSClient } from '@aws-sdk/clien
 import type { AuthenticationV1TokenRequest, V1ServiceAccount } from '@kubernetes/client-node';
 import { ApiError, segment, type ApiClient } from '../kube/api.js';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
-import { awsCall } from './errors.js';
+import { AwsCallError, awsCall } from './errors.js';
 import { cachedCredentials, toIdentity } from './credentials.js';
 import { keyOf } from '../runtime/informer.js';
+import { describeError } from '../kube/errors.js';
 
 export const roleArnAnnotation = 'eks.amazonaws.com/role-arn';
 const stsAudience = 'sts.amazonaws.com';
@@ -44,6 +45,20 @@ export class IdentityUnavailableError extends Error {
   }
 }
 
+/**
+ * The operator could not get the pod's identity for a reason of its own or the cluster's (its
+ * permissions, the API server's throttling): not the customer's, so retried and never a verdict.
+ */
+export class IdentityRetryError extends Error {
+  override name = 'IdentityRetryError';
+  constructor(
+    message: string,
+    readonly httpStatus: number,
+  ) {
+    super(message);
+  }
+}
+
 export class PodIdentity {
   // One cached, self-refreshing provider per pod and role (cachedCredentials: refresh before
   // expiry, one exchange at a time, failures not cached).
@@ -69,7 +84,9 @@ export class PodIdentity {
         const token = await this.podToken(pod, serviceAccount);
         const out = await awsCall('AssumeRoleWithWebIdentity', () =>
           this.sts.send(new AssumeRoleWithWebIdentityCommand({ RoleArn: roleArn, RoleSessionName: roleSessionName(pod), WebIdentityToken: token })),
-        );
+        ).catch((error: unknown) => {
+          throw malformedRole(error, roleArn, productRoleArn ? 'spec.identity.roleArn' : `ServiceAccount ${pod.namespace}/${serviceAccount}'s ${roleArnAnnotation}`);
+        });
         return toIdentity(out.Credentials, 'AssumeRoleWithWebIdentity');
       });
       if (this.providers.size >= maxCached) this.providers.clear();
@@ -93,14 +110,14 @@ export class PodIdentity {
   }
 
   private async readServiceAccountRole(namespace: string, name: string): Promise<string> {
+    let account: V1ServiceAccount;
     try {
-      const account = await this.client.request<V1ServiceAccount>('GET', `/api/v1/namespaces/${segment(namespace)}/serviceaccounts/${segment(name)}`);
-      const role = account.metadata?.annotations?.[roleArnAnnotation];
-      if (role) return role;
+      account = await this.client.request<V1ServiceAccount>('GET', `/api/v1/namespaces/${segment(namespace)}/serviceaccounts/${segment(name)}`);
     } catch (error) {
-      if (!(error instanceof ApiError) || error.code >= 500) throw error;
-      throw new IdentityUnavailableError(`cannot read ServiceAccount ${namespace}/${name}: HTTP ${error.code}`, error.code);
+      throw identityFailure(error, `cannot read ServiceAccount ${namespace}/${name}`);
     }
+    const role = account.metadata?.annotations?.[roleArnAnnotation];
+    if (role) return role;
     throw new IdentityUnavailableError(`no role to assume: set spec.identity.roleArn, or annotate ServiceAccount ${namespace}/${name} with ${roleArnAnnotation}`);
   }
 
@@ -118,11 +135,35 @@ export class PodIdentity {
       if (!review.status?.token) throw new IdentityUnavailableError(`TokenRequest for ${pod.namespace}/${serviceAccount} returned no token`);
       return review.status.token;
     } catch (error) {
-      if (!(error instanceof ApiError) || error.code >= 500) throw error;
-      // The API server's message says why (a refusal of the operator's limits names what they allow).
-      throw new IdentityUnavailableError(`TokenRequest for ServiceAccount ${pod.namespace}/${serviceAccount} failed: ${error.message}`, error.code);
+      throw identityFailure(error, `TokenRequest for ServiceAccount ${pod.namespace}/${serviceAccount} failed`);
     }
   }
+}
+
+/**
+ * STS refuses a role ARN it cannot parse (a typo in the ServiceAccount's annotation, which no
+ * schema checks) with ValidationError: no retry changes that, so it is the pod's IdentityUnavailable.
+ */
+function malformedRole(error: unknown, roleArn: string, from: string): unknown {
+  if (!(error instanceof AwsCallError) || error.code !== 'ValidationError') return error;
+  return new IdentityUnavailableError(`STS refused the role ${JSON.stringify(roleArn)} from ${from}: ${error.message}`);
+}
+
+/**
+ * Whose fault an API server's refusal of a ServiceAccount read or a TokenRequest is. The pod's
+ * side: its ServiceAccount or the pod itself gone or replaced (404, 409, 410), or the operator's
+ * limits refusing a token for its namespace (a ValidatingAdmissionPolicy; its message names the
+ * setting that allows it): IdentityUnavailable, a verdict. Anything else is the operator's or the
+ * cluster's (its own permissions after an RBAC change, 403; API Priority and Fairness in a
+ * burst, 429; 5xx; the network): an IdentityRetryError, retried with backoff, never a verdict.
+ */
+export function identityFailure(error: unknown, what: string): Error {
+  if (!(error instanceof ApiError)) return error instanceof Error ? error : new Error(String(error));
+  const refusedByPolicy = error.code === 403 && error.message.includes('ValidatingAdmissionPolicy');
+  if (refusedByPolicy || error.code === 404 || error.code === 409 || error.code === 410) {
+    return new IdentityUnavailableError(`${what}: ${error.message}`, error.code);
+  }
+  return new IdentityRetryError(`${what}: ${describeError(error)}`, error.code);
 }
 
 /** A role session name from the pod: `namespace.name`, within STS's 64 characters and charset. */

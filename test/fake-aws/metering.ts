@@ -74,7 +74,7 @@ async function registerUsage(body: Body, state: FakeState, keys: SigningKeys, ca
   await applyFaults(productCode, state);
   refuseUnentitled(productCode, state, caller);
   const behaviour = state.behaviour(productCode);
-  const claims = { productCode, publicKeyVersion: version, nonce, iat: Math.floor(state.clock.now() / 1000) };
+  const claims = { productCode, publicKeyVersion: version, nonce, iat: Math.floor(state.clock.now() / 1000) + (behaviour.clockAheadSeconds ?? 0) };
   const signature = await new SignJWT(claims)
     .setProtectedHeader({ alg: 'PS256', typ: 'JWT' })
     .sign(behaviour.badSignature ? keys.rogue : keys.published);

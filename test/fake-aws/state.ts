@@ -20,6 +20,8 @@ export interface ProductBehaviour {
   badSignature?: boolean;
   /** Add PublicKeyRotationTimestamp (epoch seconds) to RegisterUsage answers. */
   publicKeyRotationTimestamp?: number;
+  /** Date RegisterUsage answers (iat) this many seconds ahead of the fake's clock: AWS's clock ahead of the operator's. */
+  clockAheadSeconds?: number;
 }
 
 export interface Customer {

@@ -1,6 +1,7 @@
 // One registration for one pod: the product key, the pod's identity, RegisterUsage with the
 // pod's nonce, and the signature. Every failure ends in a defined answer: a verdict with the
-// contract's reason, or a retry (throttling, 5xx, network, timeout, anything unexpected).
+// contract's reason, or a retry (throttling, 5xx, network, timeout, the operator's own faults,
+// anything unexpected): what is the operator's fault never becomes the customer's verdict.
 import type { MarketplaceProduct, NotEntitledReason } from '../../api/marketplace-product.js';
 import type { Clock } from '../../clock.js';
 import { AwsCallError } from '../../aws/errors.js';
@@ -44,8 +45,12 @@ export class Registrar {
 function answerOf(error: unknown): RegistrationAnswer {
   if (error instanceof PublicKeyError) return { verdict: 'NotEntitled', reason: 'PublicKeyUnavailable', message: error.message };
   if (error instanceof IdentityUnavailableError) return { verdict: 'NotEntitled', reason: 'IdentityUnavailable', message: error.message };
+  // A verified answer for this pod's nonce, dated ahead of the operator's clock: the clocks differ
+  // (the operator's node is behind), which is no evidence against the customer. Retried until they agree.
+  if (error instanceof SignatureError && error.failure === 'IssuedInFuture') return { verdict: 'Retry', message: `${error.message}: the operator's clock is behind AWS's; check the node's time sync` };
   if (error instanceof SignatureError) return { verdict: 'NotEntitled', reason: 'InvalidSignature', message: `${error.failure}: ${error.message}` };
   if (error instanceof AwsCallError && !error.retryable && error.reason) return { verdict: 'NotEntitled', reason: error.reason, message: error.message };
-  // Throttling, 5xx, network errors, timeouts, and anything unexpected: retry with backoff.
+  // Throttling, 5xx, network errors, timeouts, the operator's own faults getting the pod's identity
+  // (IdentityRetryError), and anything unexpected: retry with backoff.
   return { verdict: 'Retry', message: error instanceof Error ? error.message : String(error) };
 }
