@@ -172,6 +172,16 @@ export class LedgerStore {
     return [...new Set(uids.filter((u) => u !== ''))];
   }
 
+  /** How many products' ledgers this replica holds in memory. */
+  get held(): number {
+    return this.known.size;
+  }
+
+  /** Forgets what this replica holds of the ledger (it stays in the cluster; a later read reads it again). */
+  release(productUid: string): void {
+    this.known.delete(productUid);
+  }
+
   async delete(productUid: string): Promise<void> {
     this.known.delete(productUid);
     for (const shard of await this.listShards(productUid)) await this.deleteMap(shard.metadata?.name ?? '');

@@ -80,8 +80,9 @@ interface HourRecords {
 }
 
 export class MeteringReconciler {
-  /** Accepted record tokens of hours still being reported, so a retry resends only the rest. */
-  private readonly accepted = new Map<string, Set<string>>();
+  /** By product uid, then hour: accepted record tokens of hours still being reported, so a retry resends only the rest. */
+  private readonly accepted = new Map<string, Map<number, Set<string>>>();
+  /** Failed tries of the failing hour in a row, by product key: the retry's backoff. */
   private readonly failures = new Map<string, number>();
   /** The uid of each product metered, by key: whose ledger to delete once it is gone. */
   private readonly uids = new Map<string, string>();
@@ -97,6 +98,8 @@ export class MeteringReconciler {
     const metered = this.uids.get(key);
     if (metered !== undefined && metered !== uid) await this.forget(key, metered);
     if (!product || !uid || !meters(product)) {
+      // No longer metered: what this replica held for it goes; its ledger stays, in the cluster, until the product does.
+      if (metered !== undefined) this.release(key, metered);
       this.showDeadline(key, undefined);
       return undefined;
     }
@@ -113,7 +116,7 @@ export class MeteringReconciler {
       if (result.kind === 'waiting') return this.awaitOthers(key, product, ledger, due, result.message);
       if (result.kind === 'failed') return this.retryLater(key, product, ledger, due, result.message);
       ledger = await this.save(product, completeHour(ledger, due, result.kind, result.kind === 'reported' && result.asReporter));
-      this.accepted.delete(`${uid}|${due}`);
+      this.accepted.get(uid)?.delete(due);
       await this.hourDone(product, due, result, log);
     }
     this.showDeadline(key, undefined);
@@ -138,11 +141,23 @@ export class MeteringReconciler {
     else this.deps.metrics.meteringDeadline.set({ product: key }, ((hour + reportWindowHours) * hourMs) / 1000);
   }
 
-  /** The product is gone: its ledger goes with it. */
-  private async forget(key: string, uid: string): Promise<void> {
+  /** How many products, hours and ledgers this replica holds something of, by what it holds (its memory, kept bounded). */
+  held(): { products: number; failing: number; warned: number; hoursInProgress: number; ledgers: number } {
+    const hoursInProgress = [...this.accepted.values()].reduce((sum, hours) => sum + hours.size, 0);
+    return { products: this.uids.size, failing: this.failures.size, warned: this.warned.size, hoursInProgress, ledgers: this.deps.store.held };
+  }
+
+  /** Drops what this replica holds for the product in memory (not its ledger in the cluster). */
+  private release(key: string, uid: string): void {
     this.failures.delete(key);
     this.warned.delete(uid);
-    for (const hour of [...this.accepted.keys()].filter((k) => k.startsWith(`${uid}|`))) this.accepted.delete(hour);
+    this.accepted.delete(uid);
+    this.deps.store.release(uid);
+  }
+
+  /** The product is gone: its ledger goes with it. */
+  private async forget(key: string, uid: string): Promise<void> {
+    this.release(key, uid);
     await this.deps.store.delete(uid);
     this.uids.delete(key);
     this.showDeadline(key, undefined);
@@ -253,8 +268,10 @@ export class MeteringReconciler {
   }
 
   private async send(product: MarketplaceProduct, ledger: Ledger, hour: number, { scope, records }: HourRecords, signal: AbortSignal, log: Logger): Promise<HourResult> {
-    const accepted = this.accepted.get(`${ledger.productUid}|${hour}`) ?? new Set<string>();
-    this.accepted.set(`${ledger.productUid}|${hour}`, accepted);
+    const hours = this.accepted.get(ledger.productUid) ?? new Map<number, Set<string>>();
+    this.accepted.set(ledger.productUid, hours);
+    const accepted = hours.get(hour) ?? new Set<string>();
+    hours.set(hour, accepted);
     const closed = ledger.closed[hour];
     // As the hour closed: its product code and identity mode, whatever the spec says now.
     const billed: MarketplaceProduct = closed ? { ...product, spec: { ...product.spec, productCode: closed.productCode, identity: { ...product.spec.identity, mode: closed.mode } } } : product;
