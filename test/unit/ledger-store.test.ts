@@ -5,6 +5,7 @@ import type { V1ConfigMap } from '@kubernetes/client-node';
 import type { MarketplaceProduct } from '../../src/api/marketplace-product.js';
 import { closeHours, completeHour, newLedger, pruned, type Ledger, type LedgerPod } from '../../src/controllers/metering/ledger.js';
 import { encodeLedger, ledgerName, LedgerStore, shardCapacity } from '../../src/controllers/metering/ledger-store.js';
+import type { ApiClient, Method } from '../../src/kube/api.js';
 import { FailingApi } from '../support/failing-api.js';
 import { MemoryApi } from '../support/memory.js';
 
@@ -143,5 +144,27 @@ describe('the usage ledger store', () => {
     expect(await store.list()).toEqual(['product-uid']);
     await store.delete('product-uid');
     expect(api.configMaps.size).toBe(0);
+  });
+
+  it('a ledger deleted while another product\'s reconcile reads it (a shared code\'s hour) is not kept in memory after the read', async () => {
+    const api = new MemoryApi();
+    await new LedgerStore(api, namespace).write(product, withPods(newLedger('product-uid', hour), 0, 10, hour));
+    const reading: { store?: LedgerStore } = {};
+    let deleted = false;
+    // The product's deletion lands between the read's GET of the head and its list of the shards.
+    const deletingMidRead: ApiClient = {
+      request: async <T>(method: Method, path: string, body?: unknown): Promise<T> => {
+        if (method === 'GET' && path.includes('labelSelector') && !deleted) {
+          deleted = true;
+          await reading.store?.delete('product-uid');
+        }
+        return api.request<T>(method, path, body);
+      },
+      send: (method, path, body) => api.send(method, path, body),
+    };
+    const store = (reading.store = new LedgerStore(deletingMidRead, namespace));
+    await store.read('product-uid');
+    expect(store.held).toBe(0);
+    expect(await store.read('product-uid')).toBeUndefined();
   });
 });

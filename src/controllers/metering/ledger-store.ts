@@ -119,6 +119,8 @@ interface Known {
 
 export class LedgerStore {
   private readonly known = new Map<string, Known>();
+  /** Ledgers forgotten (deleted or released) so far: a read that one overtook does not keep what it read. */
+  private forgotten = 0;
 
   constructor(
     private readonly client: ApiClient,
@@ -129,6 +131,7 @@ export class LedgerStore {
   async read(productUid: string): Promise<Ledger | undefined> {
     const known = this.known.get(productUid);
     if (known?.ledger) return known.ledger;
+    const forgotten = this.forgotten;
     let head: V1ConfigMap;
     try {
       head = await this.client.request<V1ConfigMap>('GET', this.path(ledgerName(productUid)));
@@ -142,8 +145,9 @@ export class LedgerStore {
     if (!read || read.ledger.productUid !== productUid) throw new Error(`ConfigMap ${this.namespace}/${ledgerName(productUid)} holds no ledger of product ${productUid}`);
     const state: Known = { ledger: read.ledger, ...(head.metadata?.resourceVersion ? { headVersion: head.metadata.resourceVersion } : {}), headText: head.data?.[headKey] ?? '', shards: read.shards, shardOf: new Map() };
     for (const [shard, { pods }] of read.shards) for (const uid of pods.keys()) state.shardOf.set(uid, shard);
-    // A write of this ledger begun meanwhile (another product's reconcile reads it) keeps its own state.
-    if (!this.known.has(productUid)) this.known.set(productUid, state);
+    // A write of this ledger begun meanwhile (another product's reconcile reads it) keeps its own state;
+    // a ledger deleted meanwhile (its product gone) is not kept, else it would stay for good.
+    if (!this.known.has(productUid) && this.forgotten === forgotten) this.known.set(productUid, state);
     return read.ledger;
   }
 
@@ -180,10 +184,11 @@ export class LedgerStore {
   /** Forgets what this replica holds of the ledger (it stays in the cluster; a later read reads it again). */
   release(productUid: string): void {
     this.known.delete(productUid);
+    this.forgotten++;
   }
 
   async delete(productUid: string): Promise<void> {
-    this.known.delete(productUid);
+    this.release(productUid);
     for (const shard of await this.listShards(productUid)) await this.deleteMap(shard.metadata?.name ?? '');
     await this.deleteMap(ledgerName(productUid));
   }
