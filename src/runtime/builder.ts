@@ -2,7 +2,7 @@
 //   controllerManagedBy(manager).named('pods').for(pods).watches(products, handler).withOptions({ concurrency: 32 }).complete(reconciler)
 // `for` queues the key of each changed object; `watches` maps another source's events to keys.
 import type { KubernetesObject } from '@kubernetes/client-node';
-import { Controller, type EventHandler, type Reconciler, type Source } from './controller.js';
+import { Controller, type EventHandler, type Priority, type Reconciler, type Source } from './controller.js';
 import { objectKey } from './informer.js';
 import type { Manager } from './manager.js';
 
@@ -10,12 +10,16 @@ export function controllerManagedBy(manager: Manager): Builder {
   return new Builder(manager);
 }
 
-/** A handler that queues the keys `map` gives, after `delayMs` (one reconcile for a burst of events); with `deletes`, for deletions too. */
-export function enqueueMapped<T>(map: (object: T) => Iterable<string>, options: { delayMs?: number; deletes?: boolean } = {}): EventHandler<T> {
+/**
+ * A handler that queues the keys `map` gives, after `delayMs` (one reconcile for a burst of
+ * events); with `deletes`, for deletions too; at `priority` (low for a fan-out to many keys, which
+ * must not hold back the objects' own events).
+ */
+export function enqueueMapped<T>(map: (object: T) => Iterable<string>, options: { delayMs?: number; deletes?: boolean; priority?: Priority } = {}): EventHandler<T> {
   const enqueue: NonNullable<EventHandler<T>['upsert']> = (object, queue) => {
     for (const key of map(object)) {
-      if (options.delayMs === undefined) queue.add(key);
-      else queue.addAfter(key, options.delayMs);
+      if (options.delayMs === undefined) queue.add(key, options.priority);
+      else queue.addAfter(key, options.delayMs, options.priority);
     }
   };
   return { upsert: enqueue, ...(options.deletes ? { delete: enqueue } : {}) };

@@ -6,9 +6,9 @@
 // flight gives up.
 import type { Logger } from '../observability/logger.js';
 import { describeError } from '../kube/errors.js';
-import { RetryLater, WorkQueue, type Result } from './workqueue.js';
+import { RetryLater, WorkQueue, type Priority, type Result } from './workqueue.js';
 
-export type { Result } from './workqueue.js';
+export type { Priority, Result } from './workqueue.js';
 
 export interface Reconciler {
   reconcile(key: string, signal: AbortSignal): Promise<Result | undefined>;
@@ -23,8 +23,8 @@ export interface Source<T> {
 }
 
 export interface Queue {
-  add(key: string): void;
-  addAfter(key: string, delayMs: number): void;
+  add(key: string, priority?: Priority): void;
+  addAfter(key: string, delayMs: number, priority?: Priority): void;
 }
 
 /** What a watch does with an event (controller-runtime's handler.Funcs). */
@@ -83,8 +83,18 @@ export class Controller {
         if (this.running) upsert(object, this.queue);
       });
       if (source.list) {
+        // The replay when leadership starts queues everything known at low priority: a pod
+        // created meanwhile is not kept waiting behind thousands already running.
+        const low: Queue = {
+          add: (key) => {
+            this.queue.add(key, 'low');
+          },
+          addAfter: (key, delayMs) => {
+            this.queue.addAfter(key, delayMs, 'low');
+          },
+        };
         this.replays.push(() => {
-          for (const object of source.list?.() ?? []) upsert(object, this.queue);
+          for (const object of source.list?.() ?? []) upsert(object, low);
         });
       }
     }
@@ -97,8 +107,8 @@ export class Controller {
   }
 
   /** Queues a key (a reconciler asking for another object's reconcile); ignored unless running. */
-  enqueue(key: string): void {
-    if (this.running) this.queue.add(key);
+  enqueue(key: string, priority?: Priority): void {
+    if (this.running) this.queue.add(key, priority);
   }
 
   /** Work to do each time the controller starts, before the replay (a sweep of what no event will bring). */

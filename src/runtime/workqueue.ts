@@ -2,7 +2,10 @@
 // added, never handled by two workers at once (added again while running, it runs once more
 // after), and retried after the longer of a per-key exponential backoff and an overall token
 // bucket (client-go's default controller rate limiter). Only retries are rate limited: a new
-// event is handled as soon as a worker is free.
+// event is handled as soon as a worker is free. Keys come in two priorities, as in
+// controller-runtime's priority queue: what an object's own change brings runs before what a
+// fan-out or a timer brings (a product's recheck of its thousands of refused pods, periodic
+// checks, the replay when leadership starts), so a new pod never waits behind those.
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** What a reconcile asks of the queue (controller-runtime's reconcile.Result). */
@@ -15,6 +18,9 @@ export interface Result {
 export class RetryLater extends Error {
   override name = 'RetryLater';
 }
+
+/** `low`: work that may wait behind new events (fan-outs, periodic requeues, replays). */
+export type Priority = 'normal' | 'low';
 
 export interface WorkQueueOptions {
   concurrency: number;
@@ -29,12 +35,14 @@ export interface WorkQueueOptions {
 }
 
 export class WorkQueue {
-  private readonly queue: string[] = [];
-  private readonly queued = new Set<string>();
-  private readonly running = new Set<string>();
-  private readonly dirtyWhileRunning = new Set<string>();
+  // One FIFO per priority. A key raised from low to normal stays in the low FIFO too, and is
+  // skipped there (`queued` says where it really waits): no search through thousands of keys.
+  private readonly fifos: Record<Priority, string[]> = { normal: [], low: [] };
+  private readonly queued = new Map<string, Priority>();
+  private readonly running = new Map<string, Priority>();
+  private readonly dirtyWhileRunning = new Map<string, Priority>();
   private readonly failures = new Map<string, number>();
-  private readonly timers = new Map<string, { timer: NodeJS.Timeout; due: number }>();
+  private readonly timers = new Map<string, { timer: NodeJS.Timeout; due: number; priority: Priority }>();
   private active = 0;
   private tokens: number;
   private lastRefill = Date.now();
@@ -49,32 +57,37 @@ export class WorkQueue {
     this.tokens = options.burst ?? 100;
   }
 
-  add(key: string): void {
+  /** Queues the key once; added again at a higher priority, it moves up. */
+  add(key: string, priority: Priority = 'normal'): void {
     if (this.stopped) return;
     if (this.running.has(key)) {
-      this.dirtyWhileRunning.add(key);
+      this.dirtyWhileRunning.set(key, higher(priority, this.dirtyWhileRunning.get(key)));
       return;
     }
-    if (this.queued.has(key)) return;
-    this.queued.add(key);
-    this.queue.push(key);
-    this.options.onDepth?.(this.queue.length);
+    const waiting = this.queued.get(key);
+    if (waiting === priority || waiting === 'normal') return;
+    this.queued.set(key, priority);
+    this.fifos[priority].push(key);
+    this.options.onDepth?.(this.queued.size);
     this.pump();
   }
 
-  /** Adds the key after a delay; of two pending delays for a key, the one that ends sooner wins. */
-  addAfter(key: string, delayMs: number): void {
+  /** Adds the key after a delay; of two pending delays for a key, the one that ends sooner wins (at the higher priority of the two). */
+  addAfter(key: string, delayMs: number, priority: Priority = 'normal'): void {
     if (this.stopped) return;
     const due = Date.now() + delayMs;
     const pending = this.timers.get(key);
-    if (pending && pending.due <= due) return;
+    if (pending && pending.due <= due) {
+      pending.priority = higher(priority, pending.priority);
+      return;
+    }
     if (pending) clearTimeout(pending.timer);
-    const timer = setTimeout(() => {
+    const entry = { due, priority: higher(priority, pending?.priority), timer: setTimeout(() => {
       this.timers.delete(key);
-      this.add(key);
-    }, delayMs);
-    timer.unref();
-    this.timers.set(key, { timer, due });
+      this.add(key, entry.priority);
+    }, delayMs) };
+    entry.timer.unref();
+    this.timers.set(key, entry);
   }
 
   /** Resolves when nothing is queued, running or waiting on a timer. */
@@ -91,7 +104,8 @@ export class WorkQueue {
     this.stopped = true;
     for (const { timer } of this.timers.values()) clearTimeout(timer);
     this.timers.clear();
-    this.queue.length = 0;
+    this.fifos.normal.length = 0;
+    this.fifos.low.length = 0;
     this.queued.clear();
     const deadline = Date.now() + graceMs;
     while (this.active > 0 && Date.now() < deadline) await sleep(20);
@@ -99,7 +113,7 @@ export class WorkQueue {
   }
 
   private isIdle(): boolean {
-    return this.queue.length === 0 && this.active === 0 && this.timers.size === 0;
+    return this.queued.size === 0 && this.active === 0 && this.timers.size === 0;
   }
 
   /** Reserves a token of the retry bucket; resolves to how long the retry must wait for it. */
@@ -117,20 +131,33 @@ export class WorkQueue {
     if (this.pumping) return;
     this.pumping = true;
     try {
-      while (!this.stopped && this.active < this.options.concurrency && this.queue.length > 0) {
-        const key = this.queue.shift() as string;
+      while (!this.stopped && this.active < this.options.concurrency) {
+        const next = this.next();
+        if (!next) break;
+        const [key, priority] = next;
         this.queued.delete(key);
-        this.options.onDepth?.(this.queue.length);
-        this.running.add(key);
+        this.options.onDepth?.(this.queued.size);
+        this.running.set(key, priority);
         this.active++;
-        void this.process(key);
+        void this.process(key, priority);
       }
     } finally {
       this.pumping = false;
     }
   }
 
-  private async process(key: string): Promise<void> {
+  /** The first key of the highest priority that has one, skipping keys that moved up. */
+  private next(): [string, Priority] | undefined {
+    for (const priority of ['normal', 'low'] as const) {
+      const fifo = this.fifos[priority];
+      for (let key = fifo.shift(); key !== undefined; key = fifo.shift()) {
+        if (this.queued.get(key) === priority) return [key, priority];
+      }
+    }
+    return undefined;
+  }
+
+  private async process(key: string, priority: Priority): Promise<void> {
     const started = process.hrtime.bigint();
     const seconds = (): number => Number(process.hrtime.bigint() - started) / 1e9;
     try {
@@ -138,7 +165,8 @@ export class WorkQueue {
       this.failures.delete(key);
       if (result?.requeueAfterMs !== undefined) {
         this.options.onResult?.('requeue', seconds());
-        this.addAfter(key, result.requeueAfterMs);
+        // A requeue the reconciler asked for is a periodic check: it waits behind new events.
+        this.addAfter(key, result.requeueAfterMs, 'low');
       } else {
         this.options.onResult?.('success', seconds());
       }
@@ -148,13 +176,21 @@ export class WorkQueue {
       this.options.onResult?.('error', seconds(), error);
       const base = this.options.baseDelayMs ?? 200;
       const backoff = Math.min(this.options.maxDelayMs ?? 5 * 60_000, base * 2 ** Math.min(failures - 1, 20));
-      this.addAfter(key, Math.max(backoff, this.reserveToken()));
+      this.addAfter(key, Math.max(backoff, this.reserveToken()), priority);
     } finally {
       this.running.delete(key);
       this.active--;
-      if (this.dirtyWhileRunning.delete(key)) this.add(key);
+      const dirty = this.dirtyWhileRunning.get(key);
+      if (dirty) {
+        this.dirtyWhileRunning.delete(key);
+        this.add(key, dirty);
+      }
       this.pump();
       if (this.isIdle()) for (const resolve of this.idleWaiters.splice(0)) resolve();
     }
   }
+}
+
+function higher(a: Priority, b: Priority | undefined): Priority {
+  return a === 'normal' || b === 'normal' ? 'normal' : 'low';
 }

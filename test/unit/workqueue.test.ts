@@ -108,6 +108,76 @@ describe('WorkQueue', () => {
   });
 });
 
+describe('WorkQueue priorities', () => {
+  /** A queue of one worker that records the order keys ran in; the first key holds the worker until released. */
+  function recording() {
+    const order: string[] = [];
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const queue = new WorkQueue(async (key) => {
+      order.push(key);
+      if (key === 'hold') await held;
+      return undefined;
+    }, { concurrency: 1 });
+    queue.add('hold');
+    return { queue, order, release };
+  }
+
+  it('runs a normal key before low keys queued earlier (a new pod before a product fan-out)', async () => {
+    const { queue, order, release } = recording();
+    for (let i = 0; i < 1000; i++) queue.add(`recheck-${i}`, 'low');
+    queue.add('new-pod');
+    release();
+    await queue.idle();
+    expect(order.slice(0, 3)).toEqual(['hold', 'new-pod', 'recheck-0']);
+    expect(order).toHaveLength(1002);
+  });
+
+  it('a low key added again at normal priority moves up and runs once', async () => {
+    const { queue, order, release } = recording();
+    queue.add('a', 'low');
+    queue.add('b', 'low');
+    queue.add('b');
+    queue.add('b', 'low'); // never moves down
+    release();
+    await queue.idle();
+    expect(order).toEqual(['hold', 'b', 'a']);
+  });
+
+  it('a key added while it runs runs once more afterwards at the higher of the priorities it was added with', async () => {
+    const { queue, order, release } = recording();
+    queue.add('first', 'low');
+    queue.add('hold', 'low');
+    queue.add('hold');
+    release();
+    await queue.idle();
+    expect(order).toEqual(['hold', 'hold', 'first']);
+  });
+
+  it("a requeue the reconciler asks for comes back at low priority, a retry after a failure at the key's own", async () => {
+    const order: string[] = [];
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const queue = new WorkQueue(async (key) => {
+      const runs = order.push(key) && order.filter((k) => k === key).length;
+      if (key === 'hold') await held;
+      if (key === 'periodic' && runs === 1) return { requeueAfterMs: 1 };
+      if (key === 'failing' && runs === 1) throw new Error('once');
+      return undefined;
+    }, { concurrency: 1, baseDelayMs: 1 });
+    queue.add('periodic');
+    queue.add('failing');
+    queue.add('hold');
+    await sleep(30); // both timers fired while 'hold' runs: the requeue waits at low, the retry at normal
+    queue.add('earlier-low', 'low');
+    queue.add('new');
+    release();
+    await queue.idle();
+    expect(order).toEqual(['periodic', 'failing', 'hold', 'failing', 'new', 'periodic', 'earlier-low']);
+    await queue.shutdown();
+  });
+});
+
 describe('WorkQueue shutdown', () => {
   it('abandons handlers that outlive the grace period and says how many', async () => {
     const queue = new WorkQueue(() => sleep(1_000).then(() => undefined), { concurrency: 2 });

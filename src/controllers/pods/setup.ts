@@ -34,9 +34,9 @@ export function setupPods(manager: Manager, context: ControllerContext): Control
     metrics,
     clock: settings.clock,
     maxRecheckMs: settings.recheckMaxIntervalMs,
-    // Only ever called from a reconcile, so once the controller exists.
+    // Only ever called from a reconcile, so once the controller exists. A fan-out: low priority.
     requeue: (key) => {
-      controller.enqueue(key);
+      controller.enqueue(key, 'low');
     },
     log,
   });
@@ -52,7 +52,7 @@ export function setupPods(manager: Manager, context: ControllerContext): Control
     .for(pods)
     .watches(pods, gateWaits.handler())
     .watches(products, productChanges(pods, keyConfigMaps))
-    .watches(keyChanges(keyConfigMaps), enqueueMapped((productKey) => podKeysOf(pods, productKey)))
+    .watches(keyChanges(keyConfigMaps), enqueueMapped((productKey) => podKeysOf(pods, productKey), { priority: 'low' }))
     .withOptions({ concurrency: settings.workers })
     .complete(reconciler);
   return controller;
@@ -72,7 +72,9 @@ function productChanges(pods: Cache<CachedPod>, keyConfigMaps: KeyConfigMaps): E
       const version = `${product.metadata.generation ?? 0}/${product.metadata.annotations?.[annotations.recheck] ?? ''}`;
       if (seen.get(key) === version) return;
       seen.set(key, version);
-      for (const podKey of podKeysOf(pods, key)) queue.add(podKey);
+      // All its pods at once, behind the pods' own events: one product's checks must not hold
+      // back another's new pods.
+      for (const podKey of podKeysOf(pods, key)) queue.add(podKey, 'low');
     },
     delete: (product) => {
       seen.delete(objectKey(product));
