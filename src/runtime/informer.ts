@@ -196,11 +196,20 @@ export class Informer<T extends KubernetesObject> implements Cache<T> {
     return this.options.transform ? this.options.transform(received) : received;
   }
 
-  /** Caches what the transform keeps of the object; returns its key. */
+  /**
+   * Caches what the transform keeps of the object; returns its key. An object of another uid
+   * under the key is a successor whose predecessor's deletion this informer never saw (a relist
+   * after a watch that missed a delete and create of the name): its delete handlers run first,
+   * so what is kept of it by uid goes, and nothing of it passes for the successor's.
+   */
   private store(received: T): string {
     const object = this.kept(received);
     const key = objectKey(object);
-    const previous = this.cache.get(key);
+    let previous = this.cache.get(key);
+    if (previous && previous.metadata?.uid !== object.metadata?.uid) {
+      this.remove(key, previous);
+      previous = undefined;
+    }
     this.cache.set(key, object);
     this.reindex(key, previous, object);
     for (const handler of this.upserts) handler(object);
