@@ -10,7 +10,7 @@ import { close, listen, readBody } from '../../src/net/servers.js';
 import { handleMetering, type SigningKeys } from './metering.js';
 import { AuthError, verifySigV4, type KnownCredentials, type SignedRequest } from './sigv4.js';
 import { AwsFault, FakeState, type CallRecord, type Customer, type MeteringRecord, type ProductBehaviour } from './state.js';
-import { handleSts, stsErrorXml, type StsOptions } from './sts.js';
+import { handleSts, stsErrorXml, type StsAnswer, type StsOptions } from './sts.js';
 
 export type { CallRecord, Customer, MeteringRecord, ProductBehaviour };
 
@@ -134,10 +134,11 @@ export class FakeAws {
     return [...this.state.meteringRecords.values()];
   }
 
-  private callerRecord(caller: SignedRequest | undefined): Pick<CallRecord, 'accessKeyId' | 'signingRegion' | 'roleArn' | 'roleSessionName'> {
+  private callerRecord(caller: SignedRequest | undefined): Pick<CallRecord, 'accessKeyId' | 'signingRegion' | 'roleArn' | 'roleSessionName' | 'boundPod'> {
     if (!caller) return {};
     const issued = this.state.issued.get(caller.accessKeyId);
-    return { accessKeyId: caller.accessKeyId, signingRegion: caller.region, ...(issued ? { roleArn: issued.roleArn, roleSessionName: issued.roleSessionName } : {}) };
+    if (!issued) return { accessKeyId: caller.accessKeyId, signingRegion: caller.region };
+    return { accessKeyId: caller.accessKeyId, signingRegion: caller.region, roleArn: issued.roleArn, roleSessionName: issued.roleSessionName, ...(issued.boundPod ? { boundPod: issued.boundPod } : {}) };
   }
 
   private async metering(target: string, url: URL, req: http.IncomingMessage, raw: string, res: http.ServerResponse): Promise<void> {
@@ -205,8 +206,9 @@ function productOf(request: Record<string, unknown>): { productCode?: string } {
   return typeof request.ProductCode === 'string' ? { productCode: request.ProductCode } : {};
 }
 
-function roleOf(answer: { roleArn?: string; roleSessionName?: string }): Pick<CallRecord, 'roleArn' | 'roleSessionName'> {
-  return answer.roleArn ? { roleArn: answer.roleArn, ...(answer.roleSessionName ? { roleSessionName: answer.roleSessionName } : {}) } : {};
+function roleOf(answer: StsAnswer): Pick<CallRecord, 'roleArn' | 'roleSessionName' | 'boundPod'> {
+  if (!answer.roleArn) return {};
+  return { roleArn: answer.roleArn, ...(answer.roleSessionName ? { roleSessionName: answer.roleSessionName } : {}), ...(answer.boundPod ? { boundPod: answer.boundPod } : {}) };
 }
 
 function asFault(error: unknown): AwsFault {

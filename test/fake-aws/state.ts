@@ -46,7 +46,16 @@ export interface CallRecord {
   /** For calls signed with credentials the fake issued: the role and session they belong to. */
   roleArn?: string;
   roleSessionName?: string;
+  /** The pod whose bound token the signing credentials were issued for (AssumeRoleWithWebIdentity), or the exchange's. */
+  boundPod?: BoundPod;
   request: Record<string, unknown>;
+}
+
+/** A pod a service-account token is bound to. */
+export interface BoundPod {
+  namespace: string;
+  name: string;
+  uid: string;
 }
 
 /** A usage record the fake accepted (MeterUsage or BatchMeterUsage). */
@@ -68,6 +77,7 @@ export interface IssuedCredentials extends KnownCredentials {
   expiration: Date;
   roleArn: string;
   roleSessionName: string;
+  boundPod?: BoundPod;
 }
 
 export class FakeState {
@@ -104,7 +114,7 @@ export class FakeState {
     return this.staticCredentials.find((c) => c.accessKeyId === accessKeyId) ?? this.issued.get(accessKeyId);
   }
 
-  issue(roleArn: string, roleSessionName: string, durationSeconds: number): IssuedCredentials {
+  issue(roleArn: string, roleSessionName: string, durationSeconds: number, boundPod?: BoundPod): IssuedCredentials {
     const credentials: IssuedCredentials = {
       accessKeyId: `ASIA${randomBytes(12).toString('hex').toUpperCase().slice(0, 16)}`,
       secretAccessKey: randomBytes(30).toString('base64'),
@@ -112,6 +122,7 @@ export class FakeState {
       expiration: new Date(Date.now() + durationSeconds * 1000),
       roleArn,
       roleSessionName,
+      ...(boundPod ? { boundPod } : {}),
     };
     this.issued.set(credentials.accessKeyId, credentials);
     return credentials;

@@ -2,7 +2,7 @@
 // answers). Web-identity tokens are verified against the cluster's service-account issuer keys.
 import { randomUUID, type KeyObject } from 'node:crypto';
 import { decodeProtectedHeader, errors, jwtVerify } from 'jose';
-import { AwsFault, type FakeState } from './state.js';
+import { AwsFault, type BoundPod, type FakeState } from './state.js';
 import type { SignedRequest } from './sigv4.js';
 
 const roleArnPattern = /^arn:aws[a-zA-Z-]*:iam::(\d{12}):role\/(.+)$/;
@@ -21,6 +21,8 @@ export interface StsAnswer {
   xml: string;
   roleArn?: string;
   roleSessionName?: string;
+  /** The pod the web-identity token was bound to (its kubernetes.io claim), if it was. */
+  boundPod?: BoundPod;
 }
 
 export async function handleSts(params: URLSearchParams, caller: SignedRequest | undefined, state: FakeState, options: StsOptions): Promise<StsAnswer> {
@@ -28,11 +30,12 @@ export async function handleSts(params: URLSearchParams, caller: SignedRequest |
   switch (action) {
     case 'AssumeRoleWithWebIdentity': {
       const { roleArn, sessionName, duration } = roleParams(params, options);
-      const subject = await verifyWebIdentity(params.get('WebIdentityToken') ?? '', options);
-      const credentials = state.issue(roleArn, sessionName, duration);
+      const { subject, boundPod } = await verifyWebIdentity(params.get('WebIdentityToken') ?? '', options);
+      const credentials = state.issue(roleArn, sessionName, duration, boundPod);
       return {
         roleArn,
         roleSessionName: sessionName,
+        ...(boundPod ? { boundPod } : {}),
         xml: answer(action, `<SubjectFromWebIdentityToken>${escape(subject)}</SubjectFromWebIdentityToken><Audience>${escape(options.audience)}</Audience>${assumed(roleArn, sessionName, credentials)}`),
       };
     }
@@ -66,7 +69,8 @@ function roleParams(params: URLSearchParams, options: StsOptions): { roleArn: st
   return { roleArn, sessionName, duration };
 }
 
-async function verifyWebIdentity(token: string, options: StsOptions): Promise<string> {
+/** The subject of a verified token, and the pod it is bound to (the API server's kubernetes.io claim). */
+async function verifyWebIdentity(token: string, options: StsOptions): Promise<{ subject: string; boundPod?: BoundPod }> {
   if (!token) throw new AwsFault(400, 'ValidationError', 'WebIdentityToken is required');
   let alg: string | undefined;
   try {
@@ -78,7 +82,8 @@ async function verifyWebIdentity(token: string, options: StsOptions): Promise<st
   for (const key of options.serviceAccountKeys) {
     try {
       const { payload } = await jwtVerify(token, key, { audience: options.audience, algorithms: [alg] });
-      return payload.sub ?? '';
+      const boundPod = podClaim(payload['kubernetes.io']);
+      return { subject: payload.sub ?? '', ...(boundPod ? { boundPod } : {}) };
     } catch (error) {
       if (error instanceof errors.JWTExpired) throw new AwsFault(400, 'ExpiredTokenException', 'Token expired');
       if (error instanceof errors.JWTClaimValidationFailed) throw new AwsFault(400, 'InvalidIdentityToken', `Incorrect token audience or claims: ${error.message}`);
@@ -86,6 +91,13 @@ async function verifyWebIdentity(token: string, options: StsOptions): Promise<st
     }
   }
   throw new AwsFault(400, 'InvalidIdentityToken', 'The web identity token signature could not be verified with the issuer keys');
+}
+
+function podClaim(claim: unknown): BoundPod | undefined {
+  if (typeof claim !== 'object' || claim === null) return undefined;
+  const { namespace, pod } = claim as { namespace?: unknown; pod?: { name?: unknown; uid?: unknown } };
+  if (typeof namespace !== 'string' || typeof pod?.name !== 'string' || typeof pod.uid !== 'string') return undefined;
+  return { namespace, name: pod.name, uid: pod.uid };
 }
 
 function assumedRoleArn(roleArn: string, sessionName: string): string {
