@@ -16,7 +16,6 @@ export const roleArnAnnotation = 'eks.amazonaws.com/role-arn';
 const stsAudience = 'sts.amazonaws.com';
 /** The shortest expiry the API server grants a TokenRequest. */
 const tokenExpirationSeconds = 600;
-const maxCached = 10_000;
 /** How long a ServiceAccount's role annotation is used before it is read again. */
 const roleCacheMs = 30_000;
 
@@ -59,12 +58,37 @@ export class IdentityRetryError extends Error {
   }
 }
 
+/** How many pods and ServiceAccounts PodIdentity keeps what it learnt of. */
+export interface PodIdentityLimits {
+  /** Pods whose credentials are kept; past it, the least recently used pod's go. */
+  pods: number;
+  /** ServiceAccounts whose role annotation is kept; past it, the oldest read goes. */
+  serviceAccounts: number;
+}
+
+const defaultLimits: PodIdentityLimits = { pods: 10_000, serviceAccounts: 10_000 };
+/** How often every pod's credentials are checked for expiry (else only the least recently used are). */
+const expirySweepMs = 60_000;
+/** How long credentials not yet issued are kept (their TokenRequest and exchange under way, or failed). */
+const pendingMs = tokenExpirationSeconds * 1000;
+
+interface PodCredentials {
+  /** One provider per role (and for the pod ended): refreshed before expiry, one exchange at a time, failures not cached. */
+  byRole: Map<string, AwsCredentialIdentityProvider>;
+  /** When the last of its credentials expire, epoch ms: after that, nothing of it is worth keeping. */
+  expiresAt: number;
+}
+
 export class PodIdentity {
-  // One cached, self-refreshing provider per pod and role (cachedCredentials: refresh before
-  // expiry, one exchange at a time, failures not cached).
-  private readonly providers = new Map<string, AwsCredentialIdentityProvider>();
+  // Each pod's credentials, for their lifetime: its RegisterUsage and its hourly MeterUsage calls
+  // are signed with the same ones, without another TokenRequest and exchange. Least recently used
+  // first; dropped when they expire, when the pod is deleted (forget), and the least recently
+  // used when there are too many. Never all at once.
+  private readonly pods = new Map<string, PodCredentials>();
+  private sweptAt: number;
   // The role annotation of each ServiceAccount, for a short while: the pods of a Deployment
-  // share one account, and reading it for every pod was a request per pod. Failures are not kept.
+  // share one account, and reading it for every pod was a request per pod. Failures are not
+  // kept. Oldest read first.
   private readonly roles = new Map<string, { role: Promise<string>; readAt: number }>();
 
   /** `sts` sends unsigned requests: the web-identity token is the credential. */
@@ -72,27 +96,74 @@ export class PodIdentity {
     private readonly client: ApiClient,
     private readonly sts: STSClient,
     private readonly now: () => number = Date.now,
-  ) {}
+    private readonly limits: PodIdentityLimits = defaultLimits,
+  ) {
+    this.sweptAt = now();
+  }
 
   async credentials(pod: PodRef, productRoleArn?: string): Promise<AwsCredentialIdentity> {
     const serviceAccount = pod.serviceAccountName ?? 'default';
     const roleArn = productRoleArn ?? (await this.serviceAccountRole(pod.namespace, serviceAccount));
-    const key = `${pod.uid}|${roleArn}${pod.ended ? '|ended' : ''}`;
-    let provider = this.providers.get(key);
+    const entry = this.podEntry(pod.uid);
+    const key = `${roleArn}${pod.ended ? '|ended' : ''}`;
+    let provider = entry.byRole.get(key);
     if (!provider) {
-      provider = cachedCredentials(async () => {
-        const token = await this.podToken(pod, serviceAccount);
-        const out = await awsCall('AssumeRoleWithWebIdentity', () =>
-          this.sts.send(new AssumeRoleWithWebIdentityCommand({ RoleArn: roleArn, RoleSessionName: roleSessionName(pod), WebIdentityToken: token })),
-        ).catch((error: unknown) => {
-          throw malformedRole(error, roleArn, productRoleArn ? 'spec.identity.roleArn' : `ServiceAccount ${pod.namespace}/${serviceAccount}'s ${roleArnAnnotation}`);
-        });
-        return toIdentity(out.Credentials, 'AssumeRoleWithWebIdentity');
-      });
-      if (this.providers.size >= maxCached) this.providers.clear();
-      this.providers.set(key, provider);
+      provider = cachedCredentials(
+        async () => {
+          const identity = await this.exchange(pod, serviceAccount, roleArn, productRoleArn);
+          entry.expiresAt = Math.max(entry.expiresAt, identity.expiration?.getTime() ?? this.now() + pendingMs);
+          return identity;
+        },
+        { now: this.now },
+      );
+      entry.byRole.set(key, provider);
     }
     return provider();
+  }
+
+  /** Drops what is kept for a pod: it was deleted (its hours after are reported with credentials of an ended pod). */
+  forget(uid: string): void {
+    this.pods.delete(uid);
+  }
+
+  /** How many pods' credentials are kept (for tests and metrics). */
+  get cachedPods(): number {
+    return this.pods.size;
+  }
+
+  /** The pod's entry, now the most recently used; a new one makes room first. */
+  private podEntry(uid: string): PodCredentials {
+    const now = this.now();
+    let entry = this.pods.get(uid);
+    if (entry) {
+      this.pods.delete(uid);
+    } else {
+      this.prunePods(now);
+      entry = { byRole: new Map(), expiresAt: now + pendingMs };
+    }
+    this.pods.set(uid, entry);
+    return entry;
+  }
+
+  private prunePods(now: number): void {
+    if (now - this.sweptAt >= expirySweepMs) {
+      this.sweptAt = now;
+      for (const [uid, entry] of this.pods) if (entry.expiresAt <= now) this.pods.delete(uid);
+    }
+    for (const [uid, entry] of this.pods) {
+      if (entry.expiresAt > now && this.pods.size < this.limits.pods) break;
+      this.pods.delete(uid);
+    }
+  }
+
+  private async exchange(pod: PodRef, serviceAccount: string, roleArn: string, productRoleArn: string | undefined): Promise<AwsCredentialIdentity> {
+    const token = await this.podToken(pod, serviceAccount);
+    const out = await awsCall('AssumeRoleWithWebIdentity', () =>
+      this.sts.send(new AssumeRoleWithWebIdentityCommand({ RoleArn: roleArn, RoleSessionName: roleSessionName(pod), WebIdentityToken: token })),
+    ).catch((error: unknown) => {
+      throw malformedRole(error, roleArn, productRoleArn ? 'spec.identity.roleArn' : `ServiceAccount ${pod.namespace}/${serviceAccount}'s ${roleArnAnnotation}`);
+    });
+    return toIdentity(out.Credentials, 'AssumeRoleWithWebIdentity');
   }
 
   private serviceAccountRole(namespace: string, name: string): Promise<string> {
@@ -100,13 +171,23 @@ export class PodIdentity {
     const now = this.now();
     const cached = this.roles.get(key);
     if (cached && now - cached.readAt < roleCacheMs) return cached.role;
+    // Re-inserted, so the map stays in the order of reads and the oldest are pruned from its head.
+    this.roles.delete(key);
+    for (const [oldest, { readAt }] of this.roles) {
+      if (now - readAt < roleCacheMs && this.roles.size < this.limits.serviceAccounts) break;
+      this.roles.delete(oldest);
+    }
     const role = this.readServiceAccountRole(namespace, name);
-    if (this.roles.size >= maxCached) this.roles.clear();
     this.roles.set(key, { role, readAt: now });
     role.catch(() => {
       if (this.roles.get(key)?.role === role) this.roles.delete(key);
     });
     return role;
+  }
+
+  /** How many ServiceAccounts' roles are kept (for tests). */
+  get cachedServiceAccounts(): number {
+    return this.roles.size;
   }
 
   private async readServiceAccountRole(namespace: string, name: string): Promise<string> {
@@ -159,7 +240,7 @@ function malformedRole(error: unknown, roleArn: string, from: string): unknown {
  */
 export function identityFailure(error: unknown, what: string): Error {
   if (!(error instanceof ApiError)) return error instanceof Error ? error : new Error(String(error));
-  const refusedByPolicy = error.code === 403 && error.message.includes('ValidatingAdmissionPolicy');
+  const refusedByPolicy = error.code < 500 && error.message.includes('ValidatingAdmissionPolicy');
   if (refusedByPolicy || error.code === 404 || error.code === 409 || error.code === 410) {
     return new IdentityUnavailableError(`${what}: ${error.message}`, error.code);
   }

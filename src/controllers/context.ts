@@ -96,7 +96,12 @@ export function newControllerContext(manager: Manager, deps: ContextDeps): Contr
   // One provider for the operator's own credentials (one cache), shared with its STS client. A
   // pod's identity is leader work: its TokenRequests go through the guarded client.
   const operatorCredentials = baseCredentials(aws.credentials, kubeSecretReader(client));
-  const identities = new Identities(operatorCredentials, createStsClient(aws, operatorCredentials), new PodIdentity(leaderClient, createStsClient(aws, 'anonymous')));
+  const podIdentity = new PodIdentity(leaderClient, createStsClient(aws, 'anonymous'));
+  // A deleted pod's credentials go with it (its later hours are reported as an ended pod's).
+  pods.onDelete((pod) => {
+    if (pod.metadata?.uid) podIdentity.forget(pod.metadata.uid);
+  });
+  const identities = new Identities(operatorCredentials, createStsClient(aws, operatorCredentials), podIdentity);
   return {
     settings,
     client,
