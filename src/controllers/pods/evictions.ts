@@ -61,6 +61,11 @@ export class Evictions {
     this.refusedSince.delete(uid);
   }
 
+  /** Pods whose refused evictions it keeps (for tests of its bounds). */
+  get refusedPods(): number {
+    return this.refusedSince.size;
+  }
+
   /** Resolves to undefined when evicted (or gone), else to why the eviction was refused. */
   private async evict(pod: V1Pod, log: Logger): Promise<string | undefined> {
     const { name = '', namespace = '', uid = '' } = pod.metadata ?? {};

@@ -75,9 +75,19 @@ export class PodReconciler {
   async reconcile(key: string, signal: AbortSignal): Promise<Result | undefined> {
     const pod = this.deps.pods.get(key);
     const uid = pod?.metadata?.uid;
-    const productKey = pod && productKeyOfPod(pod);
-    if (!pod || !uid || !productKey || pod.metadata?.deletionTimestamp) return undefined;
-    const log = this.deps.log.child({ pod: key, product: productKey });
+    if (!pod || !uid || !productKeyOfPod(pod) || pod.metadata?.deletionTimestamp) return undefined;
+    try {
+      return await this.reconcilePod(pod, uid, signal);
+    } finally {
+      // Deleted (or replaced) while this pass was in flight: its delete handler may have run before
+      // this pass wrote a record of it, which nothing would remove then. Its records go now.
+      if (this.deps.pods.get(key)?.metadata?.uid !== uid) this.podDeleted(pod);
+    }
+  }
+
+  private async reconcilePod(pod: CachedPod, uid: string, signal: AbortSignal): Promise<Result | undefined> {
+    const productKey = productKeyOfPod(pod) ?? '';
+    const log = this.deps.log.child({ pod: objectKey(pod), product: productKey });
     const product = this.deps.products.get(productKey);
     const memory = this.memory.get(uid) ?? {};
     const state = memory.state ?? verdictStateOf(pod);
@@ -97,11 +107,24 @@ export class PodReconciler {
     return this.registerAndRecord(pod, product, state, gated, signal, log);
   }
 
-  /** The pod is gone: so is what this process knows of it and of its eviction. */
+  /** The pod is gone: so is what this process knows of it, of its eviction, and of its identity's refusal if no pod of it is left. */
   podDeleted(pod: V1Pod): void {
     const uid = pod.metadata?.uid ?? '';
     this.memory.delete(uid);
     this.deps.evictions.podDeleted(uid);
+    this.forgetRevocationOf(pod);
+  }
+
+  /** The product is gone: so are its identities' refusals. */
+  productDeleted(productKey: string): void {
+    this.revocations.delete(productKey);
+  }
+
+  /** How much it keeps, for tests of its bounds: records of pods (its own and its evictions') and refused identities. */
+  sizes(): { pods: number; evictions: number; revokedIdentities: number } {
+    let revokedIdentities = 0;
+    for (const byCaller of this.revocations.values()) revokedIdentities += byCaller.size;
+    return { pods: this.memory.size, evictions: this.deps.evictions.refusedPods, revokedIdentities };
   }
 
   /** A NotEntitled pod: checked again when due; kept from running meanwhile, or let run under Audit. */
@@ -247,16 +270,34 @@ export class PodReconciler {
    */
   private revoke(product: MarketplaceProduct, refused: CachedPod, at: number, log: Logger): void {
     const productKey = objectKey(product);
+    // Deleted while AWS answered: no pod of it is left to revoke, and nothing would remove the record.
+    if (this.deps.products.get(productKey)?.metadata.uid !== product.metadata.uid) return;
     const caller = callerOf(product, refused);
-    const byCaller = this.revocations.get(productKey) ?? new Map<string, number>();
+    const pods = this.deps.pods.byIndex(productKey);
+    // Only identities with pods left keep their refusal (a pod made later registers after it), so
+    // the record is bounded by the product's pods, however many roles came and went.
+    const live = new Set(pods.map((pod) => callerOf(product, pod)));
+    const byCaller = new Map([...(this.revocations.get(productKey) ?? [])].filter(([identity]) => live.has(identity)));
     this.revocations.set(productKey, byCaller.set(caller, at));
     const revoked = (pod: CachedPod): boolean => {
       const state = this.stateOf(pod);
       return state.status === 'Entitled' && this.isRevoked(product, pod, state);
     };
-    const targets = this.deps.pods.byIndex(productKey).filter((pod) => !pod.metadata?.deletionTimestamp && revoked(pod));
+    const targets = pods.filter((pod) => !pod.metadata?.deletionTimestamp && revoked(pod));
     for (const pod of targets) this.deps.requeue(objectKey(pod));
     log.info('entitlement revoked', { identity: caller, pods: targets.length });
+  }
+
+  /** The pod is gone: its identity's refusal goes too once no pod of that identity is left in the product. */
+  private forgetRevocationOf(pod: V1Pod): void {
+    const productKey = productKeyOfPod(pod);
+    const byCaller = productKey === undefined ? undefined : this.revocations.get(productKey);
+    const product = productKey === undefined ? undefined : this.deps.products.get(productKey);
+    if (!productKey || !byCaller || !product) return;
+    const caller = callerOf(product, pod);
+    if (!byCaller.has(caller) || this.deps.pods.byIndex(productKey).some((other) => callerOf(product, other) === caller)) return;
+    byCaller.delete(caller);
+    if (byCaller.size === 0) this.revocations.delete(productKey);
   }
 
   /** Entitled, but registered no later than AWS refused its identity (revoke). */

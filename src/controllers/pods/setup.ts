@@ -40,8 +40,13 @@ export function setupPods(manager: Manager, context: ControllerContext): Control
     },
     log,
   });
+  // On the caches, not through the controller: a record written while this replica leads must go
+  // whenever its pod or product does.
   pods.onDelete((pod) => {
     reconciler.podDeleted(pod);
+  });
+  products.onDelete((product) => {
+    reconciler.productDeleted(objectKey(product));
   });
   const gateWaits = new GateWaits((verdict, seconds) => {
     metrics.gateWait.observe({ verdict }, seconds);
