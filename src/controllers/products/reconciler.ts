@@ -104,7 +104,12 @@ export class ProductStatusReconciler {
   async reconcile(key: string): Promise<undefined> {
     const { client, products, pods, reports, clock, log } = this.deps;
     let product = products.get(key);
-    if (!product) return undefined; // pods of a missing product wait as ProductNotFound
+    if (!product) {
+      // Pods of a missing product wait as ProductNotFound. A report about it came after its delete
+      // handler ran (a registration answered meanwhile) and queued this: nothing else would drop it.
+      reports.productDeleted(key);
+      return undefined;
+    }
     for (let attempt = 0; attempt < maxConflictRetries; attempt++) {
       // The pod cache is indexed by product (productKeyOfPod).
       const status = desiredStatus(product, pods.byIndex(key), reports.registration(key), new Date(clock.now()), reports.metering(key));
