@@ -1,7 +1,8 @@
 // The cluster benchmark (npm run bench:cluster): the built operator as installed, under the
 // Deployment's memory limit, against a real API server and thousands of pods, in each admission
-// mode one after the other (each on a control plane of its own). Prints every figure of both
-// modes side by side, each target met or missed line by line, and writes the figures as JSON.
+// mode one after the other (each on a control plane of its own), and in Pod identity (each pod's
+// calls signed with its own credentials, as on EKS). Prints every figure of every run side by
+// side, each target met or missed line by line, and writes the figures as JSON.
 //   npm run bench:cluster -- --known-pods 5000 --total-pods 10000 --memory-limit 256Mi
 import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -23,7 +24,8 @@ const usage = `Usage: npm run bench:cluster -- [flags]
   --cpu-limit CORES    CPU limit of the operator, e.g. 0.5 (none)
   --dry-runs N         serial dry-run creates measuring admission on a quiet cluster, half of
                        them labelled (4000)
-  --identity MODE      the product's identity.mode, Operator or Pod (Operator)
+  --identity MODES     the product's identity.mode: Operator, Pod, or both (both: every admission
+                       mode in Operator identity, then Pod identity in the last of them)
   --admission MODES    webhook, policy, or both (both: the webhook mode, then the policy mode)
   --json PATH          where to write the figures (a file in the temp directory)
 The operator runs with the environment the bundle's Deployment sets (NODE_OPTIONS, ...); OPERATOR_NODE_OPTIONS
@@ -43,7 +45,7 @@ const { values } = parseArgs({
     'memory-limit': { type: 'string' },
     'cpu-limit': { type: 'string' },
     'dry-runs': { type: 'string', default: '4000' },
-    identity: { type: 'string', default: 'Operator' },
+    identity: { type: 'string', default: 'both' },
     admission: { type: 'string', default: 'both' },
     json: { type: 'string' },
     help: { type: 'boolean', default: false },
@@ -66,22 +68,33 @@ if (unavailable) {
   process.stderr.write(`bench:cluster runs the operator in a memory cgroup, which is not possible here: ${unavailable}\n`);
   process.exit(2);
 }
-if (values.identity !== 'Operator' && values.identity !== 'Pod') {
-  process.stderr.write(`--identity: ${values.identity} is not Operator or Pod\n`);
-  process.exit(2);
-}
 const modes: AdmissionMode[] = values.admission === 'both' ? ['webhook', 'policy'] : values.admission === 'webhook' || values.admission === 'policy' ? [values.admission] : [];
 if (modes.length === 0) {
   process.stderr.write(`--admission: ${values.admission} is not webhook, policy or both\n`);
   process.exit(2);
 }
-const identity = values.identity;
+type Identity = ScaleResult['options']['identity'];
+interface Run {
+  admission: AdmissionMode;
+  identity: Identity;
+  /** How it is named in the output: the admission mode, and the identity when both run. */
+  name: string;
+}
+const lastMode = modes[modes.length - 1] ?? 'policy';
+const plan: [AdmissionMode, Identity][] | undefined =
+  values.identity === 'both' ? [...modes.map((m): [AdmissionMode, Identity] => [m, 'Operator']), [lastMode, 'Pod']] : values.identity === 'Operator' || values.identity === 'Pod' ? modes.map((m) => [m, values.identity as Identity]) : undefined;
+if (!plan) {
+  process.stderr.write(`--identity: ${values.identity} is not Operator, Pod or both\n`);
+  process.exit(2);
+}
+const runs: Run[] = plan.map(([admission, identity]) => ({ admission, identity, name: values.identity === 'both' ? `${admission} ${identity}` : admission }));
 
 const started = Date.now();
-const results: [AdmissionMode, ScaleResult][] = [];
-for (const admission of modes) {
+const results: [Run, ScaleResult][] = [];
+for (const run of runs) {
+  const { admission, identity } = run;
   const log = (line: string): void => {
-    process.stderr.write(`[bench ${String(Math.round((Date.now() - started) / 1000)).padStart(4)}s ${admission}] ${line}\n`);
+    process.stderr.write(`[bench ${String(Math.round((Date.now() - started) / 1000)).padStart(4)}s ${run.name}] ${line}\n`);
   };
   const result = await runScale({
     burstPods: number('burst-pods'),
@@ -98,7 +111,7 @@ for (const admission of modes) {
     operatorEnv: { ...runtime.env, ...(process.env.OPERATOR_NODE_OPTIONS !== undefined ? { NODE_OPTIONS: process.env.OPERATOR_NODE_OPTIONS } : {}) },
     log,
   });
-  results.push([admission, result]);
+  results.push([run, result]);
 }
 
 const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
@@ -123,11 +136,36 @@ function figuresOf(result: ScaleResult): [string, string][] {
     ["the operator's own answer to those admissions", histogram(admission.operator)],
     ['API server webhook histogram meanwhile', histogram(admission.apiServer)],
     ['registrations', `${pods.registrationsOk} successful RegisterUsage for ${pods.created} pods, ${pods.distinctNonces} distinct nonces, ${pods.entitled} entitled, ${pods.notEntitled} not entitled`],
+    ["signed with credentials issued for the pod's own bound token", `${pods.signedForItsPod} of ${pods.registrationsOk} calls, for ${pods.podsSignedFor} pods`],
   ];
 }
 
-/** The targets of one run: those both modes share, and each mode's own. */
-function targetsOf(mode: AdmissionMode, result: ScaleResult): [string, boolean][] {
+/**
+ * The Pod-identity targets: against the Operator-identity run of the same admission mode, when
+ * there is one, for the burst (each as a ratio to its own unlabelled baseline, so that two
+ * control planes compare).
+ */
+function podTargetsOf(run: Run, result: ScaleResult): [string, boolean][] {
+  const { burst, memory, pods, options } = result;
+  const operatorRun = results.find(([other]) => other.admission === run.admission && other.identity === 'Operator')?.[1];
+  return [
+    ['Pod identity: operator CPU ≤ 3.5 ms per gated pod', burst.cpuMsPerPod <= 3.5],
+    ...(operatorRun
+      ? [[`Pod identity: ${options.burstPods}-pod burst ≤ 1.5× the Operator-identity burst (${burst.ratio.toFixed(2)}× against ${operatorRun.burst.ratio.toFixed(2)}× of their unlabelled bursts)`, burst.ratio <= 1.5 * operatorRun.burst.ratio] as [string, boolean]]
+      : []),
+    [`Pod identity: ${options.totalPods} pods in ${mib(options.memoryLimitBytes)}, no OOM kill, no exit`, result.survived],
+    [`Pod identity: RSS ≤ 160 MiB with ${options.knownPods} labelled pods`, memory.rssAtKnownBytes <= 160 * 2 ** 20],
+    [
+      'Pod identity: exactly one RegisterUsage per pod, every one signed with credentials issued for that pod',
+      pods.registrationsOk === pods.created && pods.distinctNonces === pods.created && pods.entitled === pods.created && pods.signedForItsPod === pods.created && pods.podsSignedFor === pods.created,
+    ],
+  ];
+}
+
+/** The targets of one run: those both admission modes share, and each mode's own; in Pod identity, its own. */
+function targetsOf(run: Run, result: ScaleResult): [string, boolean][] {
+  if (run.identity === 'Pod') return podTargetsOf(run, result);
+  const mode = run.admission;
   const { burst, admission, memory, pods, options } = result;
   const controlPlaneRatio = burst.controlPlaneMsPerPod.labelled / burst.controlPlaneMsPerPod.unlabelled;
   const shared: [string, boolean][] = [
@@ -158,17 +196,18 @@ function targetsOf(mode: AdmissionMode, result: ScaleResult): [string, boolean][
 const [first] = results;
 if (!first) throw new Error('no run');
 const { options } = first[1];
-const perMode = results.map(([mode, result]) => ({ mode, figures: figuresOf(result), targets: targetsOf(mode, result) }));
-const width = Math.max(...modes.map((m) => m.length));
-let out = `\nCluster benchmark (${os.cpus().length} cores, AWS latency ${options.awsLatencyMs} ms, concurrency ${options.concurrency}, identity ${options.identity}, environment ${JSON.stringify(options.operatorEnv ?? {})})\n\n`;
-for (const [index, [name]] of perMode[0]?.figures.entries() ?? []) {
+const perRun = results.map(([run, result]) => ({ name: run.name, figures: figuresOf(result), targets: targetsOf(run, result) }));
+const width = Math.max(...runs.map((r) => r.name.length));
+const identities = [...new Set(runs.map((r) => r.identity))].join(' and ');
+let out = `\nCluster benchmark (${os.cpus().length} cores, AWS latency ${options.awsLatencyMs} ms, concurrency ${options.concurrency}, identity ${identities}, environment ${JSON.stringify(options.operatorEnv ?? {})})\n\n`;
+for (const [index, [name]] of perRun[0]?.figures.entries() ?? []) {
   out += `  ${name}\n`;
-  for (const run of perMode) out += `    ${run.mode.padEnd(width)}  ${run.figures[index]?.[1] ?? ''}\n`;
+  for (const run of perRun) out += `    ${run.name.padEnd(width)}  ${run.figures[index]?.[1] ?? ''}\n`;
 }
 out += '\nTargets\n';
-for (const run of perMode) for (const [name, met] of run.targets) out += `  ${met ? 'met   ' : 'MISSED'}  ${run.mode.padEnd(width)}  ${name}\n`;
+for (const run of perRun) for (const [name, met] of run.targets) out += `  ${met ? 'met   ' : 'MISSED'}  ${run.name.padEnd(width)}  ${name}\n`;
 const file = values.json ?? path.join(os.tmpdir(), `bench-cluster-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-await writeFile(file, JSON.stringify({ date: new Date().toISOString(), runs: results.map(([mode, result], i) => ({ mode, ...result, targets: Object.fromEntries(perMode[i]?.targets ?? []) })) }, null, 2));
+await writeFile(file, JSON.stringify({ date: new Date().toISOString(), runs: results.map(([run, result], i) => ({ mode: run.admission, identity: run.identity, ...result, targets: Object.fromEntries(perRun[i]?.targets ?? []) })) }, null, 2));
 out += `\nFigures written to ${file}\n`;
 process.stdout.write(out);
-process.exit(perMode.every((run) => run.targets.every(([, met]) => met)) ? 0 : 1);
+process.exit(perRun.every((run) => run.targets.every(([, met]) => met)) ? 0 : 1);

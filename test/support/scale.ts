@@ -8,7 +8,7 @@ import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { annotations, productLabel, schedulingGate } from '../../src/api/marketplace-product.js';
 import { isGated } from '../../src/api/pod-state.js';
-import { roleArnAnnotation } from '../../src/aws/pod-identity.js';
+import { roleArnAnnotation, roleSessionName } from '../../src/aws/pod-identity.js';
 import { FakeAws } from '../fake-aws/server.js';
 import { ApiHttp } from './api-http.js';
 import { Cgroup, residentBytes } from './cgroup.js';
@@ -106,7 +106,21 @@ export interface ScaleResult {
   };
   survived: boolean;
   exitCode: number | null | undefined;
-  pods: { created: number; entitled: number; notEntitled: number; registrationsOk: number; distinctNonces: number; duplicateRegistrations: number };
+  pods: {
+    created: number;
+    entitled: number;
+    notEntitled: number;
+    registrationsOk: number;
+    distinctNonces: number;
+    duplicateRegistrations: number;
+    /**
+     * Successful RegisterUsage calls signed with credentials the fake STS issued for a token bound
+     * to the very pod the call was made for (its role session names the pod), and how many pods
+     * those were: in Pod identity, every call and every pod.
+     */
+    signedForItsPod: number;
+    podsSignedFor: number;
+  };
 }
 
 const namespace = 'bench';
@@ -456,6 +470,7 @@ export async function runScale(options: ScaleOptions): Promise<ScaleResult> {
 
     const registrations = fake.calls('RegisterUsage', 'ok');
     const nonces = new Set(registrations.map((call) => String(call.request.Nonce)));
+    const signedForItsPod = registrations.filter((call) => call.boundPod && call.roleSessionName === roleSessionName(call.boundPod));
     return {
       options: settings,
       burst: {
@@ -484,6 +499,8 @@ export async function runScale(options: ScaleOptions): Promise<ScaleResult> {
         registrationsOk: registrations.length,
         distinctNonces: nonces.size,
         duplicateRegistrations: registrations.length - nonces.size,
+        signedForItsPod: signedForItsPod.length,
+        podsSignedFor: new Set(signedForItsPod.map((call) => call.boundPod?.uid)).size,
       },
     };
   } catch (error) {
