@@ -1,8 +1,9 @@
 // What the metering reconciler holds in memory for each product (failed tries, records accepted
 // of hours in progress, warnings given, the ledger as last written) goes once the product stops
 // being metered or is deleted, so it stays bounded by the products metered now; a product metered
-// again starts afresh. A real fake AWS (its wire protocol through the SDK) and the ledger store
-// over MemoryApi.
+// again starts afresh. And which changes of a product's pods it is woken for: those that can
+// change the ledger, not every step of a pod that starts. A real fake AWS (its wire protocol
+// through the SDK) and the ledger store over MemoryApi.
 import type { V1Pod } from '@kubernetes/client-node';
 import { productLabel, type MarketplaceProduct } from '../../src/api/marketplace-product.js';
 import { productKeyOfPod } from '../../src/api/pod-state.js';
@@ -57,7 +58,7 @@ function metering() {
   const metadata = { namespace: 'shop', name: 'a', uid: 'a-uid', labels: { [productLabel]: 'app' } };
   const annotations = sealedAnnotations(sealer, { metadata }, { status: 'Entitled', reason: 'SignatureVerified', registeredAt: new Date(hour * hourMs + 60_000).toISOString() });
   api.putPod({ metadata: { ...metadata, annotations }, spec: { containers: [{ name: 'c', image: 'c' }] }, status: { phase: 'Running' } });
-  return { api, products, reconciler, put, advance: (ms: number) => (now += ms) };
+  return { api, pods, products, reconciler, put, advance: (ms: number) => (now += ms) };
 }
 
 describe('what the metering reconciler holds in memory', () => {
@@ -100,5 +101,20 @@ describe('what the metering reconciler holds in memory', () => {
     }
     expect(fake().calls('MeterUsage', 'ok').filter((c) => c.productCode === code)).toHaveLength(3);
     expect(m.reconciler.held()).toEqual({ products: 1, failing: 0, warned: 1, hoursInProgress: 0, ledgers: 1 });
+  });
+
+  it('is woken by the pod changes that can change the ledger: a pod that counts, or that the ledger holds counting; not the steps of a pod that starts', async () => {
+    const m = metering();
+    m.put(true);
+    const starting = { metadata: { namespace: 'shop', name: 'b', uid: 'b-uid', labels: { [productLabel]: 'app' } }, spec: { containers: [{ name: 'c', image: 'c' }] } };
+    // No ledger held yet: it cannot tell, so it looks.
+    expect(m.reconciler.affects('shop/app', starting)).toBe(true);
+    await m.reconciler.reconcile('shop/app', signal);
+    expect(m.reconciler.affects('shop/app', starting)).toBe(false);
+    const running = m.pods.get('shop/a');
+    if (!running) throw new Error('no pod a');
+    expect(m.reconciler.affects('shop/app', running)).toBe(true);
+    // Pod a, counted in the ledger, finishes: its range ends.
+    expect(m.reconciler.affects('shop/app', { ...running, status: { phase: 'Succeeded' } })).toBe(true);
   });
 });

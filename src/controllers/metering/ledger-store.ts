@@ -176,6 +176,11 @@ export class LedgerStore {
     return [...new Set(uids.filter((u) => u !== ''))];
   }
 
+  /** The ledger as this replica last read or wrote it, without reading it (undefined: it holds none). */
+  cached(productUid: string): Ledger | undefined {
+    return this.known.get(productUid)?.ledger;
+  }
+
   /** How many products' ledgers this replica holds in memory. */
   get held(): number {
     return this.known.size;

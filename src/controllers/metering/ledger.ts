@@ -122,40 +122,45 @@ export function podCounts(pod: V1Pod): boolean {
  * `hour`. Returns the same object when nothing changed.
  */
 export function observePods(ledger: Ledger, pods: readonly V1Pod[], hour: number): Ledger {
-  let changed = ledger.observedThrough !== hour;
-  const next: Record<string, LedgerPod> = { ...ledger.pods };
+  // Copied on the first change only: most observations (a pod of the product that starts, not yet
+  // running) change nothing, and copying thousands of pods each time was most of their cost.
+  let next: Record<string, LedgerPod> | undefined;
+  const set = (uid: string, entry: LedgerPod): void => {
+    (next ??= { ...ledger.pods })[uid] = entry;
+  };
   const counting = new Set<string>();
   for (const pod of pods) {
     const uid = pod.metadata?.uid;
     if (!uid) continue;
     // A counting pod whose verdict is being checked again (its unsealed verdict started over, or
     // the operator's key replaced) still runs: its range stays open until a verdict ends it.
-    const entry = next[uid];
+    const entry = ledger.pods[uid];
     if (entry && entry.to === undefined && verdictOf(pod) === undefined && pod.status?.phase === 'Running') counting.add(uid);
     if (!podCounts(pod)) continue;
     counting.add(uid);
     if (entry && entry.to === undefined) continue; // counting on in its open range
     const from = registeredFrom(pod, ledger, hour);
-    changed = true;
     if (entry) {
-      next[uid] = reopened(entry, from);
+      set(uid, reopened(entry, from));
       continue;
     }
-    next[uid] = {
+    set(uid, {
       name: pod.metadata?.name ?? '',
       ...(pod.spec?.serviceAccountName ? { serviceAccount: pod.spec.serviceAccountName } : {}),
       from,
       usage: usageOf(podRequests(pod)),
-    };
+    });
   }
-  for (const [uid, entry] of Object.entries(next)) {
-    if (entry.to !== undefined || counting.has(uid)) continue;
+  // The ledger's pods as they were: those added or reopened above count, and are passed over.
+  for (const uid in ledger.pods) {
+    const entry = ledger.pods[uid];
+    if (!entry || entry.to !== undefined || counting.has(uid)) continue;
     // Gone or finished: it counted at least through the last hour the ledger saw it in.
     // (No earlier than its start: a pod the ledger took in after it last observed the hour.)
-    next[uid] = { ...entry, to: Math.max(entry.from, ledger.observedThrough) };
-    changed = true;
+    set(uid, { ...entry, to: Math.max(entry.from, ledger.observedThrough) });
   }
-  return changed ? { ...ledger, observedThrough: hour, pods: next } : ledger;
+  if (!next && ledger.observedThrough === hour) return ledger;
+  return { ...ledger, observedThrough: hour, pods: next ?? ledger.pods };
 }
 
 /** The hour a counting pod's range starts: the hour it was registered, no earlier than the first open hour and no later than now. */
@@ -285,6 +290,8 @@ export function completeHour(ledger: Ledger, hour: number, outcome: 'reported' |
 export function pruned(ledger: Ledger): Ledger {
   let needsFrom = ledger.nextHour;
   while (ledger.closed[needsFrom]?.quantities) needsFrom++;
+  // Looked over before anything is copied: most saves prune nothing.
+  if (!Object.values(ledger.pods).some((entry) => (entry.to !== undefined && entry.to < needsFrom) || entry.earlier?.some(([, to]) => to < needsFrom))) return ledger;
   const pods: Record<string, LedgerPod> = {};
   let changed = false;
   for (const [uid, entry] of Object.entries(ledger.pods)) {

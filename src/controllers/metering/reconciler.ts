@@ -26,7 +26,7 @@ import { mapPooled } from '../../runtime/pool.js';
 import type { Result } from '../../runtime/workqueue.js';
 import type { Logger } from '../../observability/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
-import { closeHours, completeHour, dueHours, hourMs, hourOf, hourStart, meters, newLedger, observePods, pruned, recordsOf, reportWindowHours, withinWindow, type Ledger, type UsageRecordPlan } from './ledger.js';
+import { closeHours, completeHour, dueHours, hourMs, hourOf, hourStart, meters, newLedger, observePods, podCounts, pruned, recordsOf, reportWindowHours, withinWindow, type Ledger, type UsageRecordPlan } from './ledger.js';
 import type { LedgerStore } from './ledger-store.js';
 import { reporterOf, sharedHour, type KeyedLedger } from './shared-codes.js';
 import type { Condition, MeteringReport, ProductReports } from '../product-reports.js';
@@ -123,6 +123,20 @@ export class MeteringReconciler {
     this.failures.delete(key);
     await this.publish(key, product, ledger, conditionOf(ledger));
     return { requeueAfterMs: this.deps.clock.realMsUntil((hour + 1) * hourMs + hourSlackMs) };
+  }
+
+  /**
+   * Whether a change of this pod of the product can change its ledger: the pod counts now, or the
+   * ledger holds it counting (or is not held, so that cannot be told). A pod that starts, gated
+   * then registered, changes nothing until it runs, and observing thousands of pods for it did.
+   */
+  affects(key: string, pod: V1Pod): boolean {
+    if (podCounts(pod)) return true;
+    const uid = this.uids.get(key);
+    const ledger = uid === undefined ? undefined : this.deps.store.cached(uid);
+    if (!ledger) return true;
+    const entry = ledger.pods[pod.metadata?.uid ?? ''];
+    return entry !== undefined && entry.to === undefined;
   }
 
   /** Deletes the ledgers of products that no longer exist (deleted while no leader ran). */

@@ -1,6 +1,6 @@
 // The metering controller: hourly usage of each metered product (reconciler.ts). A product is
-// reconciled when it changes, within statusIntervalMs of a change of its pods (observed into its
-// ledger), and when its current hour closes (the reconciler's requeue). Deleted, it is reconciled
+// reconciled when it changes, within statusIntervalMs of a change of its pods that can change its
+// ledger (observed into it), and when its current hour closes (the reconciler's requeue). Deleted, it is reconciled
 // once more and its ledger goes; on each start, the ledgers of products deleted while no leader
 // ran go too.
 import { productKeyOfPod } from '../../api/pod-state.js';
@@ -29,9 +29,10 @@ export function setupMetering(manager: Manager, context: ControllerContext): Con
     log,
     onEks: eksProbe(context.client),
   });
+  // Only changes that can change the ledger: a pod that starts, not yet running, does not.
   const meteredProductOf = (pod: Parameters<typeof productKeyOfPod>[0]): string[] => {
     const key = productKeyOfPod(pod);
-    return key && meters(products.get(key)) ? [key] : [];
+    return key && meters(products.get(key)) && reconciler.affects(key, pod) ? [key] : [];
   };
   const controller = controllerManagedBy(manager)
     .named('metering')
