@@ -24,8 +24,8 @@ const usage = `Usage: npm run bench:cluster -- [flags]
   --cpu-limit CORES    CPU limit of the operator, e.g. 0.5 (none)
   --dry-runs N         serial dry-run creates measuring admission on a quiet cluster, half of
                        them labelled (4000)
-  --identity MODES     the product's identity.mode: Operator, Pod, or both (both: every admission
-                       mode in Operator identity, then Pod identity in the last of them)
+  --identity MODES     the product's identity.mode: Operator, Pod, or both (both, the default:
+                       every admission mode in Operator identity, then Pod identity in the last)
   --admission MODES    webhook, policy, or both (both: the webhook mode, then the policy mode)
   --json PATH          where to write the figures (a file in the temp directory)
 The operator runs with the environment the bundle's Deployment sets (NODE_OPTIONS, ...); OPERATOR_NODE_OPTIONS
