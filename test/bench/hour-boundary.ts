@@ -339,31 +339,40 @@ function measured(stage: Stage, identity: Identity, times: StartTimes, quietName
   };
 }
 
-function report(results: readonly ModeResult[]): string {
+/** One mode's figures, printed as soon as its run ends. */
+function modeReport(r: ModeResult): string {
   const line = (s: Summary): string => `${s.count} pods, p50 ${s.p50.toFixed(0)} ms, p99 ${s.p99.toFixed(0)} ms, max ${s.max.toFixed(0)} ms${s.missing ? `, ${s.missing} not started` : ''}`;
-  const lines = [`hour boundary: ${pods} running pods (2 dimensions), AWS answering in ${awsLatencyMs} ms, operator memory limit ${Math.round(memoryLimitBytes / 2 ** 20)} MiB, ${restartBeforeSeconds > 0 ? `operator restarted ${restartBeforeSeconds} s before the close (no credentials held)` : 'no restart'}, environment ${JSON.stringify(runtime.env)}`];
-  for (const r of results) {
-    lines.push(
-      `${r.identity} mode (the hour closed at epoch ms ${r.boundaryMs}):`,
-      `  records: ${r.accepted} of ${r.expected} accepted (${r.calls} MeterUsage calls); the last ${Number.isFinite(r.lastRecordMs) ? `${(r.lastRecordMs / 1000).toFixed(1)} s after the hour closed` : `not within ${reportTimeoutMs / 1000} s`}`,
-      `  pod start (create → gate removed), quiet moment before the boundary: ${line(r.quiet)}`,
-      `  pod start while the hour is reported: ${line(r.during)}`,
-      `  worst pod-start delay (slowest while reported, less the quiet median): ${r.worstDelayMs.toFixed(0)} ms; slowest (created at, from the boundary: latency): ${r.slowest}`,
-      `  operator while it reported: RSS at most ${r.memory.rssMiB.toFixed(0)} MiB, heap in use at most ${r.memory.heapMiB.toFixed(0)} MiB; still running at the end: ${r.running}`,
-    );
-  }
+  return [
+    `${r.identity} mode (the hour closed at epoch ms ${r.boundaryMs}):`,
+    `  records: ${r.accepted} of ${r.expected} accepted (${r.calls} MeterUsage calls); the last ${Number.isFinite(r.lastRecordMs) ? `${(r.lastRecordMs / 1000).toFixed(1)} s after the hour closed` : `not within ${reportTimeoutMs / 1000} s`}`,
+    `  pod start (create → gate removed), quiet moment before the boundary: ${line(r.quiet)}`,
+    `  pod start while the hour is reported: ${line(r.during)}`,
+    `  worst pod-start delay (slowest while reported, less the quiet median): ${r.worstDelayMs.toFixed(0)} ms; slowest (created at, from the boundary: latency): ${r.slowest}`,
+    `  operator while it reported: RSS at most ${r.memory.rssMiB.toFixed(0)} MiB, heap in use at most ${r.memory.heapMiB.toFixed(0)} MiB; still running at the end: ${r.running}`,
+    '',
+  ].join('\n');
+}
+
+/** The targets, each mode's figure and verdict on one line. */
+function targets(results: readonly ModeResult[]): string {
   const verdict = (met: boolean): string => (met ? 'met' : 'MISSED');
   const each = (figure: (r: ModeResult) => string, met: (r: ModeResult) => boolean): string => results.map((r) => `${r.identity} ${figure(r)} ${verdict(met(r))}`).join('; ');
-  lines.push(
+  return [
     'targets:',
     `  every record within ${lastRecordTargetMs / 60_000} min of the hour's close: ${each((r) => (Number.isFinite(r.lastRecordMs) ? `${(r.lastRecordMs / 1000).toFixed(1)} s` : 'incomplete'), (r) => r.lastRecordMs <= lastRecordTargetMs)}`,
     `  no pod start delayed by more than ${startDelayTargetMs / 1000} s meanwhile: ${each((r) => `${r.worstDelayMs.toFixed(0)} ms`, (r) => r.worstDelayMs <= startDelayTargetMs)}`,
     `  operator running at the end: ${each((r) => String(r.running), (r) => r.running)}`,
     '',
-  );
-  return lines.join('\n');
+  ].join('\n');
 }
 
+process.stdout.write(
+  `hour boundary: ${pods} running pods (2 dimensions), AWS answering in ${awsLatencyMs} ms, operator memory limit ${Math.round(memoryLimitBytes / 2 ** 20)} MiB, ${restartBeforeSeconds > 0 ? `operator restarted ${restartBeforeSeconds} s before the close (no credentials held)` : 'no restart'}, environment ${JSON.stringify(runtime.env)}\n`,
+);
 const results: ModeResult[] = [];
-for (const identity of modes) results.push(await runMode(identity));
-process.stdout.write(report(results));
+for (const identity of modes) {
+  const result = await runMode(identity);
+  results.push(result);
+  process.stdout.write(modeReport(result));
+}
+process.stdout.write(targets(results));
