@@ -208,13 +208,22 @@ interface Sample {
   cgroup: number;
 }
 
+/** Creates refused because the API server's call to the webhook failed in transport (the pod was not created), retried. */
+let webhookTransportFailures = 0;
+
 /** Creates the pods body(i) for i in [0, count), `concurrency` at a time; resolves to their uids. */
 async function create(api: ApiHttp, count: number, body: (index: number) => object): Promise<string[]> {
   const uids: string[] = [];
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < count) {
-      const response = await api.ok('POST', `/api/v1/namespaces/${namespace}/pods`, body(next++));
+      const pod = body(next++);
+      let response = await api.request('POST', `/api/v1/namespaces/${namespace}/pods`, pod);
+      for (let retry = 0; retry < 3 && response.status === 500 && response.body.includes('failed to call webhook'); retry++) {
+        webhookTransportFailures++;
+        response = await api.request('POST', `/api/v1/namespaces/${namespace}/pods`, pod);
+      }
+      if (response.status !== 201) throw new Error(`creating a pod: HTTP ${response.status} ${response.body.slice(0, 500)}`);
       uids.push((JSON.parse(response.body) as { metadata: { uid: string } }).metadata.uid);
     }
   };
@@ -369,6 +378,7 @@ for (const s of samples) {
 const rssSlope = perTenThousand('rss');
 out += `\nSlopes over cycles ${settings.warmUp}-${settings.cycles - 1} (${(measured.at(-1)?.churned ?? 0) - (measured[0]?.churned ?? 0)} pods), MiB per 10,000 pods churned:\n`;
 out += `  heap after GC ${perTenThousand('heap').toFixed(2)}, RSS ${rssSlope.toFixed(2)}, anonymous ${perTenThousand('anonymous').toFixed(2)}, cgroup ${perTenThousand('cgroup').toFixed(2)}\n`;
+if (webhookTransportFailures > 0) out += `\nCreates retried after the API server's call to the webhook failed in transport (connection reset): ${webhookTransportFailures}\n`;
 const flat = rssSlope <= settings.thresholdMib;
 out += `\n${flat ? 'FLAT' : 'NOT FLAT'}: RSS grows ${rssSlope.toFixed(2)} MiB per 10,000 pods churned (threshold ${settings.thresholdMib})\n`;
 process.stdout.write(out);
