@@ -14,6 +14,8 @@ export const mutatePodPath = '/mutate-v1-pod';
 export const maxBodyBytes = 3 * 1024 * 1024;
 /** Declared bytes of the bodies in flight at once; a body of no declared length counts as the largest. */
 export const bodyBudgetBytes = 4 * 1024 * 1024;
+/** Longer than any idle time the API server's webhook client keeps a connection for (90 s). */
+const idleConnectionMs = 120_000;
 
 /** Told of every answered request: its outcome (gated, allowed, bad_request, not_found) and time. */
 export type AdmissionObserver = (outcome: string, seconds: number) => void;
@@ -39,6 +41,10 @@ export class WebhookServer {
     // share of the body budget no longer than that.
     this.server.requestTimeout = 30_000;
     this.server.headersTimeout = 30_000;
+    // The API server keeps an idle connection for reuse up to 90 s (Go's IdleConnTimeout) and does
+    // not resend a POST whose connection was closed under it: with Node's 5 s, a call landing as
+    // this side closed failed the pod's create ("connection reset by peer"). The client closes first.
+    this.server.keepAliveTimeout = idleConnectionMs;
   }
 
   /** Serves with this certificate from now on; open connections keep the old one. */

@@ -1,5 +1,6 @@
 // The admission webhook over HTTPS: the gate mutation, and bad requests answered 400 while the
 // server keeps serving.
+import https from 'node:https';
 import tls from 'node:tls';
 import { createCertificateAuthority, issueCertificate } from '../../src/pki/certificates.js';
 import { Metrics } from '../../src/observability/metrics.js';
@@ -96,6 +97,28 @@ describe('WebhookServer', () => {
     expect(res.body).toMatch(message);
     expect((await post(review({ metadata: { labels: label }, spec: {} }))).status).toBe(200);
   });
+
+  it("keeps an idle connection open past Node's default 5 s, so the API server's reuse of it (up to 90 s idle) never meets a reset", async () => {
+    const agent = new https.Agent({ keepAlive: true, maxSockets: 1, ca: caPem });
+    const send = () =>
+      new Promise<{ status: number; reused: boolean }>((resolve, reject) => {
+        const req = https.request({ agent, host: '127.0.0.1', port, method: 'POST', path: '/mutate-v1-pod', headers: { 'content-type': 'application/json' } }, (res) => {
+          res.resume();
+          res.on('end', () => {
+            resolve({ status: res.statusCode ?? 0, reused: req.reusedSocket });
+          });
+        });
+        req.on('error', reject);
+        req.end(review({ metadata: { labels: label }, spec: {} }));
+      });
+    try {
+      expect(await send()).toEqual({ status: 200, reused: false });
+      await new Promise((resolve) => setTimeout(resolve, 6_000));
+      expect(await send()).toEqual({ status: 200, reused: true });
+    } finally {
+      agent.destroy();
+    }
+  }, 20_000);
 
   it('gives up the body budget of clients that go away, waiting or reading, and keeps answering', async () => {
     // Two clients that declare the largest body and send none: the first holds the budget, the
