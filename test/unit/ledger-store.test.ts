@@ -167,4 +167,27 @@ describe('the usage ledger store', () => {
     expect(store.held).toBe(0);
     expect(await store.read('product-uid')).toBeUndefined();
   });
+
+  it("another product's ledger deleted while this one is read does not cost this one what it read (its next write changes only what changed)", async () => {
+    const api = new MemoryApi();
+    const other = { ...product, metadata: { ...product.metadata, uid: 'other-uid', name: 'other' } };
+    await new LedgerStore(api, namespace).write(product, withPods(newLedger('product-uid', hour), 0, 10, hour));
+    await new LedgerStore(api, namespace).write(other, withPods(newLedger('other-uid', hour), 0, 10, hour));
+    const reading: { store?: LedgerStore } = {};
+    let deleted = false;
+    const deletingOtherMidRead: ApiClient = {
+      request: async <T>(method: Method, path: string, body?: unknown): Promise<T> => {
+        if (method === 'GET' && path.includes('labelSelector') && !deleted) {
+          deleted = true;
+          await reading.store?.delete('other-uid');
+        }
+        return api.request<T>(method, path, body);
+      },
+      send: (method, path, body) => api.send(method, path, body),
+    };
+    const store = (reading.store = new LedgerStore(deletingOtherMidRead, namespace));
+    const read = await store.read('product-uid');
+    expect(store.held).toBe(1);
+    expect(store.cached('product-uid')).toBe(read);
+  });
 });

@@ -119,8 +119,12 @@ interface Known {
 
 export class LedgerStore {
   private readonly known = new Map<string, Known>();
-  /** Ledgers forgotten (deleted or released) so far: a read that one overtook does not keep what it read. */
-  private forgotten = 0;
+  /**
+   * Reads in flight by product, and whether its ledger was forgotten (deleted or released) while
+   * one was: such a read does not keep what it read. By product: another ledger's deletion must
+   * not cost this one its state (its next write would take over every shard again).
+   */
+  private readonly reading = new Map<string, { reads: number; forgotten: boolean }>();
 
   constructor(
     private readonly client: ApiClient,
@@ -131,7 +135,21 @@ export class LedgerStore {
   async read(productUid: string): Promise<Ledger | undefined> {
     const known = this.known.get(productUid);
     if (known?.ledger) return known.ledger;
-    const forgotten = this.forgotten;
+    const flight = this.reading.get(productUid) ?? { reads: 0, forgotten: false };
+    this.reading.set(productUid, flight);
+    flight.reads++;
+    try {
+      const state = await this.readState(productUid);
+      // A write of this ledger begun meanwhile (another product's reconcile reads it) keeps its own state;
+      // a ledger deleted meanwhile (its product gone) is not kept, else it would stay for good.
+      if (state && !this.known.has(productUid) && !flight.forgotten) this.known.set(productUid, state);
+      return state?.ledger;
+    } finally {
+      if (--flight.reads === 0) this.reading.delete(productUid);
+    }
+  }
+
+  private async readState(productUid: string): Promise<Known | undefined> {
     let head: V1ConfigMap;
     try {
       head = await this.client.request<V1ConfigMap>('GET', this.path(ledgerName(productUid)));
@@ -145,10 +163,7 @@ export class LedgerStore {
     if (!read || read.ledger.productUid !== productUid) throw new Error(`ConfigMap ${this.namespace}/${ledgerName(productUid)} holds no ledger of product ${productUid}`);
     const state: Known = { ledger: read.ledger, ...(head.metadata?.resourceVersion ? { headVersion: head.metadata.resourceVersion } : {}), headText: head.data?.[headKey] ?? '', shards: read.shards, shardOf: new Map() };
     for (const [shard, { pods }] of read.shards) for (const uid of pods.keys()) state.shardOf.set(uid, shard);
-    // A write of this ledger begun meanwhile (another product's reconcile reads it) keeps its own state;
-    // a ledger deleted meanwhile (its product gone) is not kept, else it would stay for good.
-    if (!this.known.has(productUid) && this.forgotten === forgotten) this.known.set(productUid, state);
-    return read.ledger;
+    return state;
   }
 
   /** Writes what changed since the ledger was last read or written. A conflict drops what this replica knew. */
@@ -189,7 +204,8 @@ export class LedgerStore {
   /** Forgets what this replica holds of the ledger (it stays in the cluster; a later read reads it again). */
   release(productUid: string): void {
     this.known.delete(productUid);
-    this.forgotten++;
+    const flight = this.reading.get(productUid);
+    if (flight) flight.forgotten = true;
   }
 
   async delete(productUid: string): Promise<void> {
