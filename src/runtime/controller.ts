@@ -83,8 +83,9 @@ export class Controller {
         if (this.running) upsert(object, this.queue);
       });
       if (source.list) {
-        // The replay when leadership starts queues everything known at low priority: a pod
-        // created meanwhile is not kept waiting behind thousands already running.
+        // The replay when leadership starts queues everything known at low priority: an event
+        // after it (a pod created or changed) goes before thousands of pods already running.
+        // Pods that came while no replica led are in the replay, among the rest.
         const low: Queue = {
           add: (key) => {
             this.queue.add(key, 'low');

@@ -36,10 +36,13 @@ export interface WorkQueueOptions {
 
 export class WorkQueue {
   // One FIFO per priority. A key raised from low to normal stays in the low FIFO too, and is
-  // skipped there (`queued` says where it really waits): no search through thousands of keys.
-  private readonly fifos: Record<Priority, string[]> = { normal: [], low: [] };
-  private readonly queued = new Map<string, Priority>();
-  private readonly running = new Map<string, Priority>();
+  // skipped there: an entry counts only if it is the key's latest (`queued` holds its priority
+  // and entry number), so no search through thousands of keys, and no older entry of a key
+  // queued again lets it jump ahead.
+  private readonly fifos: Record<Priority, { key: string; entry: number }[]> = { normal: [], low: [] };
+  private readonly queued = new Map<string, { priority: Priority; entry: number }>();
+  private entries = 0;
+  private readonly running = new Set<string>();
   private readonly dirtyWhileRunning = new Map<string, Priority>();
   private readonly failures = new Map<string, number>();
   private readonly timers = new Map<string, { timer: NodeJS.Timeout; due: number; priority: Priority }>();
@@ -64,10 +67,11 @@ export class WorkQueue {
       this.dirtyWhileRunning.set(key, higher(priority, this.dirtyWhileRunning.get(key)));
       return;
     }
-    const waiting = this.queued.get(key);
+    const waiting = this.queued.get(key)?.priority;
     if (waiting === priority || waiting === 'normal') return;
-    this.queued.set(key, priority);
-    this.fifos[priority].push(key);
+    const entry = ++this.entries;
+    this.queued.set(key, { priority, entry });
+    this.fifos[priority].push({ key, entry });
     this.options.onDepth?.(this.queued.size);
     this.pump();
   }
@@ -137,7 +141,7 @@ export class WorkQueue {
         const [key, priority] = next;
         this.queued.delete(key);
         this.options.onDepth?.(this.queued.size);
-        this.running.set(key, priority);
+        this.running.add(key);
         this.active++;
         void this.process(key, priority);
       }
@@ -146,12 +150,12 @@ export class WorkQueue {
     }
   }
 
-  /** The first key of the highest priority that has one, skipping keys that moved up. */
+  /** The first key of the highest priority that has one, skipping entries that are not their key's latest. */
   private next(): [string, Priority] | undefined {
     for (const priority of ['normal', 'low'] as const) {
       const fifo = this.fifos[priority];
-      for (let key = fifo.shift(); key !== undefined; key = fifo.shift()) {
-        if (this.queued.get(key) === priority) return [key, priority];
+      for (let next = fifo.shift(); next !== undefined; next = fifo.shift()) {
+        if (this.queued.get(next.key)?.entry === next.entry) return [next.key, priority];
       }
     }
     return undefined;

@@ -154,6 +154,40 @@ describe('WorkQueue priorities', () => {
     expect(order).toEqual(['hold', 'hold', 'first']);
   });
 
+  it('a key added only at low while it runs runs once more afterwards behind low keys queued before it', async () => {
+    const { queue, order, release } = recording();
+    queue.add('first', 'low');
+    queue.add('hold', 'low');
+    release();
+    await queue.idle();
+    expect(order).toEqual(['hold', 'first', 'hold']);
+  });
+
+  it('a key raised, run, then queued low again waits its new turn, not the place of its old entry', async () => {
+    const order: string[] = [];
+    const releases = new Map<string, () => void>();
+    const queue = new WorkQueue(async (key) => {
+      order.push(key);
+      if (key === 'hold' || key === 'x') await new Promise<void>((resolve) => releases.set(key, resolve));
+      return undefined;
+    }, { concurrency: 1 });
+    const released = async (key: string) => {
+      while (!releases.has(key)) await new Promise((resolve) => setImmediate(resolve));
+      releases.get(key)?.();
+    };
+    queue.add('hold');
+    queue.add('x', 'low');
+    queue.add('k', 'low'); // an entry behind x in the low queue
+    queue.add('k'); // raised: runs first
+    queue.add('a', 'low');
+    await released('hold');
+    while (!releases.has('x')) await new Promise((resolve) => setImmediate(resolve)); // k ran, x runs
+    queue.add('k', 'low'); // queued again, after a
+    await released('x');
+    await queue.idle();
+    expect(order).toEqual(['hold', 'k', 'x', 'a', 'k']);
+  });
+
   it("a requeue the reconciler asks for comes back at low priority, a retry after a failure at the key's own", async () => {
     const order: string[] = [];
     let release: () => void = () => undefined;
