@@ -126,7 +126,7 @@ export class PodIdentity {
     this.pods.delete(uid);
   }
 
-  /** How many pods' credentials are kept (for tests and metrics). */
+  /** How many pods' credentials are kept (for tests). */
   get cachedPods(): number {
     return this.pods.size;
   }
@@ -231,16 +231,23 @@ function malformedRole(error: unknown, roleArn: string, from: string): unknown {
 }
 
 /**
+ * A denial by the bundle's limits on the operator (config/rbac/operator_limits_policy.yaml), whose
+ * messages all say what "the operator" may or leaves alone; not any policy's or webhook's, and not
+ * an error evaluating one ("expression ... resulted in error"), which are retried.
+ */
+const operatorLimitsDenial = /ValidatingAdmissionPolicy '[^']*' with binding '[^']*' denied request: the operator (may|leaves)/;
+
+/**
  * Whose fault an API server's refusal of a ServiceAccount read or a TokenRequest is. The pod's
  * side: its ServiceAccount or the pod itself gone or replaced (404, 409, 410), or the operator's
- * limits refusing a token for its namespace (a ValidatingAdmissionPolicy; its message names the
- * setting that allows it): IdentityUnavailable, a verdict. Anything else is the operator's or the
+ * limits refusing a token for its namespace (operatorLimitsDenial; its message names the setting
+ * that allows it): IdentityUnavailable, a verdict. Anything else is the operator's or the
  * cluster's (its own permissions after an RBAC change, 403; API Priority and Fairness in a
  * burst, 429; 5xx; the network): an IdentityRetryError, retried with backoff, never a verdict.
  */
 export function identityFailure(error: unknown, what: string): Error {
   if (!(error instanceof ApiError)) return error instanceof Error ? error : new Error(String(error));
-  const refusedByPolicy = error.code < 500 && error.message.includes('ValidatingAdmissionPolicy');
+  const refusedByPolicy = error.code < 500 && operatorLimitsDenial.test(error.message);
   if (refusedByPolicy || error.code === 404 || error.code === 409 || error.code === 410) {
     return new IdentityUnavailableError(`${what}: ${error.message}`, error.code);
   }

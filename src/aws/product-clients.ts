@@ -37,10 +37,11 @@ export class ProductClients {
   // Clients by credentials provider, then region; anonymous and default-chain ones by region.
   private readonly providerClients = new WeakMap<AwsCredentialIdentityProvider, Map<string, MarketplaceMeteringClient>>();
   private readonly sharedClients = new Map<string, MarketplaceMeteringClient>();
-  // A pod's own credentials, for the call made for it: the clients of podClients sign with them.
+  // Credentials given as values (a pod's own, or static keys), for the call made with them: the
+  // clients of perCallClients sign with them.
   private readonly callCredentials = new AsyncLocalStorage<AwsCredentialIdentity>();
-  private readonly podClients = new Map<string, MarketplaceMeteringClient>();
-  private readonly podCredentialsProvider = perCallProvider(this.callCredentials);
+  private readonly perCallClients = new Map<string, MarketplaceMeteringClient>();
+  private readonly perCallCredentials = perCallProvider(this.callCredentials);
 
   constructor(
     private readonly settings: AwsSettings,
@@ -71,7 +72,7 @@ export class ProductClients {
         const client = this.client(credentials, region);
         return this.timed(operation, () => call(client));
       }
-      const client = this.podClient(region);
+      const client = this.perCallClient(region);
       return this.timed(operation, () => this.callCredentials.run(credentials, () => call(client)));
     };
     // Registrations first: while they go on, metering goes on narrowly (it has hours to spare; a
@@ -98,14 +99,14 @@ export class ProductClients {
   }
 
   /**
-   * The client of a region for calls signed with a pod's own credentials, each call's its own
-   * (callCredentials). One client for every pod: a client per pod cost 1.4 ms of CPU per call in
+   * The client of a region for calls signed with credentials given as values (a pod's own, or
+   * static keys), each call's its own (callCredentials). One client for every pod: a client per pod cost 1.4 ms of CPU per call in
    * that configuration work, more than the call itself.
    */
-  private podClient(region: string | undefined): MarketplaceMeteringClient {
+  private perCallClient(region: string | undefined): MarketplaceMeteringClient {
     const key = region ?? '';
-    let client = this.podClients.get(key);
-    if (!client) this.podClients.set(key, (client = createMeteringClient(this.settings, this.podCredentialsProvider, region, this.handler)));
+    let client = this.perCallClients.get(key);
+    if (!client) this.perCallClients.set(key, (client = createMeteringClient(this.settings, this.perCallCredentials, region, this.handler)));
     return client;
   }
 
@@ -133,7 +134,7 @@ export class ProductClients {
 function perCallProvider(storage: AsyncLocalStorage<AwsCredentialIdentity>): AwsCredentialIdentityProvider {
   const provider = (): Promise<AwsCredentialIdentity> => {
     const credentials = storage.getStore();
-    return credentials ? Promise.resolve(credentials) : Promise.reject(new Error('a pod-identity Metering client was called outside ProductClients.run'));
+    return credentials ? Promise.resolve(credentials) : Promise.reject(new Error('a per-call-credentials Metering client was called outside ProductClients.run'));
   };
   return Object.assign(provider, { memoized: true });
 }

@@ -75,7 +75,7 @@ describe('ProductClients in Pod identity', () => {
     expect(exchangesFor(pod) - before).toBe(1);
   });
 
-  it('a pod-identity client used outside ProductClients.run signs nothing', async () => {
+  it("a per-call-credentials client (a pod identity's) used outside ProductClients.run signs nothing", async () => {
     const clients = fakeProductClients(fake, controlPlane().client(), new Metrics());
     let escaped: Parameters<Parameters<typeof clients.run>[3]>[0] | undefined;
     await clients.run(product, at(1), 'RegisterUsage', (client) => {
