@@ -110,6 +110,37 @@ describe("the operator's faults are retried, never a verdict", () => {
     for (const error of rejected) expect(error).toBeInstanceOf(IdentityRetryError);
   });
 
+  it("another admission policy's denial of a TokenRequest (not the operator's limits) is retried, an IdentityRetryError", async () => {
+    const pod = await refOf('other-policy-0');
+    const policy = {
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'ValidatingAdmissionPolicy',
+      metadata: { name: 'no-tokens-here' },
+      spec: {
+        failurePolicy: 'Fail',
+        matchConstraints: { resourceRules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['serviceaccounts/token'] }] },
+        validations: [{ expression: 'false', message: 'a cluster policy keeps tokens from being made here' }],
+      },
+    };
+    const binding = {
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'ValidatingAdmissionPolicyBinding',
+      metadata: { name: 'no-tokens-here' },
+      spec: { policyName: 'no-tokens-here', validationActions: ['Deny'], matchResources: { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': ns } } } },
+    };
+    await controlPlane().kubectlOk(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [policy, binding] }));
+    try {
+      const error = await waitFor('the policy to deny the token', async () => {
+        const e = await podIdentity().credentials(pod, role).catch((caught: unknown) => caught);
+        return e instanceof Error ? e : undefined;
+      });
+      expect(error).toBeInstanceOf(IdentityRetryError);
+      expect(error.message).toMatch(/a cluster policy keeps tokens from being made here/);
+    } finally {
+      await controlPlane().kubectlOk(['delete', 'validatingadmissionpolicybinding/no-tokens-here', 'validatingadmissionpolicy/no-tokens-here']);
+    }
+  });
+
   it('a gated pod whose token the operator may not request stays gated without a verdict (the product Retrying), and is entitled once the permission is back', async () => {
     await createProduct(custom, ns, 'rbac', podMode('rbac-code'));
     await withoutTokenPermission(controlPlane(), async () => {
