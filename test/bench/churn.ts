@@ -18,7 +18,8 @@ import { roleArnAnnotation } from '../../src/aws/pod-identity.js';
 import { FakeAws } from '../fake-aws/server.js';
 import { ApiHttp } from '../support/api-http.js';
 import { managerRuntime } from '../support/bundle.js';
-import { Cgroup, cgroupUnavailable, parseBytes, residentBytes } from '../support/cgroup.js';
+import { Cgroup, parseBytes, residentBytes } from '../support/cgroup.js';
+import { benchPreamble, numberFlag } from '../support/bench-cli.js';
 import { ControlPlane } from '../support/control-plane.js';
 import { installBundle, serviceAccountKubeconfig, startOperatorProcess } from '../support/operator.js';
 import { productManifest } from '../support/products.js';
@@ -59,23 +60,8 @@ const { values } = parseArgs({
     help: { type: 'boolean', default: false },
   },
 });
-if (values.help) {
-  process.stdout.write(usage);
-  process.exit(0);
-}
-const number = (name: keyof typeof values): number => {
-  const value = Number(values[name]);
-  if (!Number.isFinite(value) || value < 0) {
-    process.stderr.write(`--${name}: ${String(values[name])} is not a number\n\n${usage}`);
-    process.exit(2);
-  }
-  return value;
-};
-const unavailable = cgroupUnavailable();
-if (unavailable) {
-  process.stderr.write(`bench:churn runs the operator in a memory cgroup, which is not possible here: ${unavailable}\n`);
-  process.exit(2);
-}
+benchPreamble('bench:churn', usage, values.help);
+const number = (name: keyof typeof values): number => numberFlag(values, name, usage);
 const runtime = managerRuntime();
 const settings = {
   cycles: number('cycles'),

@@ -9,7 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { managerRuntime, type AdmissionMode } from '../support/bundle.js';
-import { cgroupUnavailable, parseBytes } from '../support/cgroup.js';
+import { parseBytes } from '../support/cgroup.js';
+import { benchPreamble, numberFlag } from '../support/bench-cli.js';
 import { runScale, underLoadRounds, type ScaleResult } from '../support/scale.js';
 
 const usage = `Usage: npm run bench:cluster -- [flags]
@@ -51,23 +52,8 @@ const { values } = parseArgs({
     help: { type: 'boolean', default: false },
   },
 });
-if (values.help) {
-  process.stdout.write(usage);
-  process.exit(0);
-}
-const number = (name: keyof typeof values): number => {
-  const value = Number(values[name]);
-  if (!Number.isFinite(value) || value < 0) {
-    process.stderr.write(`--${name}: ${String(values[name])} is not a number\n\n${usage}`);
-    process.exit(2);
-  }
-  return value;
-};
-const unavailable = cgroupUnavailable();
-if (unavailable) {
-  process.stderr.write(`bench:cluster runs the operator in a memory cgroup, which is not possible here: ${unavailable}\n`);
-  process.exit(2);
-}
+benchPreamble('bench:cluster', usage, values.help);
+const number = (name: keyof typeof values): number => numberFlag(values, name, usage);
 const modes: AdmissionMode[] = values.admission === 'both' ? ['webhook', 'policy'] : values.admission === 'webhook' || values.admission === 'policy' ? [values.admission] : [];
 if (modes.length === 0) {
   process.stderr.write(`--admission: ${values.admission} is not webhook, policy or both\n`);

@@ -19,6 +19,7 @@ import { FakeAws } from '../fake-aws/server.js';
 import { ApiHttp } from '../support/api-http.js';
 import { managerRuntime } from '../support/bundle.js';
 import { Cgroup, parseBytes } from '../support/cgroup.js';
+import { benchPreamble, numberFlag } from '../support/bench-cli.js';
 import { ControlPlane } from '../support/control-plane.js';
 import { installBundle, serviceAccountKubeconfig, startOperatorProcess, type OperatorProcess } from '../support/operator.js';
 import { productManifest } from '../support/products.js';
@@ -59,20 +60,10 @@ const { values } = parseArgs({
     help: { type: 'boolean', default: false },
   },
 });
-if (values.help) {
-  process.stdout.write(usage);
-  process.exit(0);
-}
+benchPreamble('bench:hour-boundary', usage, values.help);
 type Identity = 'Pod' | 'Operator';
 const modes: Identity[] | undefined = { both: ['Pod', 'Operator'] as Identity[], Pod: ['Pod'] as Identity[], Operator: ['Operator'] as Identity[] }[values.identity];
-const number = (name: 'pods' | 'probe-rate' | 'probe-seconds' | 'setup-seconds' | 'restart-before' | 'report-timeout' | 'aws-latency-ms', fallback = 0): number => {
-  const value = Number(values[name] ?? fallback);
-  if (!Number.isFinite(value) || value < 0) {
-    process.stderr.write(`--${name}: ${String(values[name])} is not a number\n\n${usage}`);
-    process.exit(2);
-  }
-  return value;
-};
+const number = (name: 'pods' | 'probe-rate' | 'probe-seconds' | 'setup-seconds' | 'restart-before' | 'report-timeout' | 'aws-latency-ms', fallback = 0): number => numberFlag(values, name, usage, fallback);
 if (!modes) {
   process.stderr.write(`--identity: ${values.identity} is not Pod, Operator or both\n\n${usage}`);
   process.exit(2);

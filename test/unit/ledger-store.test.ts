@@ -146,23 +146,27 @@ describe('the usage ledger store', () => {
     expect(api.configMaps.size).toBe(0);
   });
 
-  it('a ledger deleted while another product\'s reconcile reads it (a shared code\'s hour) is not kept in memory after the read', async () => {
-    const api = new MemoryApi();
-    await new LedgerStore(api, namespace).write(product, withPods(newLedger('product-uid', hour), 0, 10, hour));
+  /** A store whose first read has `deletedUid`'s ledger deleted between its GET of the head and its list of the shards. */
+  function storeDeletingMidRead(api: MemoryApi, deletedUid: string): LedgerStore {
     const reading: { store?: LedgerStore } = {};
     let deleted = false;
-    // The product's deletion lands between the read's GET of the head and its list of the shards.
     const deletingMidRead: ApiClient = {
       request: async <T>(method: Method, path: string, body?: unknown): Promise<T> => {
         if (method === 'GET' && path.includes('labelSelector') && !deleted) {
           deleted = true;
-          await reading.store?.delete('product-uid');
+          await reading.store?.delete(deletedUid);
         }
         return api.request<T>(method, path, body);
       },
       send: (method, path, body) => api.send(method, path, body),
     };
-    const store = (reading.store = new LedgerStore(deletingMidRead, namespace));
+    return (reading.store = new LedgerStore(deletingMidRead, namespace));
+  }
+
+  it('a ledger deleted while another product\'s reconcile reads it (a shared code\'s hour) is not kept in memory after the read', async () => {
+    const api = new MemoryApi();
+    await new LedgerStore(api, namespace).write(product, withPods(newLedger('product-uid', hour), 0, 10, hour));
+    const store = storeDeletingMidRead(api, 'product-uid');
     await store.read('product-uid');
     expect(store.held).toBe(0);
     expect(await store.read('product-uid')).toBeUndefined();
@@ -173,19 +177,7 @@ describe('the usage ledger store', () => {
     const other = { ...product, metadata: { ...product.metadata, uid: 'other-uid', name: 'other' } };
     await new LedgerStore(api, namespace).write(product, withPods(newLedger('product-uid', hour), 0, 10, hour));
     await new LedgerStore(api, namespace).write(other, withPods(newLedger('other-uid', hour), 0, 10, hour));
-    const reading: { store?: LedgerStore } = {};
-    let deleted = false;
-    const deletingOtherMidRead: ApiClient = {
-      request: async <T>(method: Method, path: string, body?: unknown): Promise<T> => {
-        if (method === 'GET' && path.includes('labelSelector') && !deleted) {
-          deleted = true;
-          await reading.store?.delete('other-uid');
-        }
-        return api.request<T>(method, path, body);
-      },
-      send: (method, path, body) => api.send(method, path, body),
-    };
-    const store = (reading.store = new LedgerStore(deletingOtherMidRead, namespace));
+    const store = storeDeletingMidRead(api, 'other-uid');
     const read = await store.read('product-uid');
     expect(store.held).toBe(1);
     expect(store.cached('product-uid')).toBe(read);
