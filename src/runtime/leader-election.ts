@@ -159,11 +159,13 @@ export class LeaderElector {
     }
   }
 
+  /** Bounded by the renew deadline: an API server that does not answer must not hold up the process's exit (the Lease then expires). */
   private async release(): Promise<void> {
     const { name, identity } = this.options;
-    const lease = await this.client.request<V1Lease>('GET', this.path(name));
+    const signal = AbortSignal.timeout(this.renewDeadlineMs);
+    const lease = await this.client.request<V1Lease>('GET', this.path(name), undefined, undefined, signal);
     if (lease.spec?.holderIdentity !== identity) return;
-    await this.client.send('PUT', this.path(name), { ...lease, spec: { ...lease.spec, holderIdentity: undefined, leaseDurationSeconds: 1 } });
+    await this.client.send('PUT', this.path(name), { ...lease, spec: { ...lease.spec, holderIdentity: undefined, leaseDurationSeconds: 1 } }, undefined, signal);
   }
 
   private path(name?: string): string {

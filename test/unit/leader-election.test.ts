@@ -64,8 +64,9 @@ beforeAll(async () => {
   client = new KubeClient({ server: `http://127.0.0.1:${(server.address() as AddressInfo).port}` });
 });
 afterAll(async () => {
-  await client.close();
+  // Requests left unanswered (hang) first, so the client's close does not wait for them.
   server.closeAllConnections();
+  await client.close();
   await new Promise((resolve) => server.close(resolve));
 });
 beforeEach(() => {
@@ -150,6 +151,18 @@ it('a deposed leader never campaigns again, even once the Lease it lost expires 
   expect(version).toBe(versionAfterLoss);
   expect(events).toEqual(['started', 'stopped']);
   await leader.stop();
+});
+
+it('a leader stopped while the API server answers nothing gives up releasing the Lease after its renew deadline (the process can exit)', async () => {
+  const events: string[] = [];
+  const leader = elector('us', events);
+  leader.start();
+  await waitFor('leadership', () => Promise.resolve(events.includes('started') ? true : undefined), 5_000, 20);
+  hang = true;
+  const outcome = await Promise.race([leader.stop().then(() => 'stopped'), sleep(5_000).then(() => 'still releasing')]);
+  hang = false;
+  expect(outcome).toBe('stopped');
+  expect(holder()).toBe('us'); // not released: it expires for the next leader
 });
 
 describe('a Manager that owns the election', () => {
