@@ -3,73 +3,20 @@
 // refused, Audit, a check again when due, ungated without a verdict, a forged verdict, a
 // revocation, a successor of the same name, and leadership lost mid-registration.
 import type { V1Pod } from '@kubernetes/client-node';
-import { annotations, type MarketplaceProduct, type MarketplaceProductSpec } from '../../src/api/marketplace-product.js';
-import { isGated, productKeyOfPod, verdictStateOf } from '../../src/api/pod-state.js';
-import type { Clock } from '../../src/clock.js';
-import { Evictions } from '../../src/controllers/pods/evictions.js';
-import { PodReconciler } from '../../src/controllers/pods/reconciler.js';
-import { Registrar } from '../../src/controllers/pods/registration.js';
-import { ProductReports } from '../../src/controllers/product-reports.js';
-import { kubeConfigMapReader } from '../../src/kube/config-maps.js';
-import { EventRecorder } from '../../src/kube/events.js';
-import { createLogger } from '../../src/observability/logger.js';
-import { Metrics } from '../../src/observability/metrics.js';
-import { podCache, type CachedPod } from '../../src/verdicts/pod-cache.js';
-import { fakeAwsForSuite, fakeProductClients } from '../support/fake-aws.js';
-import { gatedPod, MemoryApi, MemoryCache } from '../support/memory.js';
+import { annotations } from '../../src/api/marketplace-product.js';
+import { isGated, verdictStateOf } from '../../src/api/pod-state.js';
+import { fakeAwsForSuite } from '../support/fake-aws.js';
+import { gatedPod } from '../support/memory.js';
+import { podReconcilerHarness } from '../support/pod-reconciler.js';
 import { sealedAnnotations, testSealer } from '../support/seals.js';
 
 const fake = fakeAwsForSuite({
   products: { 'refused-code': { error: 'CustomerNotEntitledException' }, 'slow-code': { delayMs: 2_000 } },
 });
 
-/** A clock the test moves. */
-function testClock(start = Date.now()): Clock & { advance(ms: number): void } {
-  let now = start;
-  return { now: () => now, realMsUntil: (time) => Math.max(0, time - now), advance: (ms) => (now += ms) };
-}
-
 function harness() {
-  const sealer = testSealer();
-  const pods = new MemoryCache<V1Pod, CachedPod>({ transform: podCache(sealer), indexBy: productKeyOfPod });
-  const products = new MemoryCache<MarketplaceProduct>();
-  const api = new MemoryApi({ pods, products });
-  const metrics = new Metrics();
-  const log = createLogger({ level: 'error' });
-  const clock = testClock();
-  const events = new EventRecorder(api, { controller: 'test', instance: 'test-0' }, log);
-  const reports = new ProductReports();
-  const requeued: string[] = [];
-  const deps: ConstructorParameters<typeof PodReconciler>[0] = {
-    client: api,
-    pods,
-    products,
-    registrar: new Registrar(fakeProductClients(fake(), api, metrics), kubeConfigMapReader(api), clock),
-    sealer,
-    keyFingerprint: () => undefined,
-    evictions: new Evictions({ client: api, events, metrics, graceMs: 60_000 }),
-    reports,
-    events,
-    metrics,
-    clock,
-    maxRecheckMs: 15 * 60_000,
-    requeue: (key) => requeued.push(key),
-    log,
-  };
-  let reconciler = new PodReconciler(deps);
-  /** A new process: the same cluster, key and AWS, nothing remembered. */
-  const restart = (): void => {
-    reconciler = new PodReconciler(deps);
-  };
-  const product = (name: string, spec: Partial<MarketplaceProductSpec> = {}): MarketplaceProduct =>
-    api.putProduct({
-      apiVersion: 'marketplace.entitlements.io/v1alpha1',
-      kind: 'MarketplaceProduct',
-      metadata: { namespace: 'shop', name, uid: `${name}-uid`, generation: 1 },
-      spec: { productCode: `${name}-code`, publicKeyVersion: 1, publicKey: { pem: fake().publicKeyPem }, identity: { mode: 'Operator' }, ...spec },
-    });
-  const signal = new AbortController().signal;
-  const reconcile = (key: string, abort: AbortSignal = signal) => reconciler.reconcile(key, abort);
+  const h = podReconcilerHarness(fake());
+  const { api, pods, sealer } = h;
   /** The pod as the API server has it, and as the cache believes it. */
   const stored = (key: string): V1Pod => api.pods.get(key) ?? {};
   const believed = (key: string) => verdictStateOf(pods.get(key) ?? {});
@@ -83,7 +30,7 @@ function harness() {
     const sealed = sealedAnnotations(sealer, pod, { status: 'Entitled', reason: 'SignatureVerified', registeredAt: new Date(registeredAt).toISOString() });
     return api.putPod({ ...pod, metadata: { ...pod.metadata, annotations: sealed }, spec: { ...pod.spec, containers: pod.spec?.containers ?? [], schedulingGates: [] } });
   };
-  return { api, pods, productCache: products, sealer, reports, metrics, clock, requeued, product, reconcile, restart, stored, believed, registrations, nonceOf, eventReasons, entitledPod };
+  return Object.assign(h, { stored, believed, registrations, nonceOf, eventReasons, entitledPod });
 }
 
 it('entitled: one RegisterUsage with the nonce of its uid, no write before it, a sealed verdict with the gate removed in one patch, the product told; again changes nothing', async () => {

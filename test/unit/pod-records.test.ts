@@ -3,22 +3,10 @@
 // eviction refused as the pod goes, and refused identities once their pods or product are gone.
 // The reconciler constructed directly, with an in-memory cache and API server, and the real
 // Registrar and AWS SDK clients against the local fake AWS.
-import type { V1Pod } from '@kubernetes/client-node';
-import { type MarketplaceProduct, type MarketplaceProductSpec } from '../../src/api/marketplace-product.js';
-import { productKeyOfPod } from '../../src/api/pod-state.js';
-import { Evictions } from '../../src/controllers/pods/evictions.js';
-import { PodReconciler } from '../../src/controllers/pods/reconciler.js';
-import { Registrar } from '../../src/controllers/pods/registration.js';
-import { ProductReports } from '../../src/controllers/product-reports.js';
 import type { ApiClient, Method } from '../../src/kube/api.js';
-import { kubeConfigMapReader } from '../../src/kube/config-maps.js';
-import { EventRecorder } from '../../src/kube/events.js';
-import { createLogger } from '../../src/observability/logger.js';
-import { Metrics } from '../../src/observability/metrics.js';
-import { podCache, type CachedPod } from '../../src/verdicts/pod-cache.js';
-import { fakeAwsForSuite, fakeProductClients } from '../support/fake-aws.js';
-import { gatedPod, MemoryApi, MemoryCache } from '../support/memory.js';
-import { testSealer } from '../support/seals.js';
+import { fakeAwsForSuite } from '../support/fake-aws.js';
+import { gatedPod, type MemoryApi } from '../support/memory.js';
+import { podReconcilerHarness } from '../support/pod-reconciler.js';
 
 const fake = fakeAwsForSuite({ products: { 'refused-code': { error: 'CustomerNotEntitledException' }, 'slow-refused-code': { error: 'CustomerNotEntitledException', delayMs: 500 } } });
 
@@ -45,51 +33,7 @@ class PodGoesMeanwhile implements ApiClient {
 }
 
 function harness() {
-  const sealer = testSealer();
-  const pods = new MemoryCache<V1Pod, CachedPod>({ transform: podCache(sealer), indexBy: productKeyOfPod });
-  const products = new MemoryCache<MarketplaceProduct>();
-  const api = new MemoryApi({ pods, products });
-  const client = new PodGoesMeanwhile(api);
-  const metrics = new Metrics();
-  const log = createLogger({ level: 'error' });
-  const clock = { now: () => Date.now(), realMsUntil: (time: number) => Math.max(0, time - Date.now()) };
-  const events = new EventRecorder(api, { controller: 'test', instance: 'test-0' }, log);
-  const reconciler = new PodReconciler({
-    client,
-    pods,
-    products,
-    registrar: new Registrar(fakeProductClients(fake(), api, metrics), kubeConfigMapReader(api), clock),
-    sealer,
-    keyFingerprint: () => undefined,
-    evictions: new Evictions({ client, events, metrics, graceMs: 60_000 }),
-    reports: new ProductReports(),
-    events,
-    metrics,
-    clock,
-    maxRecheckMs: 15 * 60_000,
-    requeue: () => undefined,
-    log,
-  });
-  // As setupPods wires them: on the caches.
-  pods.onDelete((pod) => {
-    reconciler.podDeleted(pod);
-  });
-  products.onDelete((product) => {
-    reconciler.productDeleted(`${product.metadata.namespace}/${product.metadata.name}`);
-  });
-  const product = (name: string, spec: Partial<MarketplaceProductSpec> = {}): MarketplaceProduct =>
-    api.putProduct({
-      apiVersion: 'marketplace.entitlements.io/v1alpha1',
-      kind: 'MarketplaceProduct',
-      metadata: { namespace: 'shop', name, uid: `${name}-uid`, generation: 1 },
-      spec: { productCode: `${name}-code`, publicKeyVersion: 1, publicKey: { pem: fake().publicKeyPem }, identity: { mode: 'Operator' }, ...spec },
-    });
-  const deleteProduct = (name: string): void => {
-    api.products.delete(`shop/${name}`);
-    products.remove(`shop/${name}`);
-  };
-  const reconcile = (key: string) => reconciler.reconcile(key, new AbortController().signal);
-  return { api, client, reconciler, product, deleteProduct, reconcile };
+  return podReconcilerHarness(fake(), { client: (api) => new PodGoesMeanwhile(api) });
 }
 
 it('a pod deleted after its verdict was written but before the answer came back leaves no record behind', async () => {
