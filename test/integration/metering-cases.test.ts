@@ -5,7 +5,10 @@
 // - the leader killed while that record is in flight, and one product's dimensions changed
 //   before its successor resends the hour: the resend is the same request, byte for byte;
 // - in Pod mode, a pod whose records can never go (it ended, and its ServiceAccount was deleted
-//   before its hour was reported): it is reported, and the other pods' records go out;
+//   before its hour was reported; or it ended in a namespace whose ended pods the operator's
+//   limits give no token): it is reported, and the other pods' records go out;
+// - a pod that starts while an hour's records go out (AWS slow to take them): registered before
+//   they are all in, not behind them;
 // - pods revoked while running (their budget holds their eviction) and entitled again: metered
 //   for the hours they counted, and a zero for the hour between.
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -71,6 +74,11 @@ async function reportedThrough(namespace: string, product: string, hour: number)
   }, 60_000);
 }
 
+async function meteredCondition(namespace: string, product: string): Promise<{ status: string; reason: string; message: string } | undefined> {
+  const status = (await getProduct(custom, namespace, product)).status as { conditions?: { type: string; status: string; reason: string; message: string }[] } | undefined;
+  return status?.conditions?.find((c) => c.type === 'Metered');
+}
+
 const dimensions = [{ name: 'pods', unit: 'Pod' }, { name: 'cores', unit: 'vCPU' }];
 
 it('one product code in two namespaces is billed as one sum an hour, split by namespace; a resend after a failover and a spec change is the same request', async () => {
@@ -119,37 +127,81 @@ it('one product code in two namespaces is billed as one sum an hour, split by na
   }
 }, 300_000);
 
-it("in Pod mode a pod whose records can never go is reported, and the others' hour goes out", async () => {
-  const namespace = 'solo';
-  // An ended pod is reported with an unbound token of its account, which the operator's limits allow where a cluster admin labelled the namespace.
-  await core.createNamespace({ body: { metadata: { name: namespace, labels: { 'marketplace.entitlements.io/meter-ended-pods': 'true' } } } });
-  for (const account of ['app', 'lonely']) await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name: account, annotations: { [roleArnAnnotation]: role } } } });
-  await createProduct(custom, namespace, 'solo', { productCode: 'solo-code', publicKey: { pem: fake.publicKeyPem }, identity: { mode: 'Pod' }, metering: { dimensions } });
+/**
+ * A Pod-mode product in its own namespace, with two pods that keep running and one, `ending`,
+ * that ends (then `afterEnd`) before its hour is reported. Returns who AWS billed for that hour
+ * and the product's UsageRejected Events.
+ */
+async function podEndsBeforeItsHour(namespace: string, options: { labelled: boolean; endingAccount: string; afterEnd?: () => Promise<void> }) {
+  const labels: Record<string, string> = options.labelled ? { 'marketplace.entitlements.io/meter-ended-pods': 'true' } : {};
+  await core.createNamespace({ body: { metadata: { name: namespace, labels } } });
+  for (const account of new Set(['app', options.endingAccount])) await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name: account, annotations: { [roleArnAnnotation]: role } } } });
+  await createProduct(custom, namespace, 'metered', { productCode: `${namespace}-code`, publicKey: { pem: fake.publicKeyPem }, identity: { mode: 'Pod' }, metering: { dimensions } });
   const hour = Math.floor(clock.now() / hourMs) - h0 / hourMs;
-  await runPods(namespace, 'solo', ['keep-0', 'keep-1'], 'app');
-  await runPods(namespace, 'solo', ['lonely'], 'lonely');
-  const productUid = ((await getProduct(custom, namespace, 'solo')) as { metadata: { uid?: string } }).metadata.uid ?? '';
-  const lonelyUid = (await core.readNamespacedPod({ name: 'lonely', namespace })).metadata?.uid ?? '';
-  await waitForPod('lonely counted in the ledger', async () => ((await storedLedger(core, productUid))?.ledger.pods[lonelyUid] ? true : undefined));
-  // lonely ends, and its ServiceAccount goes, before its hour is reported.
-  await core.deleteNamespacedPod({ name: 'lonely', namespace, gracePeriodSeconds: 0 });
-  await core.deleteNamespacedServiceAccount({ name: 'lonely', namespace });
-  await reportedThrough(namespace, 'solo', hour);
+  await runPods(namespace, 'metered', ['keep-0', 'keep-1'], 'app');
+  await runPods(namespace, 'metered', ['ending'], options.endingAccount);
+  const productUid = ((await getProduct(custom, namespace, 'metered')) as { metadata: { uid?: string } }).metadata.uid ?? '';
+  const endingUid = (await core.readNamespacedPod({ name: 'ending', namespace })).metadata?.uid ?? '';
+  await waitForPod('the ending pod counted in the ledger', async () => ((await storedLedger(core, productUid))?.ledger.pods[endingUid] ? true : undefined));
+  await core.deleteNamespacedPod({ name: 'ending', namespace, gracePeriodSeconds: 0 });
+  await options.afterEnd?.();
+  await reportedThrough(namespace, 'metered', hour);
+  const billed = fake
+    .records()
+    .filter((r) => r.productCode === `${namespace}-code` && r.hour === at(hour))
+    .map((r) => `${r.caller}|${r.dimension}|${r.quantity}`)
+    .sort();
+  const events = (await controlPlane().kubeConfig().makeApiClient(EventsV1Api).listNamespacedEvent({ namespace })).items.filter((e) => e.regarding?.name === 'metered' && e.reason === 'UsageRejected');
+  return { billed, events, condition: await meteredCondition(namespace, 'metered') };
+}
 
-  const sent = fake.records().filter((r) => r.productCode === 'solo-code' && r.hour === at(hour));
-  expect(sent.map((r) => `${r.caller}|${r.dimension}|${r.quantity}`).sort()).toEqual([
-    `${role}/solo.keep-0|cores|2`,
-    `${role}/solo.keep-0|pods|1`,
-    `${role}/solo.keep-1|cores|2`,
-    `${role}/solo.keep-1|pods|1`,
-  ]);
-  const events = (await controlPlane().kubeConfig().makeApiClient(EventsV1Api).listNamespacedEvent({ namespace })).items.filter((e) => e.regarding?.name === 'solo' && e.reason === 'UsageRejected');
+const keptPodsBilled = (namespace: string): string[] => [`${role}/${namespace}.keep-0|cores|2`, `${role}/${namespace}.keep-0|pods|1`, `${role}/${namespace}.keep-1|cores|2`, `${role}/${namespace}.keep-1|pods|1`];
+
+it("in Pod mode a pod whose records can never go is reported, and the others' hour goes out", async () => {
+  // An ended pod is reported with an unbound token of its account, which the operator's limits allow
+  // where a cluster admin labelled the namespace; here its ServiceAccount goes too.
+  const { billed, events, condition } = await podEndsBeforeItsHour('solo', { labelled: true, endingAccount: 'lonely', afterEnd: () => core.deleteNamespacedServiceAccount({ name: 'lonely', namespace: 'solo' }).then(() => undefined) });
+  expect(billed).toEqual(keptPodsBilled('solo'));
   expect(events).toHaveLength(1);
-  expect(events[0]?.note).toMatch(/2 records of hour .* from 1 pod cannot be sent and are not billed \(first, pod lonely: (TokenRequest for ServiceAccount solo\/lonely failed|cannot read ServiceAccount solo\/lonely)/);
+  expect(events[0]?.note).toMatch(/2 records of hour .* from 1 pod cannot be sent and are not billed \(first, pod ending: (TokenRequest for ServiceAccount solo\/lonely failed|cannot read ServiceAccount solo\/lonely)/);
   const leader = operators.find((o) => o.proc.running);
   expect(await leader?.metric('entitlement_metering_records_total', { outcome: 'rejected' })).toBeGreaterThanOrEqual(2);
-  const status = (await getProduct(custom, namespace, 'solo')).status as { conditions?: { type: string; status: string }[] };
-  expect(status.conditions?.find((c) => c.type === 'Metered')?.status).toBe('True');
+  expect(condition).toMatchObject({ status: 'False', reason: 'UsageRejected', message: events[0]?.note });
+}, 300_000);
+
+it("in Pod mode, in a namespace not labelled meter-ended-pods, a pod that ended before its hour was reported is not billed, and the others' records go out", async () => {
+  // Its token would be bound to nothing, which the operator's limits refuse here.
+  const { billed, events, condition } = await podEndsBeforeItsHour('unlabelled', { labelled: false, endingAccount: 'app' });
+  expect(billed).toEqual(keptPodsBilled('unlabelled'));
+  expect(events).toHaveLength(1);
+  expect(events[0]?.note).toMatch(/2 records of hour .* from 1 pod cannot be sent and are not billed \(first, pod ending: TokenRequest for ServiceAccount unlabelled\/app failed: .*labelled marketplace\.entitlements\.io\/meter-ended-pods=true/);
+  expect(condition).toMatchObject({ status: 'False', reason: 'UsageRejected', message: events[0]?.note });
+}, 300_000);
+
+it("a pod that starts while an hour's records go out is registered without waiting for them", async () => {
+  const namespace = 'boundary';
+  await core.createNamespace({ body: { metadata: { name: namespace } } });
+  await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name: 'app', annotations: { [roleArnAnnotation]: role } } } });
+  await createProduct(custom, namespace, 'busy', { productCode: 'busy-code', publicKey: { pem: fake.publicKeyPem }, identity: { mode: 'Pod' }, metering: { dimensions: [{ name: 'pods', unit: 'Pod' }] } });
+  await createProduct(custom, namespace, 'starter', { productCode: 'starter-code', publicKey: { pem: fake.publicKeyPem }, identity: { mode: 'Operator' } });
+  const busy = Array.from({ length: 40 }, (_, i) => `busy-${i}`);
+  await runPods(namespace, 'busy', busy, 'app');
+  // From now on AWS takes a second over each of busy's records: its hour takes seconds to go out.
+  fake.setBehaviour('busy-code', { delayMs: 1_000 });
+  const hour = Math.floor(clock.now() / hourMs) - h0 / hourMs;
+  const hourCalls = () => fake.calls('MeterUsage').filter((c) => c.productCode === 'busy-code' && Number(c.request.Timestamp) * 1000 === at(hour));
+  await waitForPod(`the first record of hour ${hour} accepted`, () => Promise.resolve(hourCalls().length > 0 ? true : undefined));
+  // A pod of another product starts while the rest of the hour's records are on their way.
+  await core.createNamespacedPod({ namespace, body: labelledPod('starter-0', 'starter') });
+  await waitForPod('starter-0 entitled', async () => (verdict(await core.readNamespacedPod({ name: 'starter-0', namespace })) === 'Entitled' ? true : undefined));
+  await reportedThrough(namespace, 'busy', hour);
+  fake.setBehaviour('busy-code', {});
+
+  const registration = fake.calls('RegisterUsage', 'ok').find((c) => c.productCode === 'starter-code');
+  const calls = hourCalls();
+  expect(calls.filter((c) => c.status === 200)).toHaveLength(busy.length);
+  // Registered while the hour's records were still going out, not behind them (seq: the order AWS answered in).
+  expect(calls.filter((c) => c.seq > (registration?.seq ?? Infinity)).length).toBeGreaterThan(0);
 }, 300_000);
 
 it('a pod revoked (its eviction held by its budget) and entitled again is metered for the hours it counted, not those between', async () => {

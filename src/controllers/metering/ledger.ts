@@ -90,6 +90,8 @@ export interface Ledger {
   legacyThrough?: number;
   /** The newest hours this product reported as the reporter of a shared product code (shared-codes.ts). */
   sharedReported?: number[];
+  /** The newest hour, if it was reported without some pods' records, refused for good: what the Metered condition says until an hour goes out whole. */
+  rejected?: { hour: number; message: string };
   /** By pod uid. */
   pods: Record<string, LedgerPod>;
 }
@@ -268,12 +270,20 @@ export function withinWindow(hour: number, nowMs: number): boolean {
   return nowMs < (hour + reportWindowHours) * hourMs;
 }
 
-/** The ledger once `hour` is reported (or lost): its terms go. `asReporter`: reported for every product of a shared code. */
-export function completeHour(ledger: Ledger, hour: number, outcome: 'reported' | 'lost', asReporter = false): Ledger {
+/** How an hour was reported: for every product of a shared code (asReporter), without some records refused for good (rejected: why). */
+export interface HourReported {
+  asReporter?: boolean;
+  rejected?: string;
+}
+
+/** The ledger once `hour` is reported (or lost): its terms go. */
+export function completeHour(ledger: Ledger, hour: number, outcome: 'reported' | 'lost', { asReporter = false, rejected }: HourReported = {}): Ledger {
   const closed = Object.fromEntries(Object.entries(ledger.closed).filter(([h]) => Number(h) !== hour));
-  const rest = ledger.legacyThrough !== undefined && ledger.legacyThrough <= hour ? without(ledger, 'legacyThrough') : ledger;
+  const current = without(ledger, 'rejected');
+  const rest = current.legacyThrough !== undefined && current.legacyThrough <= hour ? without(current, 'legacyThrough') : current;
   return {
     ...rest,
+    ...(outcome === 'reported' && rejected !== undefined ? { rejected: { hour, message: rejected } } : {}),
     nextHour: hour + 1,
     closed,
     ...(outcome === 'reported' ? { lastReportedHour: hour } : { lostHours: [...ledger.lostHours, hour].slice(-hoursKept) }),

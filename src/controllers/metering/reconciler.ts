@@ -26,7 +26,7 @@ import { mapPooled } from '../../runtime/pool.js';
 import type { Result } from '../../runtime/workqueue.js';
 import type { Logger } from '../../observability/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
-import { closeHours, completeHour, dueHours, hourMs, hourOf, hourStart, meters, newLedger, observePods, podCounts, pruned, recordsOf, reportWindowHours, withinWindow, type Ledger, type UsageRecordPlan } from './ledger.js';
+import { closeHours, completeHour, dueHours, hourMs, hourOf, hourStart, meters, newLedger, observePods, podCounts, pruned, recordsOf, reportWindowHours, withinWindow, type HourReported, type Ledger, type UsageRecordPlan } from './ledger.js';
 import type { LedgerStore } from './ledger-store.js';
 import { reporterOf, sharedHour, type KeyedLedger } from './shared-codes.js';
 import type { Condition, MeteringReport, ProductReports } from '../product-reports.js';
@@ -71,7 +71,7 @@ function iso(hour: number): string {
 }
 
 /** What reporting an hour came to. */
-type HourResult = { kind: 'reported'; asReporter?: true } | { kind: 'lost'; records: number } | { kind: 'failed'; message: string } | { kind: 'waiting'; message: string };
+type HourResult = ({ kind: 'reported' } & HourReported) | { kind: 'lost'; records: number } | { kind: 'failed'; message: string } | { kind: 'waiting'; message: string };
 
 /** The records of a closed hour, and the scope of their ClientTokens. */
 interface HourRecords {
@@ -115,7 +115,7 @@ export class MeteringReconciler {
       const { result } = reported;
       if (result.kind === 'waiting') return this.awaitOthers(key, product, ledger, due, result.message);
       if (result.kind === 'failed') return this.retryLater(key, product, ledger, due, result.message);
-      ledger = await this.save(product, completeHour(ledger, due, result.kind, result.kind === 'reported' && result.asReporter));
+      ledger = await this.save(product, completeHour(ledger, due, result.kind, result.kind === 'reported' ? result : {}));
       this.accepted.get(uid)?.delete(due);
       await this.hourDone(product, due, result, log);
     }
@@ -314,9 +314,9 @@ export class MeteringReconciler {
       for (const [record] of rejected) accepted.delete(clientToken(scope, record));
       return { kind: 'failed', message: `every record was refused: ${rejected[0]?.[1] ?? ''}` };
     }
-    await this.reportRejected(product, hour, rejected, log);
+    const refused = await this.reportRejected(product, hour, rejected, log);
     const failures = results.filter((failure) => failure !== undefined);
-    if (failures.length === 0) return { kind: 'reported' };
+    if (failures.length === 0) return { kind: 'reported', ...(refused !== undefined ? { rejected: refused } : {}) };
     // AWS says the hour is past its window (our clock may differ a little from AWS's): lost.
     if (failures.some((failure) => failure.includes('TimestampOutOfBoundsException')) && !withinWindow(hour, this.deps.clock.now() + hourSlackMs)) {
       return { kind: 'lost', records: records.length - accepted.size };
@@ -357,15 +357,17 @@ export class MeteringReconciler {
     await this.deps.events.record(productSubject(product), 'Warning', 'UsageConflict', 'MeterUsage', `${which}: AWS answered IdempotencyConflictException, it already holds a record under the same ClientToken with other parameters and bills that one; the hour is not sent again`);
   }
 
-  /** One Warning Event per hour for the pods whose records were refused for good (none when there were none). */
-  private async reportRejected(product: MarketplaceProduct, hour: number, rejected: readonly [UsageRecordPlan, string][], log: Logger): Promise<void> {
+  /** One Warning Event per hour for the pods whose records were refused for good (none when there were none); returns what it said. */
+  private async reportRejected(product: MarketplaceProduct, hour: number, rejected: readonly [UsageRecordPlan, string][], log: Logger): Promise<string | undefined> {
     const [first] = rejected;
-    if (!first) return;
+    if (!first) return undefined;
     const callers = new Set(rejected.map(([record]) => (record.caller.kind === 'pod' ? record.caller.name : 'operator')));
     const [record, message] = first;
     const firstCaller = record.caller.kind === 'pod' ? `pod ${record.caller.name}` : 'the operator';
     log.error('usage records refused for good; the other callers\' records of the hour are reported', { hour: iso(hour), records: rejected.length, callers: callers.size, error: message });
-    await this.deps.events.record(productSubject(product), 'Warning', 'UsageRejected', 'MeterUsage', `${rejected.length} record${rejected.length === 1 ? '' : 's'} of hour ${iso(hour)} from ${callers.size} pod${callers.size === 1 ? '' : 's'} cannot be sent and are not billed (first, ${firstCaller}: ${message}); the other pods' records are reported`);
+    const note = `${rejected.length} record${rejected.length === 1 ? '' : 's'} of hour ${iso(hour)} from ${callers.size} pod${callers.size === 1 ? '' : 's'} cannot be sent and are not billed (first, ${firstCaller}: ${message}); the other pods' records are reported`;
+    await this.deps.events.record(productSubject(product), 'Warning', 'UsageRejected', 'MeterUsage', note);
+    return note;
   }
 
   private callerRef(product: MarketplaceProduct, record: UsageRecordPlan): PodRef {
@@ -405,14 +407,16 @@ function recordOutcome(record: UsageRecordPlan, error: unknown): RecordOutcome {
 }
 
 /**
- * A refusal of this pod's own that no retry changes: its customer not entitled, or its identity
- * gone (its ServiceAccount deleted). Refusals that may be the product's or a setting's (a role's
- * trust policy, a region, an unknown error) are retried, as are the operator's own.
+ * A refusal of this pod's own that no retry changes: its customer not entitled, or no identity to
+ * be had for it, what registration calls IdentityUnavailable (its ServiceAccount deleted, no role
+ * or a malformed one, or, for a pod that has ended, the operator's limits refusing it a token in a
+ * namespace not labelled for it). Refusals that may be the product's or the cluster's (a role's
+ * trust policy, a region, throttling, the operator's own permissions: IdentityRetryError, an
+ * unknown error) are retried, as are the operator's own.
  */
 function refusedForGood(error: unknown): boolean {
   if (error instanceof AwsCallError) return error.code === 'CustomerNotEntitledException';
-  if (error instanceof IdentityUnavailableError) return error.httpStatus === 404 || error.httpStatus === 410;
-  return false;
+  return error instanceof IdentityUnavailableError;
 }
 
 /** A product's part of a shared code's record, tagged with its namespace and name. */
@@ -427,5 +431,6 @@ function conditionOf(ledger: Ledger): Condition {
     return { status: 'Unknown', reason: 'AwaitingFirstHour', message: `the first metered hour (${iso(ledger.startHour)}) is reported once it closes` };
   }
   if (ledger.lostHours.at(-1) === lastDone) return { status: 'False', reason: 'UsageLost', message: `usage of hour ${iso(lastDone)} is lost: it could not be reported within AWS's ${reportWindowHours}-hour window` };
+  if (ledger.rejected?.hour === lastDone) return { status: 'False', reason: 'UsageRejected', message: ledger.rejected.message };
   return { status: 'True', reason: 'UsageReported', message: `usage through hour ${iso(lastDone)} reported` };
 }
