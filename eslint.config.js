@@ -35,9 +35,10 @@ export default tseslint.config(
   layout(['src/verdicts/**'], ['**/controllers/**', '**/webhook/*', ...root], 'verdicts/ knows nothing of controllers or webhooks'),
   layout(['src/webhook/**'], ['**/controllers/**', '**/verdicts/*', ...root], 'the webhook knows nothing of controllers'),
   layout(['src/controllers/*.ts'], ['./pods/*', './products/*', './metering/*', ...root], 'what controllers share knows no controller'),
-  layout(['src/controllers/pods/**'], ['../products/*', '../metering/*', '**/webhook/*', ...root], 'a controller never imports a sibling controller'),
-  layout(['src/controllers/products/**'], ['../pods/*', '../metering/*', '**/webhook/*', ...root], 'a controller never imports a sibling controller'),
-  layout(['src/controllers/metering/**'], ['../pods/*', '../products/*', '**/webhook/*', ...root], 'a controller never imports a sibling controller'),
+  // By any path (`../metering/x`, `../../controllers/metering/x`, from a subfolder): a segment names the sibling.
+  layout(['src/controllers/pods/**'], ['**/products/**', '**/metering/**', '**/webhook/*', ...root], 'a controller never imports a sibling controller'),
+  layout(['src/controllers/products/**'], ['**/pods/**', '**/metering/**', '**/webhook/*', ...root], 'a controller never imports a sibling controller'),
+  layout(['src/controllers/metering/**'], ['**/pods/**', '**/products/**', '**/webhook/*', ...root], 'a controller never imports a sibling controller'),
   layout(['src/observability/**', 'src/net/**', 'src/pki/**'], [...domain, '**/runtime/*', '**/kube/*', ...root], 'observability/, net/ and pki/ are leaves: runtime/ and kube/ import them'),
   layout(['src/config/**', 'src/clock.ts', 'src/app.ts', 'src/cli/**'], root, 'only cmd/ imports the composition root'),
   // Tests build API objects from parts (metadata, spec), all plain data.

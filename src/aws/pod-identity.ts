@@ -245,7 +245,7 @@ const operatorLimitsDenial = /ValidatingAdmissionPolicy '[^']*' with binding '[^
  * cluster's (its own permissions after an RBAC change, 403; API Priority and Fairness in a
  * burst, 429; 5xx; the network): an IdentityRetryError, retried with backoff, never a verdict.
  */
-export function identityFailure(error: unknown, what: string): Error {
+function identityFailure(error: unknown, what: string): Error {
   if (!(error instanceof ApiError)) return error instanceof Error ? error : new Error(String(error));
   const refusedByPolicy = error.code < 500 && operatorLimitsDenial.test(error.message);
   if (refusedByPolicy || error.code === 404 || error.code === 409 || error.code === 410) {

@@ -13,7 +13,7 @@ import { admit, parseAdmissionReview } from './pod-gate.js';
 export const mutatePodPath = '/mutate-v1-pod';
 export const maxBodyBytes = 3 * 1024 * 1024;
 /** Declared bytes of the bodies in flight at once; a body of no declared length counts as the largest. */
-export const bodyBudgetBytes = 4 * 1024 * 1024;
+const bodyBudgetBytes = 4 * 1024 * 1024;
 /** Longer than any idle time the API server's webhook client keeps a connection for (90 s). */
 const idleConnectionMs = 120_000;
 

@@ -21,6 +21,8 @@ async function refusals(file: string, source: string): Promise<string[]> {
 
 it.each([
   ['src/controllers/products/x.ts', "import { meters } from '../metering/reconciler.js';", /a controller never imports a sibling controller/],
+  ['src/controllers/pods/x.ts', "import { meters } from '../../controllers/metering/ledger.js';", /a controller never imports a sibling controller/],
+  ['src/controllers/pods/sub/x.ts', "import { meters } from '../../metering/ledger.js';", /a controller never imports a sibling controller/],
   ['src/controllers/pods/x.ts', "import { setupWebhook } from '../../webhook/setup.js';", /a controller never imports a sibling controller/],
   ['src/runtime/x.ts', "import { productLabel } from '../api/marketplace-product.js';", /runtime\/ and kube\/ know nothing of products/],
   ['src/kube/x.ts', "import { Registrar } from '../controllers/pods/registration.js';", /runtime\/ and kube\/ know nothing/],

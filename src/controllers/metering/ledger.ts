@@ -199,7 +199,7 @@ function countsIn(entry: LedgerPod, hour: number, ledger: Ledger): boolean {
 }
 
 /** What the product bills now, for an hour that closes now. */
-export function termsOf(product: MarketplaceProduct): ClosedHour {
+function termsOf(product: MarketplaceProduct): ClosedHour {
   return { productCode: product.spec.productCode, mode: product.spec.identity?.mode ?? 'Pod', dimensions: (product.spec.metering?.dimensions ?? []).map(({ name, unit }) => ({ name, unit })) };
 }
 
