@@ -305,6 +305,9 @@ describe("the API server's limits on the operator's account (ValidatingAdmission
     ['its failure policy', [{ op: 'replace', path: '/webhooks/0/failurePolicy', value: 'Ignore' }]],
     ['its timeout', [{ op: 'replace', path: '/webhooks/0/timeoutSeconds', value: 30 }]],
     ['its annotations (cert-manager reads which CA to inject from one)', [{ op: 'add', path: '/metadata/annotations', value: { 'cert-manager.io/inject-ca-from': 'kube-system/other' } }]],
+    // An owner that does not exist: the garbage collector would delete the configuration, which the operator may not create again.
+    ['its owner references', [{ op: 'add', path: '/metadata/ownerReferences', value: [{ apiVersion: 'v1', kind: 'Namespace', name: 'gone', uid: '00000000-0000-0000-0000-000000000000' }] }]],
+    ['its finalizers', [{ op: 'add', path: '/metadata/finalizers', value: ['example.com/hold'] }]],
   ])('refuses a change of its webhook configuration in %s', async (_what, patch) => {
     expect(await asOperator('PATCH', webhookPath, patch, contentTypes.jsonPatch, true)).toMatch(/only the caBundle of its webhook configuration/);
     expect(await asOperator('PATCH', webhookPath, patch, contentTypes.jsonPatch)).toMatch(/only the caBundle of its webhook configuration/);
