@@ -6,10 +6,11 @@
 // pod, status and metering controllers see such a pod as one without a verdict, and only the
 // fact that it carried one is kept (to report it). The one exception is the upgrade from a
 // release without seals: for a short while, a verdict that carries no seal at all is kept, for
-// the pod reconciler to seal (operator-key.ts).
+// the pod reconciler to seal (operator-key.ts), unless it is Entitled on a pod still gated: that
+// is what anyone would write to get the gate lifted, and the pod is simply registered again.
 import type { V1Pod } from '@kubernetes/client-node';
 import { annotations as own, group, productLabel } from '../api/marketplace-product.js';
-import { verdictStateAnnotations } from '../api/pod-state.js';
+import { isGated, verdictStateAnnotations } from '../api/pod-state.js';
 import { podRequests } from '../api/pod-usage.js';
 import type { Sealer } from './seal.js';
 
@@ -29,7 +30,7 @@ export function podCache(sealer: Sealer): (pod: V1Pod) => CachedPod {
     const cached = cachedPod(pod);
     if (sealer.seal.verifies(cached)) return cached;
     const { annotations: claimed = {}, ...metadata } = cached.metadata ?? {};
-    if (!(own.seal in claimed) && sealer.adoptsUnsealed()) return { ...cached, unsealedVerdict: true };
+    if (!(own.seal in claimed) && sealer.adoptsUnsealed() && !(claimed[own.status] === 'Entitled' && isGated(cached))) return { ...cached, unsealedVerdict: true };
     const kept = Object.entries(claimed).filter(([key]) => !dropped.has(key));
     const what = claimed[own.status] ?? verdictStateAnnotations.find((key) => key in claimed) ?? 'a verdict state';
     return { ...cached, metadata: { ...metadata, ...(kept.length > 0 ? { annotations: Object.fromEntries(kept) } : {}) }, unverifiedVerdict: what };

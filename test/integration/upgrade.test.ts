@@ -60,6 +60,8 @@ async function restart(): Promise<void> {
   operator = await startOperatorProcess(controlPlane(), fake, kubeconfig, { name: `operator-${Date.now()}` });
 }
 
+const registrations = () => fake.calls('RegisterUsage').filter((c) => c.productCode === 'app-code');
+
 it('adopts the verdicts of the pods that were there: sealed, not registered again, no Event of tampering', async () => {
   await restart();
   const key = await core.readNamespacedSecret({ name: operatorKeySecretName, namespace: operatorNamespace });
@@ -73,7 +75,7 @@ it('adopts the verdicts of the pods that were there: sealed, not registered agai
     const reasons = (await controlPlane().kubeConfig().makeApiClient(EventsV1Api).listNamespacedEvent({ namespace: ns, fieldSelector: `regarding.name=${name}` })).items.map((e) => e.reason);
     expect(reasons).toEqual([]);
   }
-  expect(fake.calls('RegisterUsage').filter((c) => c.productCode === 'app-code')).toHaveLength(0);
+  expect(registrations()).toHaveLength(0);
   const status = await waitForPod('both counted entitled', async () => {
     const current = (await getProduct(custom, ns, 'app')).status;
     return current?.entitledPods === 2 ? current : undefined;
@@ -81,19 +83,30 @@ it('adopts the verdicts of the pods that were there: sealed, not registered agai
   expect(status).toMatchObject({ entitledPods: 2, bypassedPods: 0 });
 });
 
+/** Refused, then given an Entitled without a seal (the gate guard out of the way): checked with AWS again, and still gated. */
+async function forgedWhileGated(name: string): Promise<void> {
+  fake.setBehaviour('app-code', { error: 'CustomerNotEntitledException' });
+  await core.createNamespacedPod({ namespace: ns, body: { metadata: { name, labels: { [productLabel]: 'app' } }, spec: { containers: [{ name: 'app', image: 'registry.invalid/paid:1' }] } } });
+  await waitForPod(`${name} refused`, async () => (verdict(await readPod(core, ns, name)) === 'NotEntitled' ? true : undefined));
+  const before = registrations().length;
+  await withoutGateGuard(controlPlane(), async () => {
+    await controlPlane().kubectlOk(['annotate', 'pod', name, '-n', ns, '--overwrite', `${annotations.status}=Entitled`, `${annotations.reason}=SignatureVerified`, `${annotations.seal}-`]);
+    const pod = await waitForPod(`${name} checked again and refused`, async () => {
+      const current = await readPod(core, ns, name);
+      return verdict(current) === 'NotEntitled' && registrations().length === before + 1 ? current : undefined;
+    });
+    expect(gated(pod)).toBe(true);
+  });
+  fake.setBehaviour('app-code', {});
+}
+
+it('within the window, an Entitled without a seal on a pod still gated is not adopted: checked with AWS, the gate stays', async () => {
+  await forgedWhileGated('gated-0');
+});
+
 it('once the window is over (the time on the key moved back), a verdict without a seal is no verdict: checked with AWS', async () => {
   // Ten minutes on: the same as a key made that long ago. A replica reads the time when it starts.
   await core.patchNamespacedSecret({ name: operatorKeySecretName, namespace: operatorNamespace, body: { metadata: { annotations: { [sealedSinceAnnotation]: '2026-01-01T00:00:00Z' } } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
   await restart();
-  fake.setBehaviour('app-code', { error: 'CustomerNotEntitledException' });
-  await core.createNamespacedPod({ namespace: ns, body: { metadata: { name: 'new-0', labels: { [productLabel]: 'app' } }, spec: { containers: [{ name: 'app', image: 'registry.invalid/paid:1' }] } } });
-  await waitForPod('new-0 refused', async () => (verdict(await readPod(core, ns, 'new-0')) === 'NotEntitled' ? true : undefined));
-  await withoutGateGuard(controlPlane(), async () => {
-    await controlPlane().kubectlOk(['annotate', 'pod', 'new-0', '-n', ns, '--overwrite', `${annotations.status}=Entitled`, `${annotations.reason}=SignatureVerified`, `${annotations.seal}-`]);
-    const pod = await waitForPod('new-0 checked again and refused', async () => {
-      const current = await readPod(core, ns, 'new-0');
-      return verdict(current) === 'NotEntitled' && fake.calls('RegisterUsage').filter((c) => c.productCode === 'app-code').length === 2 ? current : undefined;
-    });
-    expect(gated(pod)).toBe(true);
-  });
+  await forgedWhileGated('new-0');
 });

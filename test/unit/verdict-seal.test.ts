@@ -2,7 +2,7 @@
 // namespace user who may patch pods (and read every annotation) can and cannot make of it.
 import { createHmac, randomBytes } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
-import { annotations, productLabel } from '../../src/api/marketplace-product.js';
+import { annotations, productLabel, schedulingGate } from '../../src/api/marketplace-product.js';
 import { verdictStateOf, type VerdictState } from '../../src/api/pod-state.js';
 import { podCache } from '../../src/verdicts/pod-cache.js';
 import { RegistrationNonces } from '../../src/verdicts/nonce.js';
@@ -121,6 +121,11 @@ describe('the pod cache', () => {
     expect([verdictStateOf(adopted), adopted.unsealedVerdict, adopted.unverifiedVerdict]).toEqual([entitled, true, undefined]);
     const broken = upgrading(withAnnotations(legacy, { [annotations.seal]: 'v1.forged' }));
     expect([verdictStateOf(broken), broken.unsealedVerdict, broken.unverifiedVerdict]).toEqual([{}, undefined, 'Entitled']);
+    // Entitled on a pod still gated is what a forger writes to have the gate lifted: dropped even now, and the pod registered again.
+    const gated = upgrading({ ...legacy, spec: { containers: [], schedulingGates: [{ name: schedulingGate }] } });
+    expect([verdictStateOf(gated), gated.unsealedVerdict, gated.unverifiedVerdict]).toEqual([{}, undefined, 'Entitled']);
+    const refused = upgrading({ ...withAnnotations(pod('u2'), { [annotations.status]: 'NotEntitled', [annotations.reason]: 'CustomerNotEntitled' }), spec: { containers: [], schedulingGates: [{ name: schedulingGate }] } });
+    expect([verdictStateOf(refused).status, refused.unsealedVerdict]).toEqual(['NotEntitled', true]);
   });
 
   it("drops annotations that are not the operator's, and the pod's spec but what the controllers read", () => {

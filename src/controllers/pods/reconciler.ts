@@ -96,12 +96,8 @@ export class PodReconciler {
     if (pod.unverifiedVerdict !== undefined && memory.startedOverFrom !== pod.metadata?.resourceVersion) return this.startOver(pod, log);
     if (pod.unsealedVerdict && !memory.state) return this.adopt(pod, product, state, log);
 
-    if (state.status === 'Entitled') {
-      if (product && this.isRevoked(product, pod, state)) return this.markRevoked(pod, product, state, log);
-      // A verdict whose patch did not remove the gate (one a release before seals wrote).
-      if (gated) await this.patchPod(pod, {}, true);
-      return undefined;
-    }
+    // Never on a gated pod: the verdict and the gate's removal are one patch, and an unsealed Entitled on a gated pod is not adopted (pod-cache.ts).
+    if (state.status === 'Entitled') return product && this.isRevoked(product, pod, state) ? this.markRevoked(pod, product, state, log) : undefined;
     if (state.status === 'NotEntitled' && state.reason !== 'ProductNotFound') return product ? this.refused(pod, product, state, gated, log) : undefined;
     if (!product) return this.productNotFound(pod, state, log);
     return this.registerAndRecord(pod, product, state, gated, signal, log);
