@@ -90,7 +90,7 @@ export interface Ledger {
   legacyThrough?: number;
   /** The newest hours this product reported as the reporter of a shared product code (shared-codes.ts). */
   sharedReported?: number[];
-  /** The newest hour, if it was reported without some pods' records, refused for good: what the Metered condition says until an hour goes out whole. */
+  /** The newest hour reported without some pods' records, given up: what the Metered condition says for AWS's window of hours after it. */
   rejected?: { hour: number; message: string };
   /** By pod uid. */
   pods: Record<string, LedgerPod>;
@@ -279,8 +279,7 @@ export interface HourReported {
 /** The ledger once `hour` is reported (or lost): its terms go. */
 export function completeHour(ledger: Ledger, hour: number, outcome: 'reported' | 'lost', { asReporter = false, rejected }: HourReported = {}): Ledger {
   const closed = Object.fromEntries(Object.entries(ledger.closed).filter(([h]) => Number(h) !== hour));
-  const current = without(ledger, 'rejected');
-  const rest = current.legacyThrough !== undefined && current.legacyThrough <= hour ? without(current, 'legacyThrough') : current;
+  const rest = ledger.legacyThrough !== undefined && ledger.legacyThrough <= hour ? without(ledger, 'legacyThrough') : ledger;
   return {
     ...rest,
     ...(outcome === 'reported' && rejected !== undefined ? { rejected: { hour, message: rejected } } : {}),

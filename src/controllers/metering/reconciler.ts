@@ -80,8 +80,11 @@ interface HourRecords {
 }
 
 export class MeteringReconciler {
-  /** By product uid, then hour: accepted record tokens of hours still being reported, so a retry resends only the rest. */
-  private readonly accepted = new Map<string, Map<number, Set<string>>>();
+  /**
+   * By product uid, then hour, then record token: the records of hours still being reported that
+   * are settled, so a retry resends only the rest: accepted by AWS (undefined), or given up (why).
+   */
+  private readonly settled = new Map<string, Map<number, Map<string, string | undefined>>>();
   /** Failed tries of the failing hour in a row, by product key: the retry's backoff. */
   private readonly failures = new Map<string, number>();
   /** The uid of each product metered, by key: whose ledger to delete once it is gone. */
@@ -116,7 +119,7 @@ export class MeteringReconciler {
       if (result.kind === 'waiting') return this.awaitOthers(key, product, ledger, due, result.message);
       if (result.kind === 'failed') return this.retryLater(key, product, ledger, due, result.message);
       ledger = await this.save(product, completeHour(ledger, due, result.kind, result.kind === 'reported' ? result : {}));
-      this.accepted.get(uid)?.delete(due);
+      this.settled.get(uid)?.delete(due);
       await this.hourDone(product, due, result, log);
     }
     this.showDeadline(key, undefined);
@@ -157,7 +160,7 @@ export class MeteringReconciler {
 
   /** How many products, hours and ledgers this replica holds something of, by what it holds (its memory, kept bounded). */
   held(): { products: number; failing: number; warned: number; hoursInProgress: number; ledgers: number } {
-    const hoursInProgress = [...this.accepted.values()].reduce((sum, hours) => sum + hours.size, 0);
+    const hoursInProgress = [...this.settled.values()].reduce((sum, hours) => sum + hours.size, 0);
     return { products: this.uids.size, failing: this.failures.size, warned: this.warned.size, hoursInProgress, ledgers: this.deps.store.held };
   }
 
@@ -165,7 +168,7 @@ export class MeteringReconciler {
   private release(key: string, uid: string): void {
     this.failures.delete(key);
     this.warned.delete(uid);
-    this.accepted.delete(uid);
+    this.settled.delete(uid);
     this.deps.store.release(uid);
   }
 
@@ -282,51 +285,56 @@ export class MeteringReconciler {
   }
 
   private async send(product: MarketplaceProduct, ledger: Ledger, hour: number, { scope, records }: HourRecords, signal: AbortSignal, log: Logger): Promise<HourResult> {
-    const hours = this.accepted.get(ledger.productUid) ?? new Map<number, Set<string>>();
-    this.accepted.set(ledger.productUid, hours);
-    const accepted = hours.get(hour) ?? new Set<string>();
-    hours.set(hour, accepted);
+    const hours = this.settled.get(ledger.productUid) ?? new Map<number, Map<string, string | undefined>>();
+    this.settled.set(ledger.productUid, hours);
+    const settled = hours.get(hour) ?? new Map<string, string | undefined>();
+    hours.set(hour, settled);
     const closed = ledger.closed[hour];
     // As the hour closed: its product code and identity mode, whatever the spec says now.
     const billed: MarketplaceProduct = closed ? { ...product, spec: { ...product.spec, productCode: closed.productCode, identity: { ...product.spec.identity, mode: closed.mode } } } : product;
+    const pressing = this.deps.clock.now() > (hour + 1) * hourMs + pressingAfterMs;
     const conflicts: UsageRecordPlan[] = [];
-    const rejected: [UsageRecordPlan, string][] = [];
     // Wider than the AWS lane, so it stays full; not one call per record at once (a Pod-mode hour has thousands).
     const results = await mapPooled(
       records,
       sendWidth,
       async (record): Promise<string | undefined> => {
         const token = clientToken(scope, record);
-        if (accepted.has(token)) return undefined;
-        const outcome = await this.sendRecord(billed, record, token, signal);
+        if (settled.has(token)) return undefined;
+        const outcome = await this.sendRecord(billed, record, token, pressing, signal);
         if (outcome.kind === 'failed') return outcome.message;
-        accepted.add(token);
+        settled.set(token, outcome.kind === 'rejected' ? outcome.message : undefined);
         if (outcome.kind === 'conflict') conflicts.push(record);
-        if (outcome.kind === 'rejected') rejected.push([record, outcome.message]);
         return undefined;
       },
     );
     // Leadership lost: no verdict on the hour (the next leader reports it), and no ReportFailing.
     signal.throwIfAborted();
     await this.reportConflicts(product, hour, conflicts, log);
-    if (rejected.length > 0 && rejected.length === records.length) {
-      // Every record refused: more likely the product's trouble than each pod's. The hour is held, and retried.
-      for (const [record] of rejected) accepted.delete(clientToken(scope, record));
+    const rejected = records.flatMap((record): [UsageRecordPlan, string][] => {
+      const why = settled.get(clientToken(scope, record));
+      return why === undefined ? [] : [[record, why]];
+    });
+    if (rejected.length > 0 && rejected.length === records.length && !pressing) {
+      // Every record refused: more likely the product's trouble than each pod's (its role, its customer). The hour is held, and retried, for two hours.
+      for (const [record] of rejected) settled.delete(clientToken(scope, record));
       return { kind: 'failed', message: `every record was refused: ${rejected[0]?.[1] ?? ''}` };
     }
-    const refused = await this.reportRejected(product, hour, rejected, log);
     const failures = results.filter((failure) => failure !== undefined);
-    if (failures.length === 0) return { kind: 'reported', ...(refused !== undefined ? { rejected: refused } : {}) };
+    if (failures.length === 0) {
+      const refused = await this.reportRejected(product, hour, rejected, log);
+      return { kind: 'reported', ...(refused !== undefined ? { rejected: refused } : {}) };
+    }
     // AWS says the hour is past its window (our clock may differ a little from AWS's): lost.
     if (failures.some((failure) => failure.includes('TimestampOutOfBoundsException')) && !withinWindow(hour, this.deps.clock.now() + hourSlackMs)) {
-      return { kind: 'lost', records: records.length - accepted.size };
+      return { kind: 'lost', records: records.length - (settled.size - rejected.length) };
     }
     log.warn('usage report failed; will retry', { hour: iso(hour), failed: failures.length, error: failures[0] });
     return { kind: 'failed', message: `${failures.length} of ${records.length} records failed: ${failures[0] ?? ''}` };
   }
 
   /** One MeterUsage call, and what it came to (a record AWS holds already is accepted). */
-  private async sendRecord(product: MarketplaceProduct, record: UsageRecordPlan, token: string, signal: AbortSignal): Promise<RecordOutcome> {
+  private async sendRecord(product: MarketplaceProduct, record: UsageRecordPlan, token: string, pressing: boolean, signal: AbortSignal): Promise<RecordOutcome> {
     try {
       const input = {
         productCode: product.spec.productCode,
@@ -337,12 +345,18 @@ export class MeteringReconciler {
         ...(record.allocations ? { usageAllocations: record.allocations.map(allocation) } : {}),
       };
       // Two hours past its end, an hour's records no longer yield to registrations: four are left of AWS's window.
-      const urgency = this.deps.clock.now() > (record.hour + 1) * hourMs + pressingAfterMs ? 'pressing' : 'deferrable';
-      await this.deps.clients.run(product, this.callerRef(product, record), 'MeterUsage', (client) => meterUsage(client, input, signal), signal, urgency);
+      const urgency = pressing ? 'pressing' : 'deferrable';
+      const send = (caller: PodRef) => this.deps.clients.run(product, caller, 'MeterUsage', (client) => meterUsage(client, input, signal), signal, urgency);
+      const caller = this.callerRef(product, record);
+      await send(caller).catch((error: unknown) => {
+        // The pod ended (or was replaced under its name) before the cache showed it: its token can be bound to it no more.
+        if (!caller.ended && error instanceof IdentityUnavailableError && (error.httpStatus === 404 || error.httpStatus === 409)) return send({ ...caller, ended: true });
+        throw error;
+      });
       this.deps.metrics.meteringRecords.inc({ outcome: 'sent' });
       return { kind: 'accepted' };
     } catch (error) {
-      const outcome = recordOutcome(record, error);
+      const outcome = recordOutcome(record, error, pressing);
       this.deps.metrics.meteringRecords.inc({ outcome: outcome.kind === 'accepted' ? 'duplicate' : outcome.kind });
       return outcome;
     }
@@ -395,27 +409,36 @@ export class MeteringReconciler {
 /** What sending one record came to: accepted (sent now, or held by AWS already), or not. */
 type RecordOutcome = { kind: 'accepted' } | { kind: 'conflict' } | { kind: 'rejected'; message: string } | { kind: 'failed'; message: string };
 
-function recordOutcome(record: UsageRecordPlan, error: unknown): RecordOutcome {
+function recordOutcome(record: UsageRecordPlan, error: unknown, pressing: boolean): RecordOutcome {
   const message = error instanceof Error ? error.message : String(error);
   // Only ever the identical record: a closed hour's records are fixed.
   if (error instanceof AwsCallError && error.code === 'DuplicateRequestException') return { kind: 'accepted' };
   // AWS holds a record under this token with other parameters, and bills that one: no resend can change it.
   if (error instanceof AwsCallError && error.code === 'IdempotencyConflictException') return { kind: 'conflict' };
   // A pod's own record that can never go (its customer not entitled, its ServiceAccount gone): it must not hold back the others.
-  if (record.caller.kind === 'pod' && refusedForGood(error)) return { kind: 'rejected', message };
+  if (record.caller.kind === 'pod' && (refusedForGood(error) || (pressing && noIdentity(error)))) return { kind: 'rejected', message };
   return { kind: 'failed', message };
 }
 
 /**
- * A refusal of this pod's own that no retry changes: its customer not entitled, or no identity to
- * be had for it, what registration calls IdentityUnavailable (its ServiceAccount deleted, no role
- * or a malformed one, or, for a pod that has ended, the operator's limits refusing it a token in a
- * namespace not labelled for it). Refusals that may be the product's or the cluster's (a role's
+ * A refusal of this pod's own that no retry changes: its customer not entitled, or its identity
+ * gone (its ServiceAccount deleted). Refusals that may be the product's or the cluster's (a role's
  * trust policy, a region, throttling, the operator's own permissions: IdentityRetryError, an
  * unknown error) are retried, as are the operator's own.
  */
 function refusedForGood(error: unknown): boolean {
   if (error instanceof AwsCallError) return error.code === 'CustomerNotEntitledException';
+  if (error instanceof IdentityUnavailableError) return error.httpStatus === 404 || error.httpStatus === 410;
+  return false;
+}
+
+/**
+ * No identity to be had for the pod (what registration calls IdentityUnavailable) for a reason
+ * someone may still mend: no role or a malformed one, or, for a pod that has ended, the
+ * operator's limits refusing it a token in a namespace not labelled for it. Retried for the
+ * hour's first two hours past its end, then given up, so the hours after it go out in time.
+ */
+function noIdentity(error: unknown): boolean {
   return error instanceof IdentityUnavailableError;
 }
 
@@ -431,6 +454,7 @@ function conditionOf(ledger: Ledger): Condition {
     return { status: 'Unknown', reason: 'AwaitingFirstHour', message: `the first metered hour (${iso(ledger.startHour)}) is reported once it closes` };
   }
   if (ledger.lostHours.at(-1) === lastDone) return { status: 'False', reason: 'UsageLost', message: `usage of hour ${iso(lastDone)} is lost: it could not be reported within AWS's ${reportWindowHours}-hour window` };
-  if (ledger.rejected?.hour === lastDone) return { status: 'False', reason: 'UsageRejected', message: ledger.rejected.message };
+  // For as long as AWS would still take records of the hour (the hours behind it may have gone out with it).
+  if (ledger.rejected && lastDone - ledger.rejected.hour < reportWindowHours) return { status: 'False', reason: 'UsageRejected', message: ledger.rejected.message };
   return { status: 'True', reason: 'UsageReported', message: `usage through hour ${iso(lastDone)} reported` };
 }
