@@ -56,6 +56,19 @@ it('entitled: one RegisterUsage with the nonce of its uid, no write before it, a
   expect(h.api.made('PATCH', /pods/)).toHaveLength(1);
 });
 
+it('a sealed Entitled on a pod still gated (adopted, then the process stopped before ungating) is ungated, with no registration', async () => {
+  const h = harness();
+  h.product('app');
+  const pod = gatedPod('shop', 'web-0', 'app');
+  const sealed = sealedAnnotations(h.sealer, pod, { status: 'Entitled', reason: 'SignatureVerified', registeredAt: new Date().toISOString() });
+  h.api.putPod({ ...pod, metadata: { ...pod.metadata, annotations: sealed } });
+  const before = fake().calls('RegisterUsage').length;
+  await h.reconcile('shop/web-0');
+  expect(isGated(h.stored('shop/web-0'))).toBe(false);
+  expect(h.believed('shop/web-0')).toMatchObject({ status: 'Entitled' });
+  expect(fake().calls('RegisterUsage')).toHaveLength(before);
+});
+
 it('the nonce is a MAC only the operator key makes: another pod, another check or another key gives another one', () => {
   const sealer = testSealer();
   const first = sealer.nonces.of('uid-1', undefined);

@@ -96,8 +96,13 @@ export class PodReconciler {
     if (pod.unverifiedVerdict !== undefined && memory.startedOverFrom !== pod.metadata?.resourceVersion) return this.startOver(pod, log);
     if (pod.unsealedVerdict && !memory.state) return this.adopt(pod, product, state, log);
 
-    // Never on a gated pod: the verdict and the gate's removal are one patch, and an unsealed Entitled on a gated pod is not adopted (pod-cache.ts).
-    if (state.status === 'Entitled') return product && this.isRevoked(product, pod, state) ? this.markRevoked(pod, product, state, log) : undefined;
+    if (state.status === 'Entitled') {
+      if (product && this.isRevoked(product, pod, state)) return this.markRevoked(pod, product, state, log);
+      // Sealed, so the operator's own, yet gated: adopted (sealed without ungating) by a process
+      // that stopped before its next pass. An unsealed Entitled on a gated pod is never adopted (pod-cache.ts).
+      if (gated) await this.patchPod(pod, {}, true);
+      return undefined;
+    }
     if (state.status === 'NotEntitled' && state.reason !== 'ProductNotFound') return product ? this.refused(pod, product, state, gated, log) : undefined;
     if (!product) return this.productNotFound(pod, state, log);
     return this.registerAndRecord(pod, product, state, gated, signal, log);
