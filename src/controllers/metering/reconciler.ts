@@ -294,12 +294,12 @@ export class MeteringReconciler {
     const billed: MarketplaceProduct = closed ? { ...product, spec: { ...product.spec, productCode: closed.productCode, identity: { ...product.spec.identity, mode: closed.mode } } } : product;
     const pressing = this.deps.clock.now() > (hour + 1) * hourMs + pressingAfterMs;
     const conflicts: UsageRecordPlan[] = [];
+    const tokened = records.map((record) => ({ record, token: clientToken(scope, record) }));
     // Wider than the AWS lane, so it stays full; not one call per record at once (a Pod-mode hour has thousands).
     const results = await mapPooled(
-      records,
+      tokened,
       sendWidth,
-      async (record): Promise<string | undefined> => {
-        const token = clientToken(scope, record);
+      async ({ record, token }): Promise<string | undefined> => {
         if (settled.has(token)) return undefined;
         const outcome = await this.sendRecord(billed, record, token, pressing, signal);
         if (outcome.kind === 'failed') return outcome.message;
@@ -311,14 +311,14 @@ export class MeteringReconciler {
     // Leadership lost: no verdict on the hour (the next leader reports it), and no ReportFailing.
     signal.throwIfAborted();
     await this.reportConflicts(product, hour, conflicts, log);
-    const rejected = records.flatMap((record): [UsageRecordPlan, string][] => {
-      const why = settled.get(clientToken(scope, record));
-      return why === undefined ? [] : [[record, why]];
+    const rejected = tokened.flatMap(({ record, token }): Rejected[] => {
+      const why = settled.get(token);
+      return why === undefined ? [] : [{ record, token, why }];
     });
     if (rejected.length > 0 && rejected.length === records.length && !pressing) {
       // Every record refused: more likely the product's trouble than each pod's (its role, its customer). The hour is held, and retried, for two hours.
-      for (const [record] of rejected) settled.delete(clientToken(scope, record));
-      return { kind: 'failed', message: `every record was refused: ${rejected[0]?.[1] ?? ''}` };
+      for (const { token } of rejected) settled.delete(token);
+      return { kind: 'failed', message: `every record was refused: ${rejected[0]?.why ?? ''}` };
     }
     const failures = results.filter((failure) => failure !== undefined);
     if (failures.length === 0) {
@@ -372,11 +372,11 @@ export class MeteringReconciler {
   }
 
   /** One Warning Event per hour for the pods whose records were refused for good (none when there were none); returns what it said. */
-  private async reportRejected(product: MarketplaceProduct, hour: number, rejected: readonly [UsageRecordPlan, string][], log: Logger): Promise<string | undefined> {
+  private async reportRejected(product: MarketplaceProduct, hour: number, rejected: readonly Rejected[], log: Logger): Promise<string | undefined> {
     const [first] = rejected;
     if (!first) return undefined;
-    const callers = new Set(rejected.map(([record]) => (record.caller.kind === 'pod' ? record.caller.name : 'operator')));
-    const [record, message] = first;
+    const callers = new Set(rejected.map(({ record }) => (record.caller.kind === 'pod' ? record.caller.name : 'operator')));
+    const { record, why: message } = first;
     const firstCaller = record.caller.kind === 'pod' ? `pod ${record.caller.name}` : 'the operator';
     log.error('usage records refused for good; the other callers\' records of the hour are reported', { hour: iso(hour), records: rejected.length, callers: callers.size, error: message });
     const note = `${rejected.length} record${rejected.length === 1 ? '' : 's'} of hour ${iso(hour)} from ${callers.size} pod${callers.size === 1 ? '' : 's'} cannot be sent and are not billed (first, ${firstCaller}: ${message}); the other pods' records are reported`;
@@ -404,6 +404,13 @@ export class MeteringReconciler {
       await this.deps.events.record(productSubject(product), 'Warning', 'MeteringFailed', 'MeterUsage', condition.message);
     }
   }
+}
+
+/** A record of the hour given up, and why. */
+interface Rejected {
+  record: UsageRecordPlan;
+  token: string;
+  why: string;
 }
 
 /** What sending one record came to: accepted (sent now, or held by AWS already), or not. */
