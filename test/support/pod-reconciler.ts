@@ -4,7 +4,6 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import type { MarketplaceProduct, MarketplaceProductSpec } from '../../src/api/marketplace-product.js';
 import { productKeyOfPod } from '../../src/api/pod-state.js';
-import type { Clock } from '../../src/clock.js';
 import { Evictions } from '../../src/controllers/pods/evictions.js';
 import { PodReconciler } from '../../src/controllers/pods/reconciler.js';
 import { Registrar } from '../../src/controllers/pods/registration.js';
@@ -16,15 +15,10 @@ import { createLogger } from '../../src/observability/logger.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import { podCache, type CachedPod } from '../../src/verdicts/pod-cache.js';
 import type { FakeAws } from '../fake-aws/server.js';
+import { testClock } from './clock.js';
 import { fakeProductClients } from './fake-aws.js';
 import { MemoryApi, MemoryCache } from './memory.js';
 import { testSealer } from './seals.js';
-
-/** A clock the test moves. */
-export function testClock(start = Date.now()): Clock & { advance(ms: number): void } {
-  let now = start;
-  return { now: () => now, realMsUntil: (time) => Math.max(0, time - now), advance: (ms) => (now += ms) };
-}
 
 export interface PodReconcilerHarnessOptions<C extends ApiClient> {
   /** The client the reconciler writes through; by default the in-memory API server itself. */

@@ -7,7 +7,6 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { productLabel, type MarketplaceProduct } from '../../src/api/marketplace-product.js';
 import { productKeyOfPod } from '../../src/api/pod-state.js';
-import type { Clock } from '../../src/clock.js';
 import { hourMs } from '../../src/controllers/metering/ledger.js';
 import { LedgerStore } from '../../src/controllers/metering/ledger-store.js';
 import { MeteringReconciler } from '../../src/controllers/metering/reconciler.js';
@@ -17,6 +16,7 @@ import { createLogger } from '../../src/observability/logger.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import { podCache, type CachedPod } from '../../src/verdicts/pod-cache.js';
 import { fakeAwsForSuite, fakeProductClients } from '../support/fake-aws.js';
+import { testClock } from '../support/clock.js';
 import { MemoryApi, MemoryCache } from '../support/memory.js';
 import { sealedAnnotations, testSealer } from '../support/seals.js';
 
@@ -32,8 +32,7 @@ function metering() {
   const pods = new MemoryCache<V1Pod, CachedPod>({ transform: podCache(sealer), indexBy: productKeyOfPod });
   const products = new MemoryCache<MarketplaceProduct>();
   const api = new MemoryApi({ pods, products });
-  let now = hour * hourMs + 10 * 60_000;
-  const clock: Clock = { now: () => now, realMsUntil: (t) => Math.max(0, t - now) };
+  const clock = testClock(hour * hourMs + 10 * 60_000);
   const metrics = new Metrics();
   const store = new LedgerStore(api, 'entitlement-operator-system');
   const reconciler = new MeteringReconciler({
@@ -58,7 +57,7 @@ function metering() {
   const metadata = { namespace: 'shop', name: 'a', uid: 'a-uid', labels: { [productLabel]: 'app' } };
   const annotations = sealedAnnotations(sealer, { metadata }, { status: 'Entitled', reason: 'SignatureVerified', registeredAt: new Date(hour * hourMs + 60_000).toISOString() });
   api.putPod({ metadata: { ...metadata, annotations }, spec: { containers: [{ name: 'c', image: 'c' }] }, status: { phase: 'Running' } });
-  return { api, pods, products, reconciler, put, advance: (ms: number) => (now += ms) };
+  return { api, pods, products, reconciler, put, advance: clock.advance };
 }
 
 describe('what the metering reconciler holds in memory', () => {

@@ -6,7 +6,6 @@ import { productLabel, type MarketplaceProduct } from '../../src/api/marketplace
 import { productKeyOfPod } from '../../src/api/pod-state.js';
 import { IdentityUnavailableError, type PodRef } from '../../src/aws/pod-identity.js';
 import type { ProductClients } from '../../src/aws/product-clients.js';
-import type { Clock } from '../../src/clock.js';
 import { hourMs } from '../../src/controllers/metering/ledger.js';
 import { LedgerStore } from '../../src/controllers/metering/ledger-store.js';
 import { MeteringReconciler } from '../../src/controllers/metering/reconciler.js';
@@ -15,6 +14,7 @@ import { EventRecorder } from '../../src/kube/events.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import { podCache, type CachedPod } from '../../src/verdicts/pod-cache.js';
+import { testClock } from '../support/clock.js';
 import { MemoryApi, MemoryCache } from '../support/memory.js';
 import { sealedAnnotations, testSealer } from '../support/seals.js';
 
@@ -31,8 +31,7 @@ function metering(podNames: string[], answer: Answer) {
   const pods = new MemoryCache<V1Pod, CachedPod>({ transform: podCache(sealer), indexBy: productKeyOfPod });
   const products = new MemoryCache<MarketplaceProduct>();
   const api = new MemoryApi({ pods, products });
-  let now = hour * hourMs + 10 * 60_000;
-  const clock: Clock = { now: () => now, realMsUntil: (t) => Math.max(0, t - now) };
+  const clock = testClock(hour * hourMs + 10 * 60_000);
   const sent: string[] = [];
   const clients = {
     run: <T>(_product: MarketplaceProduct, pod: PodRef): Promise<T> => {
@@ -70,7 +69,7 @@ function metering(podNames: string[], answer: Answer) {
   const report = () => reports.metering('shop/app');
   const condition = () => report()?.condition;
   const rejectedEvents = () => api.made('POST', /\/events$/).filter((r) => (r.body as { reason: string }).reason === 'UsageRejected');
-  return { reconcile, report, condition, rejectedEvents, sent, advance: (ms: number) => (now += ms) };
+  return { reconcile, report, condition, rejectedEvents, sent, advance: clock.advance };
 }
 
 it('a pod whose identity is gone is given up at once, and stays given up when the hour is retried for another pod', async () => {

@@ -16,6 +16,7 @@ import { createLogger } from '../../src/observability/logger.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import { podCache, type CachedPod } from '../../src/verdicts/pod-cache.js';
 import { fakeAwsForSuite, fakeCredentials, fakeProductClients, fakeSettings } from '../support/fake-aws.js';
+import { testClock } from '../support/clock.js';
 import { MemoryApi, MemoryCache } from '../support/memory.js';
 import { sealedAnnotations, testSealer } from '../support/seals.js';
 
@@ -103,8 +104,7 @@ describe('MeteringReconciler', () => {
 
   function metering(options: { eks?: boolean } = {}) {
     const w = world();
-    let now = hour * hourMs + 10 * 60_000;
-    const clock: Clock = { now: () => now, realMsUntil: (t) => Math.max(0, t - now) };
+    const clock = testClock(hour * hourMs + 10 * 60_000);
     const metrics = new Metrics();
     const deps = {
       products: w.products,
@@ -119,7 +119,7 @@ describe('MeteringReconciler', () => {
       onEks: () => Promise.resolve(options.eks ?? false),
     };
     const reconciler = new MeteringReconciler(deps);
-    return { ...w, reconciler, metrics, deps, advance: (ms: number) => (now += ms) };
+    return { ...w, reconciler, metrics, deps, advance: clock.advance };
   }
 
   it('observes pods into the ledger (written ahead), reports the hour once it closes, exactly once, and says so', async () => {
