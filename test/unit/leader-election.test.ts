@@ -84,6 +84,15 @@ function elector(identity: string, events: string[]): LeaderElector {
   );
 }
 
+/** An elector of ours, started, once it leads; `events` records its callbacks. */
+async function leading(): Promise<{ leader: LeaderElector; events: string[] }> {
+  const events: string[] = [];
+  const leader = elector('us', events);
+  leader.start();
+  await waitFor('the elector to lead', () => Promise.resolve(events.includes('started') ? true : undefined), 5_000, 20);
+  return { leader, events };
+}
+
 it("never takes a Lease that is being renewed, whatever the renewTime the other replica's clock writes", async () => {
   // Another replica, its clock an hour behind ours, renews every 200 ms.
   lease = { metadata: { name: 'lease', namespace: 'ns', resourceVersion: String(++version) }, spec: { holderIdentity: 'other', leaseDurationSeconds: 1 } };
@@ -112,10 +121,7 @@ it("never takes a Lease that is being renewed, whatever the renewTime the other 
 });
 
 it('a leader whose API calls hang steps down within its renew deadline, before the Lease can expire for others', async () => {
-  const events: string[] = [];
-  const leader = elector('us', events);
-  leader.start();
-  await waitFor('the elector to lead', () => Promise.resolve(events.includes('started') ? true : undefined), 5_000, 50);
+  const { leader, events } = await leading();
   const renewedAt = Date.now();
   hang = true;
   await waitFor('the leader to step down', () => Promise.resolve(events.includes('stopped') ? true : undefined), 5_000, 20);
@@ -139,10 +145,7 @@ it('stopped while the answer to its acquiring write is outstanding, a candidate 
 });
 
 it('a deposed leader never campaigns again, even once the Lease it lost expires (its process exits meanwhile)', async () => {
-  const events: string[] = [];
-  const leader = elector('us', events);
-  leader.start();
-  await waitFor('the elector to lead', () => Promise.resolve(events.includes('started') ? true : undefined), 5_000, 50);
+  const { leader, events } = await leading();
   hang = true;
   await waitFor('the leader to step down', () => Promise.resolve(events.includes('stopped') ? true : undefined), 5_000, 20);
   hang = false;
@@ -154,10 +157,7 @@ it('a deposed leader never campaigns again, even once the Lease it lost expires 
 });
 
 it('a leader stopped while the API server answers nothing gives up releasing the Lease after its renew deadline (the process can exit)', async () => {
-  const events: string[] = [];
-  const leader = elector('us', events);
-  leader.start();
-  await waitFor('leadership', () => Promise.resolve(events.includes('started') ? true : undefined), 5_000, 20);
+  const { leader } = await leading();
   hang = true;
   const outcome = await Promise.race([leader.stop().then(() => 'stopped'), sleep(5_000).then(() => 'still releasing')]);
   hang = false;
